@@ -1,0 +1,32 @@
+# Every target runs inside the pinned stack (tools/with-stack builds or reuses it).
+STACK := tools/with-stack
+FULL_DATA ?= ../shared/data/fashion-mnist
+
+.PHONY: run test stack full schema sample clean
+
+## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
+run:
+	$(STACK) fmnist run --preset sample
+
+## test: the whole test suite (what CI runs)
+test:
+	$(STACK) python -m pytest -q tests
+
+## stack: only build (or verify) the environment
+stack:
+	$(STACK) python -c "import tfx, tensorflow as tf; print('tfx', tfx.__version__, 'tensorflow', tf.__version__)"
+
+## full: the pipeline on the full 70,000 images
+full:
+	$(STACK) fmnist run --data $(FULL_DATA)
+
+## schema: regenerate schema/schema.pbtxt from schema/make_schema.py
+schema:
+	$(STACK) sh -c 'python schema/make_schema.py > schema/schema.pbtxt'
+
+## sample: rebuild data/sample from the full data set
+sample:
+	$(STACK) python tools/make_sample.py $(FULL_DATA) data/sample
+
+clean:
+	rm -rf outputs

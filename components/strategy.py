@@ -1,0 +1,48 @@
+"""Picks the tf.distribute strategy from what the Trainer's machine (or cluster) offers.
+
+Kubeflow starts the same Trainer code on a CPU pod, a GPU pod or several worker pods (TF_CONFIG);
+the choice is made at run time so the pipeline definition never has to know.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+
+def cluster_workers(tf_config: str | None = None) -> int:
+    """Number of workers (chief included) TF_CONFIG lists; 1 when unset."""
+    raw = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
+    if not raw:
+        return 1
+    cluster = json.loads(raw).get("cluster", {})
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirrored across TF_CONFIG workers, Mirrored across local GPUs, else default."""
+    if cluster_workers() > 1:
+        strategy: tf.distribute.Strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif tf.config.list_physical_devices("GPU"):
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    log.info("distribution strategy: %s with %d replica(s)", type(strategy).__name__,
+             strategy.num_replicas_in_sync)
+    return strategy
+
+
+def is_chief() -> bool:
+    """True unless TF_CONFIG names this task as a non-chief worker (only the chief exports)."""
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw:
+        return True
+    task = json.loads(raw).get("task", {})
+    cluster = json.loads(raw).get("cluster", {})
+    if "chief" in cluster:
+        return task.get("type") == "chief"
+    return task.get("type", "worker") == "worker" and int(task.get("index", 0)) == 0

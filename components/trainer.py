@@ -1,0 +1,107 @@
+"""Trainer module: `run_fn` is what TFX's Trainer calls with the transformed data.
+
+Only the `train` split reaches the Trainer; a deterministic 1-in-k slice of it is held out for
+validation (early stopping), so the test CSV stays unseen until the Evaluator.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tf_keras as keras  # noqa: E402
+from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
+
+from components import export, strategy  # noqa: E402
+from components.model import HParams, build_model  # noqa: E402
+from pipeline.features import IMAGE_KEY, TRANSFORMED_LABEL_KEY  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.json"
+
+
+def _file_list(patterns: list[str]) -> list[str]:
+    files: list[str] = []
+    for pattern in patterns:
+        files.extend(sorted(tf.io.gfile.glob(pattern)))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {patterns}")
+    return files
+
+
+def load_split(patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
+    """Unbatched (image, label) pairs from Transform's gzipped TFRecords, in file order."""
+    spec = tf_transform_output.transformed_feature_spec()
+    spec = {IMAGE_KEY: spec[IMAGE_KEY], TRANSFORMED_LABEL_KEY: spec[TRANSFORMED_LABEL_KEY]}
+    records = tf.data.TFRecordDataset(_file_list(patterns), compression_type="GZIP",
+                                      num_parallel_reads=1)
+
+    def parse(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        features = tf.io.parse_example(batch, spec)
+        return features[IMAGE_KEY], tf.reshape(features[TRANSFORMED_LABEL_KEY], [-1])
+
+    return records.batch(1024).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+
+
+def split_train_validation(ds: tf.data.Dataset, validation_fraction: float
+                           ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Every k-th example (k = round(1/fraction)) to validation; the same rows on every run."""
+    k = max(2, round(1.0 / validation_fraction))
+    indexed = ds.enumerate()
+    pick = lambda keep: lambda i, xy: tf.equal(i % k, k - 1) == keep  # noqa: E731
+    strip = lambda i, xy: xy  # noqa: E731
+    return indexed.filter(pick(False)).map(strip), indexed.filter(pick(True)).map(strip)
+
+
+def count(ds: tf.data.Dataset) -> int:
+    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+def run_fn(fn_args: FnArgs) -> None:
+    """Train, keep the best validation epoch, export the SavedModel with serving signatures."""
+    cfg: dict[str, Any] = dict(fn_args.custom_config or {})
+    epochs = int(cfg.get("epochs", 10))
+    batch_size = int(cfg.get("batch_size", 128))
+    seed = int(cfg.get("seed", 42))
+    hp = HParams.from_config(cfg)
+    keras.utils.set_random_seed(seed)
+
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    everything = load_split(fn_args.train_files, tf_transform_output).cache()
+    train, validation = split_train_validation(everything, float(cfg.get("validation_fraction", 0.1)))
+    n_train, n_val = count(train), count(validation)
+    log.info("training on %d examples, validating on %d", n_train, n_val)
+
+    dist = strategy.choose_strategy()
+    global_batch = batch_size * dist.num_replicas_in_sync
+    steps = -(-n_train // global_batch)
+    train = (train.shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
+             .batch(global_batch).prefetch(tf.data.AUTOTUNE))
+    validation = validation.batch(1024).cache().prefetch(tf.data.AUTOTUNE)
+    with dist.scope():
+        model = build_model(hp, steps_per_epoch=steps, epochs=epochs)
+    model.summary(print_fn=log.info)
+
+    callbacks = [
+        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
+                                      patience=int(cfg.get("early_stopping_patience", 3))),
+    ]
+    history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,
+                        verbose=2)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
+        json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
+
+    if strategy.is_chief():
+        export.export_model(model, tf_transform_output, fn_args.serving_model_dir)
+    else:  # Non-chief workers must still write (then discard) for MultiWorkerMirrored's collectives.
+        export.export_model(model, tf_transform_output,
+                            os.path.join(fn_args.model_run_dir, f"worker-tmp-{os.getpid()}"))
+    log.info("exported SavedModel to %s", fn_args.serving_model_dir)

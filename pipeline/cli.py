@@ -1,0 +1,134 @@
+"""`fmnist`: the one command users type. Sub-commands import TensorFlow only when they need it."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from pipeline.config import PRESETS, ConfigError, PipelineConfig, load_config
+
+log = logging.getLogger("fmnist")
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value
+    return out
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    overrides = _overrides(args.set or [])
+    if args.data:
+        overrides["data_root"] = str(Path(args.data).resolve())
+    if args.output:
+        overrides["output_root"] = str(Path(args.output).resolve())
+    return load_config(args.preset, args.config, overrides)
+
+
+def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
+    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
+                   help=f"named settings (default: {default_preset})")
+    p.add_argument("--data", help="directory with a training and a test CSV (Kaggle layout, .csv or .csv.gz); "
+                                  "default: the committed sample")
+    p.add_argument("--config", help="YAML file of config fields")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
+    p.add_argument("--output", help="output root (pipeline artifacts, metadata, serving dir)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline import runner
+
+    config = config_from_args(args)
+    data_files = list(Path(config.data_root).glob(config.train_pattern)) if "://" not in config.data_root else [1]
+    if not data_files:
+        raise ConfigError(f"no training CSV matching '{config.train_pattern}' in {config.data_root}")
+    print(f"running pipeline '{config.pipeline_name}' on {config.data_root}\n"
+          f"  outputs under {config.output_root}; serving dir {config.serving_model_dir}", file=sys.stderr)
+    summary = runner.run_local(config)
+    print(runner.format_summary(summary, config))
+    return runner.exit_code(summary)
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from pipeline import download
+
+    try:
+        written = download.download(Path(args.out), mirror=args.mirror)
+    except download.DownloadError as e:
+        print(f"fmnist data download: {e}", file=sys.stderr)
+        return 1
+    for split, path in written.items():
+        print(f"{split}: {path}")
+    print(f"now run: fmnist run --data {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fmnist", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TFX's own logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
+    _add_config_args(run, "default")
+    run.set_defaults(func=cmd_run)
+
+    data = sub.add_parser("data", help="data set utilities").add_subparsers(dest="data_command", required=True)
+    dl = data.add_parser("download", help="fetch the official IDX files and convert them to CSV")
+    dl.add_argument("--out", default="data/fashion-mnist", help="directory for the CSVs")
+    from pipeline.download import MIRROR
+    dl.add_argument("--mirror", default=MIRROR)
+    dl.set_defaults(func=cmd_download)
+
+    for register in _extensions:
+        register(sub)
+    return parser
+
+
+# Other packages (serving, kubeflow, reports) add their sub-commands here.
+_extensions: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def _load_extensions() -> None:
+    for module in ("serving.cli", "kubeflow.cli", "pipeline.report_cli"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        _extensions.append(mod.register)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_extensions()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not args.verbose:
+        _quiet_tfx()
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"fmnist: {e}", file=sys.stderr)
+        return 2
+
+
+def _quiet_tfx() -> None:
+    """TFX logs every artifact at INFO; keep warnings, and our own progress display."""
+    for name in ("absl", "tensorflow", "apache_beam", "root"):
+        logging.getLogger(name).setLevel(logging.INFO if name == "absl" else logging.WARNING)
+    # absl's own handler would print everything at INFO; only our progress handler should.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""The one object `create_pipeline` is built from, and how users set it.
+
+A config is a frozen dataclass so a run's settings are explicit and hashable into logs. It comes
+from a named preset (`sample`, `default`, `fast`), optionally a YAML file, then `key=value`
+overrides from the command line, in that order. Paths are kept as strings because the same config
+is compiled for Kubeflow, where they are URIs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = PROJECT_ROOT / "data" / "sample"
+SCHEMA_DIR = PROJECT_ROOT / "schema"
+DEFAULT_OUTPUT = PROJECT_ROOT / "outputs"
+
+
+class ConfigError(ValueError):
+    """A config value a user set is unusable; the message names the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    pipeline_name: str = "fmnist"
+    # Data: a directory holding a training and a test CSV (Kaggle layout, optionally .gz).
+    data_root: str = str(SAMPLE_DATA)
+    train_pattern: str = "*train*.csv*"
+    test_pattern: str = "*test*.csv*"
+    schema_dir: str = str(SCHEMA_DIR)
+    # Outputs.
+    output_root: str = str(DEFAULT_OUTPUT)
+    model_name: str = "fmnist"
+    serving_root: str = ""          # default: <output_root>/serving
+    # Training.
+    epochs: int = 12
+    batch_size: int = 128
+    learning_rate: float = 2e-3
+    validation_fraction: float = 0.1
+    early_stopping_patience: int = 3
+    seed: int = 42
+    # Model (see components/model.py HParams).
+    conv_filters: tuple[int, ...] = (32, 64)
+    convs_per_block: int = 1
+    dense_units: int = 128
+    dropout: float = 0.3
+    augment: bool = False
+    label_smoothing: float = 0.0
+    # Blessing.
+    accuracy_threshold: float = 0.915
+    # Execution.
+    enable_cache: bool = True
+    beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_root, "pipelines", self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.output_root, "metadata", self.pipeline_name, "metadata.db")
+
+    @property
+    def serving_model_dir(self) -> str:
+        """Where Pusher writes `<integer version>/`: TF Serving's `<base>/<model name>/` layout."""
+        base = self.serving_root or os.path.join(self.output_root, "serving")
+        return os.path.join(base, self.model_name)
+
+    def validate(self) -> "PipelineConfig":
+        checks = [
+            ("epochs", self.epochs >= 1, "must be >= 1"),
+            ("batch_size", self.batch_size >= 1, "must be >= 1"),
+            ("learning_rate", self.learning_rate > 0, "must be > 0"),
+            ("validation_fraction", 0 < self.validation_fraction < 1, "must be in (0, 1)"),
+            ("accuracy_threshold", 0 <= self.accuracy_threshold <= 1, "must be in [0, 1]"),
+            ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),
+            ("model_name", self.model_name.replace("_", "").replace("-", "").isalnum(),
+             "must be letters, digits, '-' or '_'"),
+        ]
+        for field, ok, why in checks:
+            if not ok:
+                raise ConfigError(f"config field '{field}' = {getattr(self, field)!r} {why}")
+        return self
+
+    def trainer_config(self) -> dict[str, Any]:
+        """What the Trainer's run_fn reads from custom_config (JSON-serialisable)."""
+        keys = ("epochs", "batch_size", "learning_rate", "validation_fraction",
+                "early_stopping_patience", "seed", "convs_per_block", "dense_units", "dropout",
+                "augment", "label_smoothing")
+        out: dict[str, Any] = {k: getattr(self, k) for k in keys}
+        out["conv_filters"] = list(self.conv_filters)
+        return out
+
+    def replace(self, **changes: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The embedded default: the committed 2,500/600-row sample, a few epochs, a threshold the
+    # sample can meet, so `make run` finishes in minutes on a laptop.
+    "sample": {"pipeline_name": "fmnist-sample", "output_root": str(DEFAULT_OUTPUT / "sample"),
+               "epochs": 5, "batch_size": 64, "accuracy_threshold": 0.6,
+               "early_stopping_patience": 2},
+    # The full data set's production settings.
+    "default": {},
+    "fast": {"epochs": 4},
+}
+
+
+def _coerce(field: dataclasses.Field, raw: Any) -> Any:
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    if not isinstance(raw, str):
+        if kind.startswith("tuple[int"):
+            return tuple(int(a) for a in raw)
+        return tuple(raw) if kind.startswith("tuple") else raw
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if kind.startswith("tuple[int"):
+            return tuple(int(a) for a in raw.replace(",", " ").split())
+        if kind.startswith("tuple"):
+            return tuple(a for a in raw.split(" ") if a)
+    except ValueError:
+        raise ConfigError(f"config field '{field.name}' expects {kind}, got {raw!r}") from None
+    return raw
+
+
+def load_config(preset: str = "default", file: str | None = None,
+                overrides: Mapping[str, Any] | None = None) -> PipelineConfig:
+    """Preset, then YAML file, then overrides; unknown keys are an error naming the key."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}'; choose one of {sorted(PRESETS)}")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    if file:
+        import yaml
+        with open(file) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file}: expected a mapping of config fields")
+        values.update(loaded)
+    values.update(overrides or {})
+    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {unknown}; known: {sorted(fields)}")
+    return PipelineConfig(**{k: _coerce(fields[k], v) for k, v in values.items()}).validate()

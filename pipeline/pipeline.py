@@ -1,0 +1,116 @@
+"""The pipeline's DAG, built from a PipelineConfig; the one definition every runner uses.
+
+LocalDagRunner runs it here; kubeflow/ compiles the very same function for Kubeflow Pipelines.
+
+    FastCsvExampleGen -> StatisticsGen -> ExampleValidator(ImportSchemaGen) -> ValidationGate
+      -> Transform -> Trainer -> Evaluator (vs. latest blessed model) -> AtomicPusher
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components.custom_components import AtomicPusher, FastCsvExampleGen
+from components.validation_gate import ValidationGate
+from pipeline.config import PipelineConfig
+from pipeline.features import LABEL_KEY
+
+SCHEMA_FILE = "schema.pbtxt"
+TRAIN_SPLIT, TEST_SPLIT = "train", "test"
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+
+
+def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
+    """Accuracy overall and per class (sliced by label); bless above the threshold, no regression."""
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_threshold}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
+                                    prediction_key="probabilities")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+            tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+        ])])
+
+
+def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_model_dir: Any = None,
+                    epochs: Any = None, accuracy_threshold: Any = None,
+                    pipeline_root: str | None = None, metadata_connection_config: Any = None,
+                    beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for `config`.
+
+    The keyword arguments let a runner replace a config value with a runtime parameter (Kubeflow)
+    without a second pipeline definition; by default everything comes from `config`.
+    """
+    data_root = config.data_root if data_root is None else data_root
+    serving_model_dir = config.serving_model_dir if serving_model_dir is None else serving_model_dir
+    accuracy_threshold = config.accuracy_threshold if accuracy_threshold is None else accuracy_threshold
+    trainer_config = config.trainer_config()
+    if epochs is not None:
+        trainer_config["epochs"] = epochs
+
+    example_gen = FastCsvExampleGen(
+        input_base=data_root,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=config.train_pattern),
+            tfx.proto.Input.Split(name=TEST_SPLIT, pattern=config.test_pattern),
+        ]))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.ImportSchemaGen(
+        schema_file=os.path.join(config.schema_dir, SCHEMA_FILE))
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn="components.preprocessing.preprocessing_fn",
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
+                                             transform=[TRAIN_SPLIT, TEST_SPLIT]))
+    transform.add_upstream_node(gate)
+
+    trainer = tfx.components.Trainer(
+        run_fn="components.trainer.run_fn",
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        # Validation is carved out of the train split inside run_fn; the test split stays unseen.
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[TRAIN_SPLIT]),
+        custom_config=trainer_config)
+
+    baseline_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        example_splits=[TEST_SPLIT],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_resolver.outputs["model"],
+        eval_config=eval_config(accuracy_threshold))
+
+    pusher = AtomicPusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=pipeline_root or config.pipeline_root,
+        components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
+                    trainer, baseline_resolver, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args or config.beam_args))

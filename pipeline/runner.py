@@ -1,0 +1,197 @@
+"""Runs the pipeline with LocalDagRunner and reads back, from ML Metadata, what happened.
+
+The summary (component states and times, metrics, blessing, push destination) is read from the
+run's MLMD records and artifacts rather than from logs, so it is exactly what TFX recorded --
+including which components were served from the cache.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from pipeline.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 2, 3
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    name: str
+    state: str            # COMPLETE, CACHED, FAILED, RUNNING, ...
+    seconds: float
+    outputs: dict[str, list[Any]]   # output key -> MLMD artifacts
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    components: list[ComponentRun]
+    metrics: dict[str, dict[str, float]]  # slice ("overall", "label=3") -> metric -> value
+    blessed: bool | None
+    pushed_to: str | None
+    evaluation_uri: str | None
+    failures: list[str]
+
+    def component(self, name: str) -> ComponentRun | None:
+        return next((c for c in self.components if c.name == name), None)
+
+
+def metadata_config(path: str) -> Any:
+    from tfx.orchestration import metadata
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return metadata.sqlite_metadata_connection_config(path)
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns LocalDagRunner's 'Component X is running/finished' log lines into a progress display."""
+    PATTERN = re.compile(r"Component (\S+) is (running|finished)")
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(logging.INFO)
+        self.stream = stream or sys.stderr
+        self.started: dict[str, float] = {}
+        self.done = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = self.PATTERN.search(record.getMessage())
+        if not m:
+            return
+        node, what = m.groups()
+        if what == "running":
+            self.started[node] = time.monotonic()
+            self.stream.write(f"  [{self.done + 1:2d}] {node:<32} running ...\n")
+        else:
+            self.done += 1
+            took = time.monotonic() - self.started.get(node, time.monotonic())
+            self.stream.write(f"  [{self.done:2d}] {node:<32} done in {took:6.1f} s\n")
+        self.stream.flush()
+
+
+def run_local(config: PipelineConfig, progress: bool = True) -> RunSummary:
+    """Run the whole pipeline locally; returns the summary even when a component failed."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    pipeline = create_pipeline(config, metadata_connection_config=metadata_config(config.metadata_path))
+    handler = _ProgressHandler() if progress else None
+    absl_logger = logging.getLogger("absl")
+    if handler:
+        absl_logger.addHandler(handler)
+    error: BaseException | None = None
+    try:
+        tfx.orchestration.LocalDagRunner().run(pipeline)
+    except Exception as e:  # the summary below names the failed component; re-raised after
+        error = e
+    finally:
+        if handler:
+            absl_logger.removeHandler(handler)
+    summary = summarize(config)
+    if error is not None:
+        summary.failures.append(root_cause(error))
+    return summary
+
+
+def root_cause(error: BaseException) -> str:
+    """The innermost exception's message: what the user has to fix, not the runner's wrapper."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return f"{type(error).__name__}: {error}"
+
+
+def summarize(config: PipelineConfig) -> RunSummary:
+    """What the latest run of `config`'s pipeline recorded in ML Metadata."""
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = metadata_store.MetadataStore(metadata_config(config.metadata_path))
+    runs = store.get_contexts_by_type("pipeline_run")
+    runs = [r for r in runs if r.name.startswith("")]
+    if not runs:
+        return RunSummary("", [], {}, None, None, None, ["no pipeline run recorded"])
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    components: list[ComponentRun] = []
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
+                     if c.type == "node"), str(execution.id))
+        outputs: dict[str, list[Any]] = {}
+        events = [e for e in store.get_events_by_execution_ids([execution.id])
+                  if e.type in (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.DECLARED_OUTPUT)]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        for event in events:
+            key = event.path.steps[0].key if event.path.steps else "output"
+            outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+        seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1000
+        state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        components.append(ComponentRun(node, state, seconds, outputs))
+    summary = RunSummary(run.name, components, {}, None, None, None, [])
+    evaluator = summary.component("Evaluator")
+    if evaluator and evaluator.outputs.get("evaluation"):
+        summary.evaluation_uri = evaluator.outputs["evaluation"][0].uri
+        summary.metrics = load_metrics(summary.evaluation_uri)
+    if evaluator and evaluator.outputs.get("blessing"):
+        props = evaluator.outputs["blessing"][0].custom_properties
+        summary.blessed = bool(props["blessed"].int_value) if "blessed" in props else None
+    pusher = summary.component("AtomicPusher") or summary.component("Pusher")
+    if pusher and pusher.outputs.get("pushed_model"):
+        props = pusher.outputs["pushed_model"][0].custom_properties
+        if props.get("pushed") and props["pushed"].int_value:
+            summary.pushed_to = props["pushed_destination"].string_value
+    return summary
+
+
+def load_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """TFMA's metrics per slice as plain floats: {'overall': {...}, 'label=6': {...}}."""
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_eval_result(evaluation_uri)
+    out: dict[str, dict[str, float]] = {}
+    for slice_key, by_output in result.slicing_metrics:
+        name = "overall" if not slice_key else ",".join(f"{k}={v}" for k, v in slice_key)
+        values: dict[str, float] = {}
+        for sub_keys in by_output.values():
+            for metric, value in sub_keys.get("", {}).items():
+                if isinstance(value, dict) and "doubleValue" in value:
+                    values[metric] = float(value["doubleValue"])
+        out[name] = values
+    return out
+
+
+def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
+    from pipeline.features import CLASS_NAMES
+
+    lines = [f"pipeline run {summary.run_id}"]
+    for c in summary.components:
+        mark = " (cached)" if c.state == "CACHED" else ""
+        lines.append(f"  {c.name:<32} {c.state:<9} {c.seconds:7.1f} s{mark}")
+    overall = summary.metrics.get("overall", {})
+    if overall:
+        acc = overall.get("sparse_categorical_accuracy")
+        lines.append(f"test accuracy: {acc:.4f} on {int(overall.get('example_count', 0))} examples "
+                     f"(threshold {config.accuracy_threshold:.4f})")
+        per_class = []
+        for i, name in enumerate(CLASS_NAMES):
+            m = summary.metrics.get(f"label={i}", {})
+            if "sparse_categorical_accuracy" in m:
+                per_class.append(f"    {i} {name:<12} recall {m['sparse_categorical_accuracy']:.4f}")
+        lines.extend(["  per class:"] + per_class if per_class else [])
+    if summary.blessed is not None:
+        lines.append(f"blessing: {'BLESSED' if summary.blessed else 'NOT BLESSED'}")
+    lines.append(f"pushed to: {summary.pushed_to}" if summary.pushed_to
+                 else "pushed: nothing (the serving directory is unchanged)")
+    for failure in summary.failures:
+        lines.append(f"FAILED: {failure}")
+    return "\n".join(lines)
+
+
+def exit_code(summary: RunSummary) -> int:
+    if summary.failures:
+        return EXIT_FAILED
+    return EXIT_OK if summary.pushed_to else EXIT_NOT_PUSHED
