@@ -24,6 +24,8 @@ setup(
         # tfx-bsl 1.21.0 caps tensorflow-serving-api below 2.20, so 2.21 cannot be co-installed.
         "tensorflow-serving-api>=2.19,<2.20",
         "kfp>=2.6,<2.17",
+        "tensorboard>=2.21,<2.22",
+        "grpcio-health-checking",
         "pyyaml",
         "pillow",
         "matplotlib",

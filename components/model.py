@@ -55,13 +55,13 @@ def build_model(hp: HParams = HParams(), steps_per_epoch: int | None = None,
         for i in range(hp.convs_per_block):
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                     name=f"conv{block}_{i}")(x)
-            x = keras.layers.BatchNormalization(name=f"bn{block}_{i}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{block}_{i}")(x)
             x = keras.layers.ReLU()(x)
         x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
         x = keras.layers.Dropout(hp.dropout / 2)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(hp.dense_units, use_bias=False, name="features")(x)
-    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU(name="embedding")(x)
     x = keras.layers.Dropout(hp.dropout)(x)
     outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)

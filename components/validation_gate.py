@@ -5,7 +5,6 @@ way. This gate fails its execution with a message that names every split, featur
 LocalDagRunner (and Kubeflow) stop the run there and nothing downstream -- Pusher included -- runs.
 The anomalies stay in the ExampleAnomalies artifact for `tfdv.display_anomalies`.
 """
-from __future__ import annotations
 
 import logging
 import os
@@ -24,12 +23,12 @@ class DataValidationError(RuntimeError):
 
 def describe_anomalies(anomalies_uri: str, split_names: list[str]) -> list[str]:
     """One line per (split, feature, anomaly), in a stable order."""
-    import tensorflow_data_validation as tfdv
+    from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
 
     problems: list[str] = []
     for split in split_names:
         path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
-        anomalies = tfdv.load_anomalies_binary(path)
+        anomalies = load_anomalies_binary(path)
         for feature, info in sorted(anomalies.anomaly_info.items()):
             reasons = "; ".join(r.description or r.short_description for r in info.reason)
             problems.append(f"split '{split}', feature '{feature}': {reasons}")
@@ -51,5 +50,5 @@ def ValidationGate(anomalies: tfx.dsl.components.InputArtifact[
         raise DataValidationError(
             "the data does not match schema/schema.pbtxt; stopping before Transform and Trainer:\n  "
             + "\n  ".join(shown + more)
-            + f"\n(open the anomalies with tfdv.load_anomalies_binary under {anomalies.uri})")
+            + f"\n(the anomalies are kept for tfdv.display_anomalies under {anomalies.uri})")
     log.info("data validation passed for splits %s", splits)

@@ -121,10 +121,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+_NOISE = ("ZetaSQL", "property_predicate is not supported")
+
+
+def _drop_known_noise(record: logging.LogRecord) -> bool:
+    """TFX 1.21 warns on every MLMD query that its optional ZetaSQL backend is absent."""
+    return not any(n in record.getMessage() for n in _NOISE)
+
+
 def _quiet_tfx() -> None:
     """TFX logs every artifact at INFO; keep warnings, and our own progress display."""
     for name in ("absl", "tensorflow", "apache_beam", "root"):
         logging.getLogger(name).setLevel(logging.INFO if name == "absl" else logging.WARNING)
+    logging.getLogger("absl").addFilter(_drop_known_noise)
     # absl's own handler would print everything at INFO; only our progress handler should.
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)

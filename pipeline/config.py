@@ -101,8 +101,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: the committed 2,500/600-row sample, a few epochs, a threshold the
     # sample can meet, so `make run` finishes in minutes on a laptop.
     "sample": {"pipeline_name": "fmnist-sample", "output_root": str(DEFAULT_OUTPUT / "sample"),
-               "epochs": 5, "batch_size": 64, "accuracy_threshold": 0.6,
-               "early_stopping_patience": 2},
+               "epochs": 8, "batch_size": 64, "accuracy_threshold": 0.6,
+               "early_stopping_patience": 3},
     # The full data set's production settings.
     "default": {},
     "fast": {"epochs": 4},

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from components.custom_components import AtomicPusher, FastCsvExampleGen
@@ -35,7 +36,9 @@ def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", threshold=threshold),
+            # Thresholds on the overall slice only: per-class accuracy is reported, not gated.
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+                config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]),
             tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
         ])])
 
