@@ -1,0 +1,55 @@
+"""Shared fixtures. The end-to-end fixtures run the real pipeline once per session (minutes)."""
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from pipeline.config import SAMPLE_DATA, PipelineConfig, load_config  # noqa: E402
+
+SAMPLE_TEST_CSV = SAMPLE_DATA / "fashion-mnist_test.csv.gz"
+
+
+def read_sample_rows(path: Path = SAMPLE_TEST_CSV, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
+    with gzip.open(path, "rt") as f:
+        header = f.readline().strip().split(",")
+        rows = [[int(v) for v in line.split(",")] for line in f if line.strip()]
+    return header, rows[:limit] if limit else rows
+
+
+def write_csv_gz(path: Path, header: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt") as f:
+        f.write(",".join(header) + "\n")
+        for row in rows:
+            f.write(",".join(str(v) for v in row) + "\n")
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory: pytest.TempPathFactory):
+    """The sample preset, run for real under LocalDagRunner into a temporary output root."""
+    from pipeline import runner
+
+    out = tmp_path_factory.mktemp("sample-run")
+    config = load_config("sample", overrides={"output_root": str(out)})
+    summary = runner.run_local(config, progress=False)
+    return config, summary
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """A copy of the committed sample that a test may damage."""
+    target = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, target)
+    return target
+
+
+def small_config(tmp_path: Path, data_root: Path, **overrides) -> PipelineConfig:
+    return load_config("sample", overrides={"output_root": str(tmp_path / "out"),
+                                            "data_root": str(data_root), **overrides})

@@ -1,0 +1,104 @@
+"""The real TFX pipeline under LocalDagRunner on the committed sample, and what it leaves behind."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import read_sample_rows
+from pipeline.features import CLASS_NAMES, PIXEL_KEYS
+
+EXPECTED = ["FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
+            "ValidationGate", "Transform", "Trainer", "Evaluator", "AtomicPusher"]
+
+
+def test_every_component_ran_and_produced_its_artifacts(sample_run):
+    config, summary = sample_run
+    assert not summary.failures, summary.failures
+    for name in EXPECTED:
+        component = summary.component(name)
+        assert component is not None and component.state == "COMPLETE", (name, component)
+    outputs = {
+        "FastCsvExampleGen": "examples", "StatisticsGen": "statistics", "ImportSchemaGen": "schema",
+        "ExampleValidator": "anomalies", "Transform": "transform_graph", "Trainer": "model",
+        "Evaluator": "evaluation", "AtomicPusher": "pushed_model",
+    }
+    for name, key in outputs.items():
+        artifacts = summary.component(name).outputs[key]
+        assert artifacts and os.listdir(artifacts[0].uri), (name, key)
+
+
+def test_statistics_and_anomalies_open_with_tfdv(sample_run):
+    import tensorflow_data_validation as tfdv
+    from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
+
+    _, summary = sample_run
+    stats_uri = summary.component("StatisticsGen").outputs["statistics"][0].uri
+    stats = tfdv.load_stats_binary(os.path.join(stats_uri, "Split-train", "FeatureStats.pb"))
+    dataset = stats.datasets[0]
+    assert dataset.num_examples == 2500
+    assert {f.path.step[0] for f in dataset.features} >= {"label", "pixel1", "pixel784"}
+    anomalies_uri = summary.component("ExampleValidator").outputs["anomalies"][0].uri
+    assert not load_anomalies_binary(os.path.join(anomalies_uri, "Split-test", "SchemaDiff.pb")).anomaly_info
+
+
+def test_blessed_pushed_with_per_class_metrics(sample_run):
+    config, summary = sample_run
+    assert summary.blessed is True
+    overall = summary.metrics["overall"]["sparse_categorical_accuracy"]
+    assert overall >= config.accuracy_threshold
+    assert summary.metrics["overall"]["example_count"] == 600
+    assert {f"label={i}" for i in range(10)} <= set(summary.metrics)
+    assert os.path.dirname(summary.pushed_to) == config.serving_model_dir
+    assert os.path.basename(summary.pushed_to).isdigit()
+    # Nothing but complete integer versions in the serving directory.
+    assert os.listdir(config.serving_model_dir) == [os.path.basename(summary.pushed_to)]
+
+
+@pytest.fixture(scope="module")
+def pushed(sample_run):
+    return tf.saved_model.load(sample_run[1].pushed_to)
+
+
+def _serialized(rows):
+    out = []
+    for row in rows:
+        feats = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+                 for k, v in zip(PIXEL_KEYS, row[1:])}
+        out.append(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    return tf.constant(out)
+
+
+def test_pushed_model_classifies_through_every_signature(pushed):
+    _, rows = read_sample_rows()
+    labels = np.array([r[0] for r in rows])
+    images = np.array([r[1:] for r in rows], dtype=np.float32).reshape(-1, 28, 28)
+    by_examples = pushed.signatures["serving_default"](examples=_serialized(rows))
+    by_float = pushed.signatures["serving_images"](images=tf.constant(images))
+    by_uint8 = pushed.signatures["serving_images_uint8"](images=tf.constant(images.astype(np.uint8)))
+    for out in (by_examples, by_float, by_uint8):
+        assert out["probabilities"].shape == (len(rows), 10)
+        accuracy = float(np.mean(out["class_id"].numpy() == labels))
+        assert accuracy > 0.7, accuracy  # chance is 0.1
+        names = [n.decode() for n in out["class_name"].numpy()]
+        assert names == [CLASS_NAMES[i] for i in out["class_id"].numpy()]
+    np.testing.assert_allclose(by_examples["probabilities"], by_float["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(by_float["probabilities"], by_uint8["probabilities"], atol=1e-5)
+
+
+def test_trainer_wrote_tensorboard_logs_and_history(sample_run):
+    _, summary = sample_run
+    run_dir = summary.component("Trainer").outputs["model_run"][0].uri
+    files = [os.path.join(d, f) for d, _, fs in os.walk(run_dir) for f in fs]
+    assert any("tfevents" in f for f in files)
+    assert os.path.exists(os.path.join(run_dir, "history.json"))
+
+
+def test_second_run_is_served_from_the_cache(sample_run):
+    from pipeline import runner
+
+    config, _ = sample_run
+    again = runner.run_local(config, progress=False)
+    for name in ("FastCsvExampleGen", "StatisticsGen", "Transform", "Trainer"):
+        assert again.component(name).state == "CACHED", name
+    assert "(cached)" in runner.format_summary(again, config)
