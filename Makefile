@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run test stack full schema sample clean
+.PHONY: run test stack full schema sample clean bench-pipeline bench-training
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -27,6 +27,14 @@ schema:
 ## sample: rebuild data/sample from the full data set
 sample:
 	$(STACK) python tools/make_sample.py $(FULL_DATA) data/sample
+
+## bench-pipeline: full-data pipeline timings, peak memory, accuracy (BENCHMARKS.md)
+bench-pipeline:
+	$(STACK) python benchmarks/pipeline_bench.py --data $(FULL_DATA)
+
+## bench-training: tutorial baseline vs. our model, side by side (BENCHMARKS.md)
+bench-training:
+	$(STACK) python benchmarks/training_speed.py --data $(FULL_DATA)
 
 clean:
 	rm -rf outputs

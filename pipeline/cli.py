@@ -131,8 +131,13 @@ def _drop_known_noise(record: logging.LogRecord) -> bool:
 
 def _quiet_tfx() -> None:
     """TFX logs every artifact at INFO; keep warnings, and our own progress display."""
-    for name in ("absl", "tensorflow", "apache_beam", "root"):
-        logging.getLogger(name).setLevel(logging.INFO if name == "absl" else logging.WARNING)
+    from absl import logging as absl_logging
+
+    # Through absl's verbosity flag, not the logger: a later absl flags parse would reset the
+    # logger's level and silence the 'Component X is running' lines the progress display reads.
+    absl_logging.set_verbosity(absl_logging.INFO)
+    for name in ("tensorflow", "apache_beam"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("absl").addFilter(_drop_known_noise)
     # absl's own handler would print everything at INFO; only our progress handler should.
     for handler in logging.getLogger().handlers:
