@@ -4,7 +4,10 @@ Every signature runs the exported Transform graph (tft_layer) before the model, 
 what the CSV holds -- raw 0-255 pixels -- and can never skew from training. Signatures:
 
 * `serving_default`: serialized tf.Examples (`examples`), what TF Serving's Predict and Classify
-  clients send; features named like the CSV columns, label not needed.
+  clients send; one int64 feature per pixel named like the CSV columns (`pixel1`..`pixel784`),
+  label not needed.
+* `serving_pixels_examples`: serialized tf.Examples in the Examples artifact's layout (one int64
+  feature `pixels` of 784 values); what the Evaluator feeds the model.
 * `serving_images`: float32 images [N, 28, 28] in 0..255 (`images`).
 * `serving_images_uint8`: uint8 images [N, 28, 28] (`images`).
 
@@ -21,11 +24,13 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from pipeline.features import CLASS_NAMES, IMAGE_SIZE, LABEL_KEY, PIXEL_KEYS  # noqa: E402
+from pipeline.features import (CLASS_NAMES, IMAGE_SIZE, LABEL_KEY, NUM_PIXELS,  # noqa: E402
+                               PIXEL_KEYS, RAW_PIXELS_KEY)
 
 EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
-SIGNATURES = ("serving_default", "serving_images", "serving_images_uint8")
+SIGNATURES = ("serving_default", "serving_images", "serving_images_uint8", "serving_pixels_examples")
+EVAL_SIGNATURE = "serving_pixels_examples"
 
 
 def _answers(model: keras.Model, transformed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -43,15 +48,21 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
     raw_spec.pop(LABEL_KEY, None)
 
     def image_features(images: tf.Tensor) -> dict[str, tf.Tensor]:
-        pixels = tf.reshape(tf.cast(images, tf.float32), [-1, IMAGE_SIZE * IMAGE_SIZE])
-        pixels = tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.int64)
-        return {key: pixels[:, i:i + 1] for i, key in enumerate(PIXEL_KEYS)}
+        pixels = tf.reshape(tf.cast(images, tf.float32), [-1, NUM_PIXELS])
+        return {RAW_PIXELS_KEY: tf.cast(tf.round(tf.clip_by_value(pixels, 0.0, 255.0)), tf.int64)}
 
     def run(raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         return _answers(model, model.tft_layer(raw))
 
+    pixel_columns = {key: tf.io.FixedLenFeature([], tf.int64) for key in PIXEL_KEYS}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        columns = tf.io.parse_example(examples, pixel_columns)
+        return run({RAW_PIXELS_KEY: tf.stack([columns[key] for key in PIXEL_KEYS], axis=1)})
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def serve_pixels_examples(examples: tf.Tensor) -> dict[str, tf.Tensor]:
         return run(tf.io.parse_example(examples, raw_spec))
 
     @tf.function(input_signature=[
@@ -68,6 +79,7 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
         "serving_default": serve_examples.get_concrete_function(),
         "serving_images": serve_images.get_concrete_function(),
         "serving_images_uint8": serve_images_uint8.get_concrete_function(),
+        EVAL_SIGNATURE: serve_pixels_examples.get_concrete_function(),
     }
 
 

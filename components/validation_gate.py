@@ -1,54 +1,111 @@
 """Stops the pipeline when ExampleValidator found anomalies, before Transform and Trainer run.
 
 Why a component: ExampleValidator only records anomalies; TFX runs Transform and Trainer either
-way. This gate fails its execution with a message that names every split, feature and anomaly, so
-LocalDagRunner (and Kubeflow) stop the run there and nothing downstream -- Pusher included -- runs.
+way. This gate fails its execution with a message that names every split, feature and anomaly,
+so LocalDagRunner (and Kubeflow) stop the run there and nothing downstream -- Pusher included --
+runs. TFDV reports per feature ("pixels: unexpectedly large value 300"); to make that fixable the
+gate then looks up the first offending cells in the CSVs themselves (file, line, column, value).
 The anomalies stay in the ExampleAnomalies artifact for `tfdv.display_anomalies`.
 """
-
+import json
 import logging
 import os
 
+import numpy as np
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
+
+from pipeline.features import CSV_COLUMNS, LABEL_KEY, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
 
 ANOMALIES_FILE = "SchemaDiff.pb"
+MAX_CELLS_SHOWN = 5
 
 
 class DataValidationError(RuntimeError):
     """The data does not match the schema; the message lists what to fix."""
 
 
-def describe_anomalies(anomalies_uri: str, split_names: list[str]) -> list[str]:
-    """One line per (split, feature, anomaly), in a stable order."""
+def describe_anomalies(anomalies_uri: str, split_names: list[str]) -> dict[str, list[str]]:
+    """{split: ["feature 'x': description", ...]} for the splits that have anomalies."""
     from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
 
-    problems: list[str] = []
+    problems: dict[str, list[str]] = {}
     for split in split_names:
-        path = os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE)
-        anomalies = load_anomalies_binary(path)
+        anomalies = load_anomalies_binary(os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE))
+        lines = []
         for feature, info in sorted(anomalies.anomaly_info.items()):
             reasons = "; ".join(r.description or r.short_description for r in info.reason)
-            problems.append(f"split '{split}', feature '{feature}': {reasons}")
+            lines.append(f"feature '{feature}': {reasons}")
         if anomalies.HasField("dataset_anomaly_info"):
-            reasons = "; ".join(r.description for r in anomalies.dataset_anomaly_info.reason)
-            problems.append(f"split '{split}', whole data set: {reasons}")
+            lines.append("whole data set: " + "; ".join(
+                r.description for r in anomalies.dataset_anomaly_info.reason))
+        if lines:
+            problems[split] = lines
     return problems
 
 
+def domains_from_schema(schema_uri: str) -> dict[str, tuple[int, int]]:
+    """{feature: (min, max)} of the schema's integer domains."""
+    from tfx.utils import io_utils
+
+    schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema_uri))
+    return {f.name: (f.int_domain.min, f.int_domain.max) for f in schema.feature
+            if f.HasField("int_domain")}
+
+
+def offending_cells(pattern: str, domains: dict[str, tuple[int, int]]) -> list[str]:
+    """The first cells of the CSVs matching `pattern` that fall outside their feature's domain."""
+    from components.csv_example_gen import read_table
+
+    # Column c of the table feeds feature `label` (c == 0) or `pixels` (c >= 1).
+    lo = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[0]]
+                  + [domains.get(RAW_PIXELS_KEY, (-2**62, 2**62))[0]] * (len(CSV_COLUMNS) - 1))
+    hi = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[1]]
+                  + [domains.get(RAW_PIXELS_KEY, (-2**62, 2**62))[1]] * (len(CSV_COLUMNS) - 1))
+    found: list[str] = []
+    for path in sorted(fileio.glob(pattern)):
+        table = read_table(path)
+        rows, cols = np.nonzero((table < lo) | (table > hi))
+        for r, c in zip(rows[:MAX_CELLS_SHOWN], cols[:MAX_CELLS_SHOWN]):
+            found.append(f"{path} line {r + 2} column '{CSV_COLUMNS[c]}' = {table[r, c]} "
+                         f"(allowed {lo[c]}..{hi[c]})")
+        if len(rows) > MAX_CELLS_SHOWN:
+            found.append(f"... {len(rows) - MAX_CELLS_SHOWN} more such cells in {path}")
+        if len(found) >= MAX_CELLS_SHOWN:
+            break
+    return found
+
+
 @tfx.dsl.components.component
-def ValidationGate(anomalies: tfx.dsl.components.InputArtifact[
-        tfx.types.standard_artifacts.ExampleAnomalies]) -> None:
-    """Raises DataValidationError if any split has anomalies."""
+def ValidationGate(
+        anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+        schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+        input_base: tfx.dsl.components.Parameter[str],
+        split_patterns: tfx.dsl.components.Parameter[str]) -> None:
+    """Raises DataValidationError if any split has anomalies.
+
+    split_patterns: JSON {split name: file pattern under input_base}, as given to ExampleGen.
+    """
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     problems = describe_anomalies(anomalies.uri, splits)
-    if problems:
-        shown = problems[:20]
-        more = [f"... and {len(problems) - 20} more"] if len(problems) > 20 else []
-        raise DataValidationError(
-            "the data does not match schema/schema.pbtxt; stopping before Transform and Trainer:\n  "
-            + "\n  ".join(shown + more)
-            + f"\n(the anomalies are kept for tfdv.display_anomalies under {anomalies.uri})")
-    log.info("data validation passed for splits %s", splits)
+    if not problems:
+        log.info("data validation passed for splits %s", splits)
+        return
+    patterns = json.loads(split_patterns)
+    domains = domains_from_schema(schema.uri)
+    lines = []
+    for split, found in problems.items():
+        lines += [f"split '{split}', {p}" for p in found]
+        if split in patterns:
+            try:
+                cells = offending_cells(os.path.join(input_base, patterns[split]), domains)
+            except Exception as e:  # the detail is a help; never hide the anomalies behind it
+                cells = [f"(could not look up the offending rows: {e})"]
+            lines += [f"    {c}" for c in cells]
+    raise DataValidationError(
+        "the data does not match schema/schema.pbtxt; stopping before Transform and Trainer:\n  "
+        + "\n  ".join(lines)
+        + f"\n(the anomalies are kept for tfdv.display_anomalies under {anomalies.uri})")

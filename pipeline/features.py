@@ -12,6 +12,10 @@ NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
 PIXEL_KEYS: tuple[str, ...] = tuple(f"pixel{i}" for i in range(1, NUM_PIXELS + 1))
 CSV_COLUMNS: tuple[str, ...] = (LABEL_KEY, *PIXEL_KEYS)
 
+# In the Examples artifact (ExampleGen's output) an image is one int64 feature of 784 values,
+# row-major, 0..255: one feature instead of 784 keeps statistics, validation and Transform fast.
+RAW_PIXELS_KEY = "pixels"
+
 # Output of Transform: one flat float image in [0, 1]; the model reshapes it to [28, 28, 1].
 IMAGE_KEY = "image"
 TRANSFORMED_LABEL_KEY = "label"

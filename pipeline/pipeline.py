@@ -7,6 +7,7 @@ LocalDagRunner runs it here; kubeflow/ compiles the very same function for Kubef
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -15,6 +16,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from components.custom_components import AtomicPusher, FastCsvExampleGen
+from components.export import EVAL_SIGNATURE
 from components.validation_gate import ValidationGate
 from pipeline.config import PipelineConfig
 from pipeline.features import LABEL_KEY
@@ -31,7 +33,7 @@ def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
+        model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, label_key=LABEL_KEY,
                                     prediction_key="probabilities")],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
@@ -70,7 +72,10 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         schema_file=os.path.join(config.schema_dir, SCHEMA_FILE))
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+    gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
+                          schema=schema_gen.outputs["schema"], input_base=data_root,
+                          split_patterns=json.dumps({TRAIN_SPLIT: config.train_pattern,
+                                                     TEST_SPLIT: config.test_pattern}))
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],

@@ -37,7 +37,9 @@ def test_statistics_and_anomalies_open_with_tfdv(sample_run):
     stats = tfdv.load_stats_binary(os.path.join(stats_uri, "Split-train", "FeatureStats.pb"))
     dataset = stats.datasets[0]
     assert dataset.num_examples == 2500
-    assert {f.path.step[0] for f in dataset.features} >= {"label", "pixel1", "pixel784"}
+    assert {f.path.step[0] for f in dataset.features} == {"label", "pixels"}
+    pixels = next(f for f in dataset.features if f.path.step[0] == "pixels")
+    assert pixels.num_stats.max == 255 and pixels.num_stats.common_stats.max_num_values == 784
     anomalies_uri = summary.component("ExampleValidator").outputs["anomalies"][0].uri
     assert not load_anomalies_binary(os.path.join(anomalies_uri, "Split-test", "SchemaDiff.pb")).anomaly_info
 
@@ -76,7 +78,11 @@ def test_pushed_model_classifies_through_every_signature(pushed):
     by_examples = pushed.signatures["serving_default"](examples=_serialized(rows))
     by_float = pushed.signatures["serving_images"](images=tf.constant(images))
     by_uint8 = pushed.signatures["serving_images_uint8"](images=tf.constant(images.astype(np.uint8)))
-    for out in (by_examples, by_float, by_uint8):
+    pixels_examples = tf.constant([tf.train.Example(features=tf.train.Features(feature={
+        "pixels": tf.train.Feature(int64_list=tf.train.Int64List(value=r[1:]))})).SerializeToString()
+        for r in rows])
+    by_pixels = pushed.signatures["serving_pixels_examples"](examples=pixels_examples)
+    for out in (by_examples, by_float, by_uint8, by_pixels):
         assert out["probabilities"].shape == (len(rows), 10)
         accuracy = float(np.mean(out["class_id"].numpy() == labels))
         assert accuracy > 0.7, accuracy  # chance is 0.1
@@ -84,6 +90,7 @@ def test_pushed_model_classifies_through_every_signature(pushed):
         assert names == [CLASS_NAMES[i] for i in out["class_id"].numpy()]
     np.testing.assert_allclose(by_examples["probabilities"], by_float["probabilities"], atol=1e-5)
     np.testing.assert_allclose(by_float["probabilities"], by_uint8["probabilities"], atol=1e-5)
+    np.testing.assert_allclose(by_pixels["probabilities"], by_float["probabilities"], atol=1e-5)
 
 
 def test_trainer_wrote_tensorboard_logs_and_history(sample_run):

@@ -3,13 +3,12 @@ import numpy as np
 import tensorflow as tf
 
 from components.preprocessing import preprocessing_fn
-from pipeline.features import IMAGE_KEY, LABEL_KEY, PIXEL_KEYS
+from pipeline.features import IMAGE_KEY, LABEL_KEY, RAW_PIXELS_KEY
 
 
 def _inputs(pixels: np.ndarray, labels: np.ndarray) -> dict:
-    feats = {k: tf.constant(pixels[:, i:i + 1], tf.int64) for i, k in enumerate(PIXEL_KEYS)}
-    feats[LABEL_KEY] = tf.constant(labels.reshape(-1, 1), tf.int64)
-    return feats
+    return {RAW_PIXELS_KEY: tf.constant(pixels, tf.int64),
+            LABEL_KEY: tf.constant(labels.reshape(-1, 1), tf.int64)}
 
 
 def test_pixels_become_one_scaled_image_in_row_major_order():
@@ -38,7 +37,6 @@ def test_out_of_range_pixels_are_clipped_and_label_optional():
 
 def test_sparse_inputs_are_densified():
     pixels = np.arange(784).reshape(1, 784) % 256
-    feats = {k: tf.sparse.from_dense(tf.constant(pixels[:, i:i + 1], tf.int64))
-             for i, k in enumerate(PIXEL_KEYS)}
+    feats = {RAW_PIXELS_KEY: tf.sparse.from_dense(tf.constant(pixels, tf.int64))}
     image = preprocessing_fn(feats)[IMAGE_KEY].numpy().reshape(-1)
     np.testing.assert_allclose(image, pixels.reshape(-1) / 255.0, rtol=1e-6)
