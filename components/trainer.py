@@ -1,7 +1,8 @@
 """Trainer module: `run_fn` is what TFX's Trainer calls with the transformed data.
 
-Only the `train` split reaches the Trainer; a deterministic 1-in-k slice of it is held out for
-validation (early stopping), so the test CSV stays unseen until the Evaluator.
+Training uses only the `train` split; a deterministic 1-in-k slice of it is held out for
+validation (early stopping). The Trainer's eval split is the test split, used after training only
+for the TensorBoard embedding projector -- it never influences the weights or the stopping epoch.
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typing import Any
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import export, strategy  # noqa: E402
+from components import export, projector, strategy  # noqa: E402
 from components.model import HParams, build_model  # noqa: E402
 from pipeline.features import IMAGE_KEY, TRANSFORMED_LABEL_KEY  # noqa: E402
 
@@ -98,6 +100,12 @@ def run_fn(fn_args: FnArgs) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
+
+    if strategy.is_chief() and fn_args.eval_files:
+        # The eval split is the test split: shown in the projector after training, never trained on.
+        sample = load_split(fn_args.eval_files, tf_transform_output).take(int(cfg.get("projector_examples", 2000)))
+        images, labels = (np.stack(a) for a in zip(*sample.as_numpy_iterator()))
+        projector.write_projector(model, images, labels, fn_args.model_run_dir)
 
     if strategy.is_chief():
         export.export_model(model, tf_transform_output, fn_args.serving_model_dir)

@@ -17,6 +17,7 @@ from tfx import v1 as tfx
 
 from components.custom_components import AtomicPusher, FastCsvExampleGen
 from components.export import EVAL_SIGNATURE
+from components.report_component import RunReport
 from components.validation_gate import ValidationGate
 from pipeline.config import PipelineConfig
 from pipeline.features import LABEL_KEY
@@ -90,9 +91,10 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        # Validation is carved out of the train split inside run_fn; the test split stays unseen.
+        # Validation is carved out of the train split inside run_fn; the test split is only
+        # drawn in the TensorBoard projector after training.
         train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
-        eval_args=tfx.proto.EvalArgs(splits=[TRAIN_SPLIT]),
+        eval_args=tfx.proto.EvalArgs(splits=[TEST_SPLIT]),
         custom_config=trainer_config)
 
     baseline_resolver = tfx.dsl.Resolver(
@@ -114,11 +116,16 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
 
+    run_report = RunReport(model=trainer.outputs["model"], model_run=trainer.outputs["model_run"],
+                           evaluation=evaluator.outputs["evaluation"],
+                           blessing=evaluator.outputs["blessing"],
+                           examples=example_gen.outputs["examples"], test_split=TEST_SPLIT)
+
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
-                    trainer, baseline_resolver, evaluator, pusher],
+                    trainer, baseline_resolver, evaluator, pusher, run_report],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or config.beam_args))

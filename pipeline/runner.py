@@ -38,6 +38,7 @@ class RunSummary:
     pushed_to: str | None
     evaluation_uri: str | None
     failures: list[str]
+    report_path: str | None = None
 
     def component(self, name: str) -> ComponentRun | None:
         return next((c for c in self.components if c.name == name), None)
@@ -113,7 +114,6 @@ def summarize(config: PipelineConfig) -> RunSummary:
 
     store = metadata_store.MetadataStore(metadata_config(config.metadata_path))
     runs = store.get_contexts_by_type("pipeline_run")
-    runs = [r for r in runs if r.name.startswith("")]
     if not runs:
         return RunSummary("", [], {}, None, None, None, ["no pipeline run recorded"])
     run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
@@ -144,6 +144,10 @@ def summarize(config: PipelineConfig) -> RunSummary:
         props = pusher.outputs["pushed_model"][0].custom_properties
         if props.get("pushed") and props["pushed"].int_value:
             summary.pushed_to = props["pushed_destination"].string_value
+    run_report = summary.component("RunReport")
+    if run_report and run_report.outputs.get("report_dir"):
+        path = os.path.join(run_report.outputs["report_dir"][0].uri, "index.html")
+        summary.report_path = path if os.path.exists(path) else None
     return summary
 
 
@@ -186,6 +190,8 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         lines.append(f"blessing: {'BLESSED' if summary.blessed else 'NOT BLESSED'}")
     lines.append(f"pushed to: {summary.pushed_to}" if summary.pushed_to
                  else "pushed: nothing (the serving directory is unchanged)")
+    if summary.report_path:
+        lines.append(f"report: {summary.report_path}")
     for failure in summary.failures:
         lines.append(f"FAILED: {failure}")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ import tensorflow as tf
 from conftest import read_sample_rows
 from pipeline.features import CLASS_NAMES, PIXEL_KEYS
 
-EXPECTED = ["FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
+EXPECTED = ["FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "RunReport",
             "ValidationGate", "Transform", "Trainer", "Evaluator", "AtomicPusher"]
 
 
@@ -109,3 +109,37 @@ def test_second_run_is_served_from_the_cache(sample_run):
     for name in ("FastCsvExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert again.component(name).state == "CACHED", name
     assert "(cached)" in runner.format_summary(again, config)
+
+
+def test_run_report_matches_the_evaluator(sample_run):
+    import json
+
+    from PIL import Image
+
+    config, summary = sample_run
+    assert summary.report_path and summary.report_path.endswith("index.html")
+    folder = os.path.dirname(summary.report_path)
+    for png in ("history.png", "confusion.png", "misclassified.png"):
+        with Image.open(os.path.join(folder, png)) as img:
+            img.load()
+            assert img.size[0] > 200 and img.size[1] > 100
+    data = json.load(open(os.path.join(folder, "per_class.json")))
+    for row in data["per_class"]:
+        sliced = summary.metrics[f"label={row['class_id']}"]["sparse_categorical_accuracy"]
+        assert abs(row["recall"] - sliced) < 1e-6, row  # recall == accuracy on the label slice
+        assert row["support"] == 60
+    blessing = data["blessing"]
+    assert blessing["blessed"] is True and blessing["threshold"] == config.accuracy_threshold
+    assert abs(blessing["accuracy"] - summary.metrics["overall"]["sparse_categorical_accuracy"]) < 1e-9
+    page = open(summary.report_path).read()
+    assert "BLESSED" in page and f"{blessing['accuracy']:.4f}" in page
+
+
+def test_projector_of_test_embeddings_in_trainer_logs(sample_run):
+    _, summary = sample_run
+    out = os.path.join(summary.component("Trainer").outputs["model_run"][0].uri, "projector")
+    config = open(os.path.join(out, "projector_config.pbtxt")).read()
+    assert "sprite.png" in config and "metadata.tsv" in config
+    lines = open(os.path.join(out, "metadata.tsv")).read().splitlines()
+    assert lines[0] == "label\tclass" and len(lines) == 601  # all 600 sample test rows
+    assert any(f.startswith("embedding.ckpt") for f in os.listdir(out))

@@ -1,0 +1,67 @@
+"""RunReport: the TFX component that writes the HTML run report (components/report.py).
+
+It runs after the Evaluator whatever the blessing, so a rejected model gets a report too.
+"""
+import json
+import os
+
+from tfx import v1 as tfx
+from tfx.types import artifact
+
+from components import report
+
+
+class RunReportArtifact(artifact.Artifact):
+    """A directory with index.html, PNG plots and per_class.json."""
+    TYPE_NAME = "fmnist.RunReport"
+
+
+def _test_split(examples_uri: str, split: str):
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.features import LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
+
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    spec = {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
+            RAW_PIXELS_KEY: tf.io.FixedLenFeature([NUM_PIXELS], tf.int64)}
+    serialized, labels, pixels = [], [], []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(2048):
+        parsed = tf.io.parse_example(batch, spec)
+        serialized.append(batch.numpy())
+        labels.append(parsed[LABEL_KEY].numpy().reshape(-1))
+        pixels.append(parsed[RAW_PIXELS_KEY].numpy())
+    return np.concatenate(serialized), np.concatenate(labels), np.concatenate(pixels)
+
+
+@tfx.dsl.components.component
+def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
+              model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
+              evaluation: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelEvaluation],
+              blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
+              examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
+              report_dir: tfx.dsl.components.OutputArtifact[RunReportArtifact],
+              test_split: tfx.dsl.components.Parameter[str] = "test") -> None:
+    import numpy as np
+    import tensorflow as tf
+    from tfx.utils import path_utils
+
+    from components.export import EVAL_SIGNATURE
+    from components.trainer import HISTORY_FILE
+
+    with tf.io.gfile.GFile(os.path.join(model_run.uri, HISTORY_FILE)) as f:
+        history = json.load(f)
+    blessed = bool(blessing.get_int_custom_property("blessed"))
+    serving = tf.saved_model.load(path_utils.serving_model_path(model.uri)).signatures[EVAL_SIGNATURE]
+    serialized, labels, pixels = _test_split(examples.uri, test_split)
+    predicted = np.concatenate([serving(examples=tf.constant(serialized[i:i + 1000]))["class_id"].numpy()
+                                for i in range(0, len(serialized), 1000)])
+    wrong = np.nonzero(predicted != labels)[0]
+    report.write_report(
+        report_dir.uri,
+        history=history,
+        confusion=report.confusion_from_tfma(evaluation.uri),
+        blessing=report.blessing_from_tfma(evaluation.uri, blessed),
+        misclassified=(pixels[wrong], labels[wrong], predicted[wrong]),
+        run_info={"model": model.uri, "evaluation": evaluation.uri,
+                  "test examples": str(len(labels)), "misclassified": str(len(wrong))})
