@@ -79,22 +79,51 @@ def offending_cells(pattern: str, domains: dict[str, tuple[int, int]]) -> list[s
     return found
 
 
+def label_drift(statistics_uri: str, schema_uri: str, train_split: str, test_split: str) -> list[str]:
+    """TFDV's drift check of the schema's drift comparators, training split vs. test split."""
+    import tensorflow_data_validation as tfdv
+    from tfx.utils import io_utils
+
+    schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema_uri))
+
+    def load(split: str):
+        return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb"))
+
+    anomalies = tfdv.validate_statistics(load(train_split), schema, previous_statistics=load(test_split))
+    return [f"feature '{name}': {'; '.join(r.description for r in info.reason)}"
+            for name, info in sorted(anomalies.anomaly_info.items())
+            if any(r.type == anomalies_pb2().AnomalyInfo.COMPARATOR_L_INFTY_HIGH for r in info.reason)]
+
+
+def anomalies_pb2():
+    from tensorflow_metadata.proto.v0 import anomalies_pb2 as pb
+    return pb
+
+
 @tfx.dsl.components.component
 def ValidationGate(
         anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+        statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
         schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
         input_base: tfx.dsl.components.Parameter[str],
         split_patterns: tfx.dsl.components.Parameter[str]) -> None:
     """Raises DataValidationError if any split has anomalies.
 
-    split_patterns: JSON {split name: file pattern under input_base}, as given to ExampleGen.
+    split_patterns: JSON {split name: file pattern under input_base}, as given to ExampleGen;
+      the first two are the training and test splits compared for label drift.
     """
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     problems = describe_anomalies(anomalies.uri, splits)
+    patterns = json.loads(split_patterns)
+    train_split, test_split = list(patterns)[:2]
+    if {train_split, test_split} <= set(splits):
+        drift = label_drift(statistics.uri, schema.uri, train_split, test_split)
+        if drift:
+            problems.setdefault(train_split, []).extend(
+                f"{d} (class balance of '{train_split}' vs. '{test_split}')" for d in drift)
     if not problems:
         log.info("data validation passed for splits %s", splits)
         return
-    patterns = json.loads(split_patterns)
     domains = domains_from_schema(schema.uri)
     lines = []
     for split, found in problems.items():

@@ -68,12 +68,16 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
             tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=config.train_pattern),
             tfx.proto.Input.Split(name=TEST_SPLIT, pattern=config.test_pattern),
         ]))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.ImportSchemaGen(
         schema_file=os.path.join(config.schema_dir, SCHEMA_FILE))
+    # With the schema, TFDV treats the label as categorical (value counts per class), which the
+    # class-balance drift check needs.
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  schema=schema_gen.outputs["schema"])
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
+                          statistics=statistics_gen.outputs["statistics"],
                           schema=schema_gen.outputs["schema"], input_base=data_root,
                           split_patterns=json.dumps({TRAIN_SPLIT: config.train_pattern,
                                                      TEST_SPLIT: config.test_pattern}))

@@ -102,8 +102,11 @@ def run_local(config: PipelineConfig, progress: bool = True) -> RunSummary:
 
 def root_cause(error: BaseException) -> str:
     """The innermost exception's message: what the user has to fix, not the runner's wrapper."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    while True:
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None:
+            break
+        error = inner
     return f"{type(error).__name__}: {error}"
 
 

@@ -16,6 +16,9 @@ from google.protobuf import text_format
 from pipeline.features import LABEL_KEY, NUM_CLASSES, NUM_PIXELS, RAW_PIXELS_KEY
 
 
+LABEL_DRIFT_THRESHOLD = 0.05
+
+
 def build_schema() -> schema_pb2.Schema:
     schema = schema_pb2.Schema()
     schema.default_environment.extend(["TRAINING", "SERVING"])
@@ -31,6 +34,10 @@ def build_schema() -> schema_pb2.Schema:
     label = add_int_feature(LABEL_KEY, 0, NUM_CLASSES - 1, 1)
     label.int_domain.is_categorical = True
     label.not_in_environment.append("SERVING")
+    # Class balance: the ValidationGate compares the training split's label distribution with the
+    # test split's (TFDV drift check, L-infinity distance); more than 5 points apart on any class
+    # means one of the CSVs is not the data set the model is meant to learn.
+    label.drift_comparator.infinity_norm.threshold = LABEL_DRIFT_THRESHOLD
     # One feature holds the 784 pixels of an image (row-major), each an integer in [0, 255].
     add_int_feature(RAW_PIXELS_KEY, 0, 255, NUM_PIXELS)
     return schema

@@ -1,0 +1,120 @@
+"""Fault injection, data: every broken CSV stops the real pipeline before training with an error
+naming the file and the line, column or feature; the run fails (exit 2); nothing is pushed and the
+model already being served is untouched. Figures for RELIABILITY.md come from this family.
+"""
+import gzip
+import os
+import shutil
+
+import pytest
+
+from conftest import SAMPLE_DATA, read_sample_rows, write_csv_gz
+from pipeline import runner
+from pipeline.config import load_config
+
+TEST_CSV = "fashion-mnist_test.csv.gz"
+TRAIN_CSV = "fashion-mnist_train.csv.gz"
+
+
+def _rewrite(path, edit):
+    header, rows = read_sample_rows(path)
+    header, rows = edit(header, rows)
+    write_csv_gz(path, header, rows)
+
+
+def _set(row: int, col: int, value):
+    def edit(header, rows):
+        rows[row][col] = value
+        return header, rows
+    return edit
+
+
+def _drop_column(name):
+    def edit(header, rows):
+        i = header.index(name)
+        return header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+    return edit
+
+
+def _extra_column(header, rows):
+    return header + ["extra"], [r + [0] for r in rows]
+
+
+def _rename_column(header, rows):
+    return ["label"] + ["p" + h[5:] if h == "pixel10" else h for h in header[1:]], rows
+
+
+def _raw(path, transform):
+    with gzip.open(path, "rb") as f:
+        text = f.read()
+    path.write_bytes(transform(text))
+
+
+def _shirts_vanish(header, rows):
+    kept, shirts = [], 0
+    for r in rows:
+        if r[0] == 6:
+            shirts += 1
+            if shirts > 10:
+                continue
+        kept.append(r)
+    return header, kept
+
+
+FAULTS = {
+    # name: (file, damage, expected fragments of the error)
+    "non-numeric pixel": (TEST_CSV, lambda p: _rewrite(p, _set(4, 120, "x7")),
+                          ["CsvFormatError", TEST_CSV, "line 6 column 'pixel120' = 'x7'"]),
+    "pixel out of range": (TEST_CSV, lambda p: _rewrite(p, _set(9, 300, 300)),
+                           ["DataValidationError", "feature 'pixels'", "line 11 column 'pixel300' = 300"]),
+    "label out of range": (TRAIN_CSV, lambda p: _rewrite(p, _set(20, 0, 11)),
+                           ["DataValidationError", "feature 'label'", TRAIN_CSV, "line 22 column 'label' = 11"]),
+    "negative pixel": (TRAIN_CSV, lambda p: _rewrite(p, _set(0, 1, -1)),
+                       ["DataValidationError", "line 2 column 'pixel1' = -1"]),
+    "missing column": (TEST_CSV, lambda p: _rewrite(p, _drop_column("pixel784")),
+                       ["CsvFormatError", "missing column(s) pixel784"]),
+    "extra column": (TEST_CSV, lambda p: _rewrite(p, _extra_column), ["unexpected column(s) extra"]),
+    "wrong header": (TEST_CSV, lambda p: _rewrite(p, _rename_column),
+                     ["missing column(s) pixel10", "unexpected column(s) p10"]),
+    "empty file": (TEST_CSV, lambda p: p.write_bytes(gzip.compress(b"")), ["the file is empty"]),
+    "truncated last line": (TEST_CSV, lambda p: _raw(p, lambda t: gzip.compress(t[:-1000])),
+                            ["line 601 has", "truncated"]),
+    "corrupt gzip": (TRAIN_CSV, lambda p: p.write_bytes(p.read_bytes()[:5000]), ["not a readable gzip file"]),
+    "class balance drift": (TRAIN_CSV, lambda p: _rewrite(p, _shirts_vanish),
+                            ["DataValidationError", "feature 'label'", "class balance"]),
+}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A serving directory with a model version already in it, which no failed run may touch."""
+    root = tmp_path_factory.mktemp("served")
+    version = root / "fmnist" / "1"
+    version.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"the model in service")
+    return root
+
+
+def _snapshot(root):
+    return sorted((os.path.relpath(os.path.join(d, f), root), open(os.path.join(d, f), "rb").read())
+                  for d, _, fs in os.walk(root) for f in fs)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_data_fault_stops_before_training(fault, tmp_path, served):
+    target, damage, expected = FAULTS[fault]
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, data)
+    damage(data / target)
+    before = _snapshot(served)
+    config = load_config("sample", overrides={"output_root": str(tmp_path / "out"), "data_root": str(data),
+                                              "serving_root": str(served)})
+    summary = runner.run_local(config, progress=False)
+    message = "\n".join(summary.failures)
+    assert runner.exit_code(summary) == runner.EXIT_FAILED, fault
+    for fragment in expected:
+        assert fragment in message, (fault, fragment, message)
+    for downstream in ("Transform", "Trainer", "Evaluator", "AtomicPusher"):
+        assert summary.component(downstream) is None, (fault, downstream)
+    assert summary.pushed_to is None
+    assert _snapshot(served) == before
