@@ -2,11 +2,16 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run test stack full schema sample clean bench-pipeline bench-training
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
 	$(STACK) fmnist run --preset sample
+	$(STACK) fmnist serve-demo --model-base outputs/sample/serving
+
+## serve: the model server on the sample's pushed models (gRPC 127.0.0.1:8500, REST :8501)
+serve:
+	$(STACK) fmnist serve --model-base outputs/sample/serving
 
 ## test: the whole test suite (what CI runs)
 test:

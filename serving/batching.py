@@ -1,0 +1,119 @@
+"""Server-side batching: concurrent requests to one signature run as one model call.
+
+Same knobs as TF Serving's batching parameters: a batch is closed when it holds
+`max_batch_size` rows or `batch_timeout_micros` after its first request arrived, whichever comes
+first. A request larger than max_batch_size runs alone. Each caller gets exactly its rows back,
+or the exception the batched call raised.
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable
+
+import numpy as np
+
+RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingParameters:
+    max_batch_size: int = 64
+    batch_timeout_micros: int = 2000
+    max_enqueued_batches: int = 1000
+
+
+@dataclasses.dataclass
+class _Item:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    future: Future
+
+
+class BatchScheduler:
+    """One queue and one worker thread per (model version, signature)."""
+
+    def __init__(self, run: RunFn, params: BatchingParameters) -> None:
+        self.run, self.params = run, params
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=params.max_enqueued_batches)
+        self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        rows = len(next(iter(feeds.values())))
+        if rows >= self.params.max_batch_size:
+            return self.run(feeds)
+        item = _Item(feeds, rows, Future())
+        self._queue.put(item, timeout=30)
+        return item.future.result()
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, rows = [first], first.rows
+            deadline = time.monotonic() + self.params.batch_timeout_micros / 1e6
+            while rows < self.params.max_batch_size:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)
+                    break
+                if rows + item.rows > self.params.max_batch_size or item.feeds.keys() != first.feeds.keys():
+                    self._run([item])  # does not fit: its own call, keeps the order simple
+                    continue
+                batch.append(item)
+                rows += item.rows
+            self._run(batch)
+
+    def _run(self, batch: list[_Item]) -> None:
+        try:
+            feeds = {k: np.concatenate([i.feeds[k] for i in batch]) for k in batch[0].feeds}
+            out = self.run(feeds)
+        except Exception as e:
+            if len(batch) > 1:  # one bad request must not fail its neighbours: retry each alone
+                for item in batch:
+                    self._run([item])
+                return
+            batch[0].future.set_exception(e)
+            return
+        start = 0
+        for item in batch:
+            item.future.set_result({k: v[start:start + item.rows] for k, v in out.items()})
+            start += item.rows
+
+
+class Batchers:
+    """Lazily created schedulers keyed by (model, version, signature)."""
+
+    def __init__(self, params: BatchingParameters | None) -> None:
+        self.params = params
+        self._schedulers: dict[Any, BatchScheduler] = {}
+        self._lock = threading.Lock()
+
+    def run(self, key: Any, run: RunFn, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self.params is None:
+            return run(feeds)
+        with self._lock:
+            scheduler = self._schedulers.get(key)
+            if scheduler is None:
+                scheduler = self._schedulers[key] = BatchScheduler(run, self.params)
+        return scheduler.submit(feeds)
+
+    def close(self) -> None:
+        with self._lock:
+            for s in self._schedulers.values():
+                s.close()
+            self._schedulers.clear()
