@@ -1,0 +1,170 @@
+"""The client side: photo conversion on pictures the test draws, `fmnist predict` and `fmnist serve`
+as a user runs them (subprocess), SIGTERM draining, and gRPC over TLS with a test-made certificate."""
+import datetime
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from pipeline.config import PROJECT_ROOT
+from serving.client import ServingClient
+from serving.image_input import fashion_mnist_input, light_background
+
+
+def _trouser_photo(size=(700, 1000), background=(255, 255, 255), colour=(30, 30, 120)) -> Image.Image:
+    """A product-photo-like picture: a dark pair of trousers on a white background, off-centre."""
+    img = Image.new("RGB", size, background)
+    d = ImageDraw.Draw(img)
+    w, h = size
+    left, top = int(w * 0.30), int(h * 0.15)
+    d.rectangle([left, top, left + int(w * 0.30), top + int(h * 0.08)], fill=colour)           # waist
+    d.rectangle([left, top, left + int(w * 0.11), top + int(h * 0.70)], fill=colour)           # left leg
+    d.rectangle([left + int(w * 0.19), top, left + int(w * 0.30), top + int(h * 0.70)], fill=colour)
+    return img
+
+
+def test_dark_on_white_photo_is_inverted_cropped_and_centred():
+    arr = fashion_mnist_input(_trouser_photo())
+    assert arr.shape == (28, 28) and arr.dtype == np.float32
+    assert arr.max() == pytest.approx(255, abs=1) and arr.min() >= 0
+    assert arr[0].mean() < 10 and arr[-1].mean() < 10  # black background, as in Fashion-MNIST
+    rows, cols = np.nonzero(arr > 60)
+    assert rows.min() <= 2 and rows.max() >= 25        # cropped: the garment fills the height
+    assert abs((cols.min() + cols.max()) / 2 - 13.5) < 2.5  # and is centred
+    assert arr[20, 11:17].min() < 60                    # the gap between the legs survives
+
+
+def test_colour_large_non_square_and_already_dark_inputs():
+    colour = fashion_mnist_input(_trouser_photo(size=(1600, 900), colour=(200, 20, 20)))
+    assert colour.shape == (28, 28) and colour.max() > 200
+    dark = np.zeros((40, 60), np.uint8)
+    dark[5:35, 20:40] = 220  # already light-on-dark: must not be inverted
+    assert not light_background(dark.astype(np.float32))
+    out = fashion_mnist_input(Image.fromarray(dark))
+    assert out[14, 14] > 200 and out[0, 0] < 10
+    rgba = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(rgba).ellipse([100, 50, 200, 150], fill=(10, 10, 10, 255))
+    out = fashion_mnist_input(rgba)  # transparency counts as white background
+    assert out[14, 14] > 200 and out[0, 0] < 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_serving(target: str, timeout: float = 120) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with grpc.insecure_channel(target) as ch:
+                r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.RpcError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"no server on {target}")
+
+
+@pytest.fixture(scope="module")
+def served_base(sample_run, tmp_path_factory):
+    base = tmp_path_factory.mktemp("served")
+    os.makedirs(base / "fmnist")
+    import shutil
+    shutil.copytree(sample_run[1].pushed_to, base / "fmnist" / "3")
+    return base
+
+
+def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
+    port, rest = _free_port(), _free_port()
+    cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model-base", str(served_base),
+           "--port", str(port), "--rest-port", str(rest), "--batching"]
+    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    target = f"127.0.0.1:{port}"
+    try:
+        _wait_serving(target)
+        photo = tmp_path / "trousers.jpg"
+        _trouser_photo().save(photo)
+        out = subprocess.run([sys.executable, "-m", "pipeline.cli", "predict", str(photo),
+                              str(PROJECT_ROOT / "data/sample/fashion-mnist_test.csv.gz"), "--limit", "10",
+                              "--server", target, "--json"], cwd=PROJECT_ROOT, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        results = json.loads(out.stdout)
+        assert len(results) == 11 and results[0]["input"].endswith("trousers.jpg")
+        assert results[0]["class_name"] == "Trouser", results[0]
+        assert len(results[0]["top"]) == 3 and results[0]["model_version"] == 3
+        rows = results[1:]
+        assert sum(r["class_name"] == r["true_class"] for r in rows) >= 7
+
+        # SIGTERM while requests are in flight: they complete, then the process exits 0.
+        client = ServingClient(target, timeout=60)
+        images = np.zeros((256, 28, 28), np.float32)
+        answers, errors = [], []
+
+        def call():
+            try:
+                answers.append(len(client.predict_images(images)))
+            except grpc.RpcError as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=call) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        for t in threads:
+            t.join(timeout=120)
+        assert proc.wait(timeout=120) == 0
+        started = len(answers) + len(errors)
+        assert started == 6
+        # Requests that reached the server before SIGTERM were answered; later ones were refused
+        # cleanly (UNAVAILABLE), none hung or was cut off half-way.
+        assert all(e.code() == grpc.StatusCode.UNAVAILABLE for e in errors), errors
+        assert answers and all(n == 256 for n in answers)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_grpc_over_tls(served_base, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from serving.model_manager import models_from_base
+    from serving.server import ModelServer
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    with ModelServer(models_from_base(str(served_base)), port=0, rest_port=None, tls=(key_pem, cert_pem)) as srv:
+        target = f"localhost:{srv.port}"
+        secure = ServingClient(target, root_certificates=cert_pem, timeout=30)
+        assert secure.predict_images(np.zeros((1, 28, 28), np.float32))[0].model_version == 3
+        secure.close()
+        plain = ServingClient(target, timeout=5)
+        with pytest.raises(grpc.RpcError):
+            plain.predict_images(np.zeros((1, 28, 28), np.float32))
+        plain.close()
