@@ -20,3 +20,132 @@ class FastCsvExampleGen(tfx.components.CsvExampleGen):
 class AtomicPusher(tfx.components.Pusher):
     """Pusher whose new version directory appears by one rename, after a load check."""
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(pusher.Executor)
+
+
+# --- Stock components with one more execution property --------------------------------------------
+# Kubeflow runtime parameters can only fill top-level execution properties, while epochs live in
+# the Trainer's custom_config, the accuracy threshold inside the Evaluator's EvalConfig and the
+# serving directory inside the Pusher's PushDestination. These subclasses add that value as its own
+# (optional, runtime-parameterisable) property; their executors fold it back into the stock
+# property before running the stock executor, so artifacts and behaviour stay TFX's own.
+
+import json  # noqa: E402
+from typing import Any  # noqa: E402
+
+from tfx import types as tfx_types  # noqa: E402
+from tfx.components.evaluator import executor as evaluator_executor  # noqa: E402
+from tfx.components.trainer import executor as trainer_executor  # noqa: E402
+from tfx.dsl.components.base import base_component  # noqa: E402
+from tfx.types import standard_artifacts, standard_component_specs as specs  # noqa: E402
+from tfx.types.component_spec import ExecutionParameter  # noqa: E402
+from tfx.utils import json_utils, proto_utils  # noqa: E402
+
+EPOCHS_KEY, THRESHOLD_KEY, SERVING_DIR_KEY = "epochs", "accuracy_threshold", "serving_model_dir"
+
+
+class _TrainerSpec(specs.TrainerSpec):
+    PARAMETERS = {**specs.TrainerSpec.PARAMETERS, EPOCHS_KEY: ExecutionParameter(type=int, optional=True)}
+
+
+class _EpochsTrainerExecutor(trainer_executor.GenericExecutor):
+    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
+        props = dict(exec_properties)
+        epochs = props.pop(EPOCHS_KEY, None)
+        if epochs:
+            config = json_utils.loads(props.get(specs.CUSTOM_CONFIG_KEY) or "null") or {}
+            config["epochs"] = int(epochs)
+            props[specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(config)
+        return super().Do(input_dict, output_dict, props)
+
+
+class EpochsTrainer(tfx.components.Trainer):
+    """Trainer with `epochs` as its own property (overrides custom_config['epochs'])."""
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_EpochsTrainerExecutor)
+
+    def __init__(self, *, examples: Any, transform_graph: Any, schema: Any, train_args: Any,
+                 eval_args: Any, run_fn: str, custom_config: dict, epochs: Any = None) -> None:
+        spec = _TrainerSpec(
+            examples=examples, transform_graph=transform_graph, schema=schema,
+            train_args=train_args, eval_args=eval_args, run_fn=run_fn,
+            custom_config=json_utils.dumps(custom_config), epochs=epochs,
+            model=tfx_types.Channel(type=standard_artifacts.Model),
+            model_run=tfx_types.Channel(type=standard_artifacts.ModelRun))
+        base_component.BaseComponent.__init__(self, spec=spec)
+
+
+class _EvaluatorSpec(specs.EvaluatorSpec):
+    PARAMETERS = {**specs.EvaluatorSpec.PARAMETERS, THRESHOLD_KEY: ExecutionParameter(type=float, optional=True)}
+
+
+def set_lower_bounds(eval_config_json: str, value: float) -> str:
+    """Every value_threshold.lower_bound in the EvalConfig JSON set to `value`."""
+    config = json.loads(eval_config_json)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if key in ("value_threshold", "valueThreshold") and isinstance(child, dict):
+                    for bound in ("lower_bound", "lowerBound"):
+                        if bound in child:
+                            child[bound] = value
+                visit(child)
+        elif isinstance(node, list):
+            for child in node:
+                visit(child)
+
+    visit(config)
+    return json.dumps(config)
+
+
+class _ThresholdEvaluatorExecutor(evaluator_executor.Executor):
+    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
+        props = dict(exec_properties)
+        threshold = props.pop(THRESHOLD_KEY, None)
+        if threshold is not None and props.get(specs.EVAL_CONFIG_KEY):
+            props[specs.EVAL_CONFIG_KEY] = set_lower_bounds(props[specs.EVAL_CONFIG_KEY], float(threshold))
+        return super().Do(input_dict, output_dict, props)
+
+
+class ThresholdEvaluator(tfx.components.Evaluator):
+    """Evaluator with the blessing threshold as its own property (overrides the EvalConfig's)."""
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(_ThresholdEvaluatorExecutor)
+
+    def __init__(self, *, examples: Any, model: Any, baseline_model: Any, eval_config: Any,
+                 example_splits: list[str], accuracy_threshold: Any = None) -> None:
+        spec = _EvaluatorSpec(
+            examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config,
+            example_splits=json_utils.dumps(example_splits), accuracy_threshold=accuracy_threshold,
+            fairness_indicator_thresholds=json_utils.dumps(None),
+            evaluation=tfx_types.Channel(type=standard_artifacts.ModelEvaluation),
+            blessing=tfx_types.Channel(type=standard_artifacts.ModelBlessing))
+        base_component.BaseComponent.__init__(self, spec=spec)
+
+
+class _PusherSpec(specs.PusherSpec):
+    PARAMETERS = {**specs.PusherSpec.PARAMETERS, SERVING_DIR_KEY: ExecutionParameter(type=str, optional=True)}
+
+
+class _ServingDirPusherExecutor(pusher.Executor):
+    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
+        props = dict(exec_properties)
+        serving_dir = props.pop(SERVING_DIR_KEY, None)
+        if serving_dir:
+            destination = tfx.proto.PushDestination()
+            proto_utils.json_to_proto(props[specs.PUSH_DESTINATION_KEY], destination)
+            destination.filesystem.base_directory = serving_dir
+            props[specs.PUSH_DESTINATION_KEY] = proto_utils.proto_to_json(destination)
+        return super().Do(input_dict, output_dict, props)
+
+
+class ServingDirPusher(tfx.components.Pusher):
+    """AtomicPusher with the serving model directory as its own property."""
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_ServingDirPusherExecutor)
+
+    def __init__(self, *, model: Any, model_blessing: Any, serving_model_dir: Any) -> None:
+        spec = _PusherSpec(
+            model=model, model_blessing=model_blessing,
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory="")),
+            custom_config=json_utils.dumps(None), serving_model_dir=serving_model_dir,
+            pushed_model=tfx_types.Channel(type=standard_artifacts.PushedModel))
+        base_component.BaseComponent.__init__(self, spec=spec)

@@ -15,7 +15,8 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
-from components.custom_components import AtomicPusher, FastCsvExampleGen
+from components.custom_components import (EpochsTrainer, FastCsvExampleGen, ServingDirPusher,
+                                          ThresholdEvaluator)
 from components.export import EVAL_SIGNATURE
 from components.report_component import RunReport
 from components.validation_gate import ValidationGate
@@ -59,8 +60,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     serving_model_dir = config.serving_model_dir if serving_model_dir is None else serving_model_dir
     accuracy_threshold = config.accuracy_threshold if accuracy_threshold is None else accuracy_threshold
     trainer_config = config.trainer_config()
-    if epochs is not None:
-        trainer_config["epochs"] = epochs
+    epochs = config.epochs if epochs is None else epochs
 
     example_gen = FastCsvExampleGen(
         input_base=data_root,
@@ -90,7 +90,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
                                              transform=[TRAIN_SPLIT, TEST_SPLIT]))
     transform.add_upstream_node(gate)
 
-    trainer = tfx.components.Trainer(
+    trainer = EpochsTrainer(
         run_fn="components.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
@@ -99,7 +99,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         # drawn in the TensorBoard projector after training.
         train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[TEST_SPLIT]),
-        custom_config=trainer_config)
+        custom_config=trainer_config, epochs=epochs).with_id("Trainer")
 
     baseline_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -107,18 +107,18 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = ThresholdEvaluator(
         examples=example_gen.outputs["examples"],
         example_splits=[TEST_SPLIT],
         model=trainer.outputs["model"],
         baseline_model=baseline_resolver.outputs["model"],
-        eval_config=eval_config(accuracy_threshold))
+        eval_config=eval_config(config.accuracy_threshold),
+        accuracy_threshold=accuracy_threshold).with_id("Evaluator")
 
-    pusher = AtomicPusher(
+    pusher = ServingDirPusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)))
+        serving_model_dir=serving_model_dir).with_id("AtomicPusher")
 
     run_report = RunReport(model=trainer.outputs["model"], model_run=trainer.outputs["model_run"],
                            evaluation=evaluator.outputs["evaluation"],
