@@ -42,7 +42,7 @@ def _answers(model: keras.Model, transformed: dict[str, tf.Tensor]) -> dict[str,
 
 def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput
                     ) -> dict[str, Callable]:
-    """Concrete functions for tf.saved_model.save; the model must own `tft_layer` for tracking."""
+    """Signature functions for tf.saved_model.save; the model must own `tft_layer` for tracking."""
     model.tft_layer = tf_transform_output.transform_features_layer()
     raw_spec = tf_transform_output.raw_feature_spec()
     raw_spec.pop(LABEL_KEY, None)
@@ -75,11 +75,13 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
     def serve_images_uint8(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return run(image_features(images))
 
+    # tf.functions with input signatures, not concrete functions: only these can be saved when the
+    # model's variables are distributed (MultiWorkerMirroredStrategy / MirroredStrategy).
     return {
-        "serving_default": serve_examples.get_concrete_function(),
-        "serving_images": serve_images.get_concrete_function(),
-        "serving_images_uint8": serve_images_uint8.get_concrete_function(),
-        EVAL_SIGNATURE: serve_pixels_examples.get_concrete_function(),
+        "serving_default": serve_examples,
+        "serving_images": serve_images,
+        "serving_images_uint8": serve_images_uint8,
+        EVAL_SIGNATURE: serve_pixels_examples,
     }
 
 

@@ -72,6 +72,8 @@ def run_fn(fn_args: FnArgs) -> None:
     batch_size = int(cfg.get("batch_size", 128))
     seed = int(cfg.get("seed", 42))
     hp = HParams.from_config(cfg)
+    # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    dist = strategy.choose_strategy()
     keras.utils.set_random_seed(seed)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -80,12 +82,14 @@ def run_fn(fn_args: FnArgs) -> None:
     n_train, n_val = count(train), count(validation)
     log.info("training on %d examples, validating on %d", n_train, n_val)
 
-    dist = strategy.choose_strategy()
     global_batch = batch_size * dist.num_replicas_in_sync
     steps = -(-n_train // global_batch)
+    # Several workers: every worker reads the same files and keeps its share of the batches.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train = (train.shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
-             .batch(global_batch).prefetch(tf.data.AUTOTUNE))
-    validation = validation.batch(1024).cache().prefetch(tf.data.AUTOTUNE)
+             .batch(global_batch).prefetch(tf.data.AUTOTUNE).with_options(options))
+    validation = validation.batch(1024).cache().prefetch(tf.data.AUTOTUNE).with_options(options)
     with dist.scope():
         model = build_model(hp, steps_per_epoch=steps, epochs=epochs)
     model.summary(print_fn=log.info)
@@ -101,15 +105,18 @@ def run_fn(fn_args: FnArgs) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
         json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
 
-    if strategy.is_chief() and fn_args.eval_files:
+    # Every worker takes part in the projector's predict and in the export (both are collective
+    # under MultiWorkerMirroredStrategy); only the chief's files are kept.
+    scratch = os.path.join(fn_args.model_run_dir, f"worker-tmp-{os.getpid()}")
+    if fn_args.eval_files:
         # The eval split is the test split: shown in the projector after training, never trained on.
         sample = load_split(fn_args.eval_files, tf_transform_output).take(int(cfg.get("projector_examples", 2000)))
         images, labels = (np.stack(a) for a in zip(*sample.as_numpy_iterator()))
-        projector.write_projector(model, images, labels, fn_args.model_run_dir)
+        projector.write_projector(model, images, labels, fn_args.model_run_dir if strategy.is_chief() else scratch)
 
     if strategy.is_chief():
         export.export_model(model, tf_transform_output, fn_args.serving_model_dir)
-    else:  # Non-chief workers must still write (then discard) for MultiWorkerMirrored's collectives.
-        export.export_model(model, tf_transform_output,
-                            os.path.join(fn_args.model_run_dir, f"worker-tmp-{os.getpid()}"))
+    else:
+        export.export_model(model, tf_transform_output, os.path.join(scratch, "model"))
+        tf.io.gfile.rmtree(scratch)
     log.info("exported SavedModel to %s", fn_args.serving_model_dir)

@@ -17,6 +17,11 @@ log = logging.getLogger(__name__)
 RUNTIME_PARAMETERS = ("data_root", "serving_model_dir", "epochs", "accuracy_threshold")
 
 
+def defaults(config: PipelineConfig) -> dict[str, Any]:
+    return {"data_root": config.data_root, "serving_model_dir": config.serving_model_dir,
+            "epochs": config.epochs, "accuracy_threshold": config.accuracy_threshold}
+
+
 def build_kubeflow_pipeline(config: PipelineConfig, pipeline_root: str, gpus: int = 1,
                             accelerator: str = "NVIDIA_TESLA_T4", trainer_cpu: float = 4,
                             trainer_memory_gb: float = 16) -> Any:
@@ -52,6 +57,8 @@ def compile_pipeline(config: PipelineConfig, image: str, pipeline_root: str, out
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=os.path.dirname(os.path.abspath(output)), output_filename=os.path.basename(output))
-    runner.run(pipeline)
+    # The config's values become the parameters' defaults in the spec's runtimeConfig, so a run
+    # needs no parameter at all and any of them can be overridden when it is submitted.
+    runner.run(pipeline, parameter_values=defaults(config))
     log.info("wrote %s", output)
     return output
