@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -40,6 +40,25 @@ bench-pipeline:
 ## bench-training: tutorial baseline vs. our model, side by side (BENCHMARKS.md)
 bench-training:
 	$(STACK) python benchmarks/training_speed.py --data $(FULL_DATA)
+
+## bench-serving: gRPC latency/throughput, batching on/off vs. in-process (BENCHMARKS.md)
+bench-serving:
+	$(STACK) python benchmarks/serving_bench.py
+
+## bench-beam: DirectRunner in_memory vs. multi_processing on the data components (BENCHMARKS.md)
+bench-beam:
+	$(STACK) python benchmarks/beam_runners.py --data $(FULL_DATA)
+
+## kubeflow-compile: the KFP v2 spec (set IMAGE and PIPELINE_ROOT)
+IMAGE ?= fmnist-tfx:latest
+PIPELINE_ROOT ?= gs://YOUR_BUCKET/fmnist/pipeline-root
+kubeflow-compile:
+	$(STACK) fmnist kubeflow compile --image $(IMAGE) --pipeline-root $(PIPELINE_ROOT) --spec outputs/fmnist_pipeline.json
+
+## image: build kubeflow/Dockerfile (needs a running Docker engine)
+image:
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine reachable here (docker info failed); build on a machine with Docker"; exit 1; }
+	docker build -f kubeflow/Dockerfile -t $(IMAGE) .
 
 clean:
 	rm -rf outputs
