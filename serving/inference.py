@@ -77,6 +77,9 @@ def run(model: LoadedVersion, sig_name: str, feeds: dict[str, np.ndarray], batch
             out = fn(**{k: tf.constant(v) for k, v in batch.items()})
         except tf.errors.InvalidArgumentError as e:  # e.g. an Example missing a feature
             raise InvalidArgument(e.message.split("\n")[0]) from None
+        except UnicodeDecodeError:  # TF's own message quoted undecodable request bytes
+            raise InvalidArgument(f"signature '{sig_name}': an input could not be parsed "
+                                  "(not a serialized tf.Example?)") from None
         return {k: v.numpy() for k, v in out.items()}
 
     return batchers.run((model.name, model.version, sig_name), call, feeds)
