@@ -103,9 +103,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sample": {"pipeline_name": "fmnist-sample", "output_root": str(DEFAULT_OUTPUT / "sample"),
                "epochs": 8, "batch_size": 64, "accuracy_threshold": 0.6,
                "early_stopping_patience": 3},
-    # The full data set's production settings.
-    "default": {},
-    "fast": {"epochs": 4},
+    # The full data set's production settings: two convolutions per block, label smoothing.
+    "default": {"convs_per_block": 2, "dropout": 0.35, "label_smoothing": 0.1, "epochs": 18,
+                "early_stopping_patience": 5},
+    # One convolution per block: a third of the compute for ~0.5 points less accuracy.
+    "fast": {"epochs": 12},
 }
 
 
