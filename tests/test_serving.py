@@ -191,3 +191,29 @@ def test_hot_swap_under_load_with_zero_failures(model_dir, tmp_path, sample_rows
     assert versions[0] == 1 and versions[-1] == 2 and len(versions) > 20
     assert status[2].state == AVAILABLE and status[1].state == END
     assert status[5].state == END and status[5].status.error_message
+
+
+def test_version_policies_and_labels_from_a_config_file(model_dir, tmp_path):
+    from serving.model_manager import models_from_file
+
+    base = tmp_path / "models" / "fmnist"
+    base.mkdir(parents=True)
+    for v in (1, 2, 3):
+        push_copy(model_dir, base, v)
+    config = tmp_path / "models.yaml"
+    config.write_text("models:\n"
+                      "  - name: fmnist\n    base_path: models/fmnist\n    version_policy: {latest: 2}\n"
+                      "    version_labels: {stable: 2, canary: 3}\n"
+                      "  - name: pinned\n    base_path: models/fmnist\n    version_policy: {specific: [1]}\n")
+    with ModelServer(models_from_file(str(config)), port=0, rest_port=None) as srv:
+        c = ServingClient(srv.target)
+        assert [s.version for s in c.status().model_version_status if s.state == AVAILABLE] == [2, 3]
+        image = np.zeros((1, 28, 28), np.float32)
+        assert c.predict_images(image)[0].model_version == 3                 # latest by default
+        assert c.predict_images(image, label="stable")[0].model_version == 2
+        assert c.predict_images(image, version=2)[0].model_version == 2
+        assert _code(lambda: c.predict_images(image, version=1)) == grpc.StatusCode.NOT_FOUND
+        pinned = ServingClient(srv.target, model="pinned")
+        assert pinned.predict_images(image)[0].model_version == 1
+        pinned.close()
+        c.close()
