@@ -23,8 +23,6 @@ MODES = {
     "in_memory": ("--direct_running_mode=in_memory", "--direct_num_workers=1"),
     "multi_processing x2": ("--direct_running_mode=multi_processing", "--direct_num_workers=2"),
 }
-DATA_COMPONENTS = ("FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
-                   "ValidationGate", "Transform")
 
 
 def run_data_components(data: str, beam_args: tuple[str, ...], out: str) -> dict[str, float]:
@@ -34,13 +32,10 @@ def run_data_components(data: str, beam_args: tuple[str, ...], out: str) -> dict
     from pipeline.config import load_config
     from pipeline.pipeline import create_pipeline
 
-    config = load_config("default", overrides={"data_root": data, "output_root": out, "beam_args": beam_args})
-    full = create_pipeline(config, metadata_connection_config=runner.metadata_config(config.metadata_path))
-    keep = [c for c in full.components if c.id in DATA_COMPONENTS]
-    pipeline = tfx.dsl.Pipeline(pipeline_name=config.pipeline_name, pipeline_root=config.pipeline_root,
-                                components=keep, enable_cache=False,
-                                metadata_connection_config=full.metadata_connection_config,
-                                beam_pipeline_args=list(beam_args))
+    config = load_config("default", overrides={"data_root": data, "output_root": out, "beam_args": beam_args,
+                                               "enable_cache": False})
+    pipeline = create_pipeline(config, metadata_connection_config=runner.metadata_config(config.metadata_path),
+                               data_only=True)
     started = time.monotonic()
     tfx.orchestration.LocalDagRunner().run(pipeline)
     wall = time.monotonic() - started

@@ -50,11 +50,13 @@ def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
 def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_model_dir: Any = None,
                     epochs: Any = None, accuracy_threshold: Any = None,
                     pipeline_root: str | None = None, metadata_connection_config: Any = None,
-                    beam_pipeline_args: list[str] | None = None) -> tfx.dsl.Pipeline:
+                    beam_pipeline_args: list[str] | None = None,
+                    data_only: bool = False) -> tfx.dsl.Pipeline:
     """The TFX pipeline for `config`.
 
     The keyword arguments let a runner replace a config value with a runtime parameter (Kubeflow)
     without a second pipeline definition; by default everything comes from `config`.
+    data_only stops after Transform (the data components, e.g. to benchmark Beam runners).
     """
     data_root = config.data_root if data_root is None else data_root
     serving_model_dir = config.serving_model_dir if serving_model_dir is None else serving_model_dir
@@ -89,6 +91,13 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
                                              transform=[TRAIN_SPLIT, TEST_SPLIT]))
     transform.add_upstream_node(gate)
+    data_components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
+    if data_only:
+        return tfx.dsl.Pipeline(
+            pipeline_name=config.pipeline_name, pipeline_root=pipeline_root or config.pipeline_root,
+            components=data_components, enable_cache=config.enable_cache,
+            metadata_connection_config=metadata_connection_config,
+            beam_pipeline_args=list(beam_pipeline_args or config.beam_args))
 
     trainer = EpochsTrainer(
         run_fn="components.trainer.run_fn",
