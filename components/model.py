@@ -25,6 +25,13 @@ class HParams:
     convs_per_block: int = 1
     dense_units: int = 128
     dropout: float = 0.3
+    # Dropout after each conv block; early blocks overfit less than the dense head, hence half.
+    conv_dropout: float = 0.15
+    # Pool each block right after its last convolution, before batch norm and ReLU: max-pooling
+    # commutes with ReLU and with a positively scaled BN, so the function class is nearly the
+    # same, but BN and ReLU then run on a quarter of the activations (~25% less time per epoch
+    # on CPU, measured in benchmarks/training_speed.py).
+    pool_before_norm: bool = False
     augment: bool = False
     learning_rate: float = 2e-3
     label_smoothing: float = 0.0
@@ -53,12 +60,17 @@ def build_model(hp: HParams = HParams(), steps_per_epoch: int | None = None,
         x = keras.layers.RandomFlip("horizontal", name="flip")(x)
     for block, filters in enumerate(hp.conv_filters):
         for i in range(hp.convs_per_block):
+            pool_here = hp.pool_before_norm and i == hp.convs_per_block - 1
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                     name=f"conv{block}_{i}")(x)
+            if pool_here:
+                x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
             x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{block}_{i}")(x)
             x = keras.layers.ReLU()(x)
-        x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
-        x = keras.layers.Dropout(hp.dropout / 2)(x)
+        if not hp.pool_before_norm:
+            x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
+        if hp.conv_dropout:
+            x = keras.layers.Dropout(hp.conv_dropout)(x)
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(hp.dense_units, use_bias=False, name="features")(x)
     x = keras.layers.BatchNormalization(momentum=0.9)(x)

@@ -36,3 +36,13 @@ def test_augmentation_only_in_training():
     model = build_model(HParams(augment=True, conv_filters=(8,), dense_units=16))
     x = np.random.default_rng(2).random((2, 28, 28, 1)).astype("float32")
     np.testing.assert_allclose(model(x, training=False), model(x, training=False))
+
+
+def test_pool_before_norm_normalises_pooled_activations():
+    """The fast preset's ordering: batch norm sees the pooled (14x14) map, not the 28x28 one."""
+    late = build_model(HParams(conv_filters=(8,), dense_units=16))
+    early = build_model(HParams(conv_filters=(8,), dense_units=16, pool_before_norm=True))
+    assert late.get_layer("bn0_0").input_shape[1:3] == (28, 28)
+    assert early.get_layer("bn0_0").input_shape[1:3] == (14, 14)
+    assert early.count_params() == late.count_params()
+    assert early.output_shape == late.output_shape
