@@ -60,15 +60,15 @@ def build_model(hp: HParams = HParams(), steps_per_epoch: int | None = None,
         x = keras.layers.RandomFlip("horizontal", name="flip")(x)
     for block, filters in enumerate(hp.conv_filters):
         for i in range(hp.convs_per_block):
-            pool_here = hp.pool_before_norm and i == hp.convs_per_block - 1
+            last = i == hp.convs_per_block - 1
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False,
                                     name=f"conv{block}_{i}")(x)
-            if pool_here:
+            if last and hp.pool_before_norm:
                 x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
             x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{block}_{i}")(x)
             x = keras.layers.ReLU()(x)
-        if not hp.pool_before_norm:
-            x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
+            if last and not hp.pool_before_norm:
+                x = keras.layers.MaxPooling2D(name=f"pool{block}")(x)
         if hp.conv_dropout:
             x = keras.layers.Dropout(hp.conv_dropout)(x)
     x = keras.layers.Flatten()(x)

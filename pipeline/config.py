@@ -110,8 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                "early_stopping_patience": 3},
     # The full data set's production settings: two convolutions per block, label smoothing.
     "default": {"convs_per_block": 2, "dropout": 0.35, "conv_dropout": 0.175, "label_smoothing": 0.1,
-                "epochs": 18,
-                "early_stopping_patience": 5},
+                "epochs": 18, "early_stopping_patience": 5},
     # One convolution per block, pooled before its batch norm, no dropout in the conv blocks,
     # batch 256: ~15 s per epoch on 2 CPU cores, ~93.5% in 8 epochs (BENCHMARKS.md).
     "fast": {"epochs": 8, "batch_size": 256, "learning_rate": 4e-3, "pool_before_norm": True,
