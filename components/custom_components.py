@@ -40,6 +40,8 @@ from tfx.types import standard_artifacts, standard_component_specs as specs  # n
 from tfx.types.component_spec import ExecutionParameter  # noqa: E402
 from tfx.utils import json_utils, proto_utils  # noqa: E402
 
+from components.baseline import has_saved_model  # noqa: E402
+
 EPOCHS_KEY, THRESHOLD_KEY, SERVING_DIR_KEY = "epochs", "accuracy_threshold", "serving_model_dir"
 
 
@@ -99,6 +101,11 @@ def set_lower_bounds(eval_config_json: str, value: float) -> str:
 
 class _ThresholdEvaluatorExecutor(evaluator_executor.Executor):
     def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
+        # ServedModelBaseline always emits an artifact (Kubeflow outputs cannot be absent); one
+        # without a SavedModel means nothing is served yet, i.e. evaluate without a baseline.
+        baselines = input_dict.get(specs.BASELINE_MODEL_KEY) or []
+        if baselines and not all(has_saved_model(a.uri) for a in baselines):
+            input_dict = {**input_dict, specs.BASELINE_MODEL_KEY: []}
         props = dict(exec_properties)
         threshold = props.pop(THRESHOLD_KEY, None)
         if threshold is not None and props.get(specs.EVAL_CONFIG_KEY):

@@ -12,8 +12,14 @@ from components import report
 
 
 class RunReportArtifact(artifact.Artifact):
-    """A directory with index.html, PNG plots and per_class.json."""
-    TYPE_NAME = "fmnist.RunReport"
+    """A directory with index.html, PNG plots and per_class.json.
+
+    The type name is an import path on purpose: TFX's Kubeflow v2 entrypoint rebuilds a custom
+    artifact type by importing its schema title as a class path
+    (kubeflow_v2_entrypoint_utils._retrieve_class_path), and its compiler only takes `module.Class`
+    titles; `components` re-exports this class under that name (components/__init__.py).
+    """
+    TYPE_NAME = "components.RunReportArtifact"
 
 
 def _test_split(examples_uri: str, split: str):

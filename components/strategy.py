@@ -23,10 +23,21 @@ def cluster_workers(tf_config: str | None = None) -> int:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
 
 
+DEVICES_ENV = "FMNIST_MIRRORED_DEVICES"
+
+
 def choose_strategy() -> tf.distribute.Strategy:
-    """MultiWorkerMirrored across TF_CONFIG workers, Mirrored across local GPUs, else default."""
+    """MultiWorkerMirrored across TF_CONFIG workers, Mirrored across local GPUs, else default.
+
+    FMNIST_MIRRORED_DEVICES (e.g. "/gpu:0,/gpu:2" or "/cpu:0,/cpu:1") names the devices to mirror
+    over explicitly: to leave some GPUs of a node alone, or to run the multi-device path on
+    logical CPU devices, which is how the tests exercise the GPU code path without a GPU.
+    """
+    devices = [d for d in os.environ.get(DEVICES_ENV, "").split(",") if d]
     if cluster_workers() > 1:
         strategy: tf.distribute.Strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    elif devices:
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
     elif tf.config.list_physical_devices("GPU"):
         strategy = tf.distribute.MirroredStrategy()
     else:

@@ -7,6 +7,7 @@ import argparse
 def cmd_compile(args: argparse.Namespace) -> int:
     from kubeflow.runner import RUNTIME_PARAMETERS, compile_pipeline
     from pipeline.cli import config_from_args
+    from pipeline.config import ConfigError
 
     overrides = {}
     if args.data_root:
@@ -19,10 +20,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     args.set = (args.set or []) + [f"{k}={v}" for k, v in overrides.items()]
     args.data = None
     config = config_from_args(args)
-    out = compile_pipeline(config, args.image, args.pipeline_root, args.spec, gpus=args.gpus,
-                           accelerator=args.accelerator)
-    print(f"wrote {out}: runtime parameters {', '.join(RUNTIME_PARAMETERS)}; Trainer requests "
-          f"{args.gpus} x {args.accelerator}")
+    selector = None
+    if args.gpu_node_selector:
+        key, sep, value = args.gpu_node_selector.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--gpu-node-selector {args.gpu_node_selector!r}: expected LABEL=VALUE")
+        selector = {key: value}
+    spec = args.spec or ("fmnist_pipeline.json" if args.target == "vertex" else "fmnist_pipeline.yaml")
+    out = compile_pipeline(config, args.image, args.pipeline_root, spec, target=args.target,
+                           gpus=args.gpus, accelerator=args.accelerator, gpu_node_selector=selector)
+    gpu = f"{args.gpus} GPU(s)" if args.gpus else "no GPU"
+    print(f"wrote {out} for {args.target}: runtime parameters {', '.join(RUNTIME_PARAMETERS)}; "
+          f"Trainer requests {gpu}")
     return 0
 
 
@@ -30,15 +39,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     from pipeline.cli import _add_config_args
 
     kf = sub.add_parser("kubeflow", help="Kubeflow Pipelines").add_subparsers(dest="kubeflow_command", required=True)
-    c = kf.add_parser("compile", help="compile the pipeline to a KFP v2 spec (JSON)")
+    c = kf.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (YAML) or Vertex AI (JSON)")
     _add_config_args(c, "default")
     c.add_argument("--image", required=True, help="container image of kubeflow/Dockerfile")
-    c.add_argument("--pipeline-root", required=True, help="e.g. gs://BUCKET/fmnist/pipeline-root")
-    c.add_argument("--spec", default="fmnist_pipeline.json", help="the compiled spec file to write")
+    c.add_argument("--target", choices=("kfp", "vertex"), default="kfp",
+                   help="kfp: PipelineSpec YAML for open-source KFP 2.x; vertex: PipelineJob JSON for Vertex AI")
+    c.add_argument("--pipeline-root", required=True,
+                   help="kfp: minio://mlpipeline/v2/artifacts (a KFP install's default), s3:// or gs://; vertex: gs://")
+    c.add_argument("--spec", help="the file to write (default fmnist_pipeline.yaml, or .json for vertex)")
     c.add_argument("--data-root", help="default of the data_root runtime parameter (e.g. gs://BUCKET/data)")
     c.add_argument("--serving-root", help="serving root; the serving_model_dir parameter defaults to <root>/<model>")
     c.add_argument("--schema-dir", default="/pipeline/schema", help="schema directory inside the image")
-    c.add_argument("--gpus", type=int, default=1, help="GPUs for the Trainer step (0 for CPU)")
-    c.add_argument("--accelerator", default="NVIDIA_TESLA_T4", help="accelerator type of the Trainer step")
+    c.add_argument("--gpus", type=int, default=0, help="GPUs for the Trainer step (default 0: CPU only)")
+    c.add_argument("--accelerator", default="NVIDIA_TESLA_T4",
+                   help="GPU model: Vertex's accelerator type; on kfp it sets the default node selector")
+    c.add_argument("--gpu-node-selector", metavar="LABEL=VALUE",
+                   help="kfp: node label for the Trainer's GPU nodes "
+                        "(default cloud.google.com/gke-accelerator=<accelerator, lower-case with dashes>)")
     c.add_argument("--beam-args", help="Beam pipeline args, space-separated (e.g. --runner=DataflowRunner ...)")
     c.set_defaults(func=cmd_compile)

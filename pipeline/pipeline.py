@@ -3,18 +3,20 @@
 LocalDagRunner runs it here; kubeflow/ compiles the very same function for Kubeflow Pipelines.
 
     FastCsvExampleGen -> StatisticsGen -> ExampleValidator(ImportSchemaGen) -> ValidationGate
-      -> Transform -> Trainer -> Evaluator (vs. latest blessed model) -> AtomicPusher
+      -> Transform -> Trainer -> Evaluator (vs. the served model) -> AtomicPusher
 """
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from typing import Any
 
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
+from components.baseline import ServedModelBaseline
 from components.custom_components import (EpochsTrainer, FastCsvExampleGen, ServingDirPusher,
                                           ThresholdEvaluator)
 from components.export import EVAL_SIGNATURE
@@ -51,11 +53,13 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
                     epochs: Any = None, accuracy_threshold: Any = None,
                     pipeline_root: str | None = None, metadata_connection_config: Any = None,
                     beam_pipeline_args: list[str] | None = None,
-                    data_only: bool = False) -> tfx.dsl.Pipeline:
+                    run_token: str | None = None, data_only: bool = False) -> tfx.dsl.Pipeline:
     """The TFX pipeline for `config`.
 
     The keyword arguments let a runner replace a config value with a runtime parameter (Kubeflow)
     without a second pipeline definition; by default everything comes from `config`.
+    run_token makes the baseline step's cache key unique per run (default: a fresh UUID; Kubeflow
+    passes KFP's run-id placeholder).
     data_only stops after Transform (the data components, e.g. to benchmark Beam runners).
     """
     data_root = config.data_root if data_root is None else data_root
@@ -110,17 +114,16 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         eval_args=tfx.proto.EvalArgs(splits=[TEST_SPLIT]),
         custom_config=trainer_config, epochs=epochs).with_id("Trainer")
 
-    baseline_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    # What the candidate must beat: the model served now (empty on the first run); see
+    # components/baseline.py for why this is not TFX's LatestBlessedModel resolver.
+    baseline = ServedModelBaseline(serving_model_dir=serving_model_dir,
+                                   run_token=run_token or uuid.uuid4().hex).with_id("ServedModelBaseline")
 
     evaluator = ThresholdEvaluator(
         examples=example_gen.outputs["examples"],
         example_splits=[TEST_SPLIT],
         model=trainer.outputs["model"],
-        baseline_model=baseline_resolver.outputs["model"],
+        baseline_model=baseline.outputs["baseline"],
         eval_config=eval_config(config.accuracy_threshold),
         accuracy_threshold=accuracy_threshold).with_id("Evaluator")
 
@@ -138,7 +141,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
-                    trainer, baseline_resolver, evaluator, pusher, run_report],
+                    trainer, baseline, evaluator, pusher, run_report],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or config.beam_args))

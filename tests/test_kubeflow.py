@@ -13,63 +13,142 @@ from pipeline.config import PROJECT_ROOT, load_config
 
 IMAGE = "registry.example.com/fmnist:test"
 EXPECTED_TASKS = {"FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
-                  "ValidationGate", "Transform", "Trainer", "Evaluator", "AtomicPusher", "RunReport"}
+                  "ValidationGate", "Transform", "Trainer", "ServedModelBaseline", "Evaluator",
+                  "AtomicPusher", "RunReport"}
 EXPECTED_DEPENDENCIES = {
     "StatisticsGen": {"FastCsvExampleGen", "ImportSchemaGen"},
     "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
     "ValidationGate": {"ExampleValidator", "StatisticsGen", "ImportSchemaGen"},
     "Transform": {"FastCsvExampleGen", "ImportSchemaGen", "ValidationGate"},
     "Trainer": {"Transform", "ImportSchemaGen"},
+    "Evaluator": {"Trainer", "ServedModelBaseline", "FastCsvExampleGen"},
     "AtomicPusher": {"Trainer", "Evaluator"},
 }
 
 
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory):
-    out = tmp_path_factory.mktemp("kfp") / "fmnist.json"
-    result = subprocess.run(
+def _compile(out, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "kubeflow", "compile", "--image", IMAGE,
-         "--pipeline-root", "gs://bucket/root", "--spec", str(out), "--data-root", "gs://bucket/data",
-         "--serving-root", "gs://bucket/serving", "--gpus", "2", "--accelerator", "NVIDIA_TESLA_V100"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(out.read_text())
+         "--spec", str(out), "--data-root", "gs://bucket/data", "--serving-root", "gs://bucket/serving",
+         *extra], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_spec_parses_with_kfps_own_protos(spec):
+@pytest.fixture(scope="module")
+def specs(tmp_path_factory):
+    """The open-source KFP YAML (2 GPUs) and the Vertex JSON (2 GPUs), compiled by the CLI."""
+    d = tmp_path_factory.mktemp("kfp")
+    kfp = _compile(d / "fmnist.yaml", "--pipeline-root", "minio://mlpipeline/v2/artifacts", "--gpus", "2",
+                   "--accelerator", "NVIDIA_TESLA_V100")
+    assert kfp.returncode == 0, kfp.stderr[-3000:]
+    vertex = _compile(d / "fmnist.json", "--target", "vertex", "--pipeline-root", "gs://bucket/root",
+                      "--gpus", "2", "--accelerator", "NVIDIA_TESLA_V100")
+    assert vertex.returncode == 0, vertex.stderr[-3000:]
+    docs = [doc for doc in yaml.safe_load_all((d / "fmnist.yaml").read_text()) if doc]
+    return docs, json.loads((d / "fmnist.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def spec(specs):
+    return specs[0][0]
+
+
+def test_open_source_spec_is_what_the_kfp_api_server_takes(specs):
+    """schema 2.1.0, a name, a root, typed parameters with defaults (v2_template.go)."""
     from google.protobuf import json_format
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    parsed = json_format.ParseDict(spec["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
-    assert parsed.pipeline_info.name == "fmnist"
-    assert parsed.schema_version.startswith("2.")
+    docs, _ = specs
+    parsed = json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())
+    assert parsed.pipeline_info.name == "fmnist" and parsed.schema_version == "2.1.0"
+    assert parsed.default_pipeline_root == "minio://mlpipeline/v2/artifacts"
+    for name, param in parsed.root.input_definitions.parameters.items():
+        assert param.parameter_type != 0 and param.HasField("default_value"), name
+    platform = json_format.ParseDict(docs[1], pipeline_spec_pb2.PlatformSpec())
+    assert "kubernetes" in platform.platforms
+    assert "runtimeConfig" not in docs[0] and "displayName" not in docs[0]
+
+
+def test_kfp_client_takes_the_file_unchanged(specs, tmp_path):
+    """kfp 2.16's own loader (what upload_pipeline / create_run_from_pipeline_package read)."""
+    from kfp.client import client as kfp_client
+
+    docs, _ = specs
+    path = tmp_path / "fmnist.yaml"
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    loaded = kfp_client._extract_pipeline_yaml(str(path))
+    assert loaded.pipeline_spec.pipeline_info.name == "fmnist"
+    assert "kubernetes" in loaded.platform_spec.platforms
+    with pytest.raises(ValueError, match="should end with"):  # why the old .json was refused
+        kfp_client._extract_pipeline_yaml(str(tmp_path / "fmnist.json"))
 
 
 def test_every_component_with_its_dependencies(spec):
-    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-    assert EXPECTED_TASKS <= set(tasks)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert set(tasks) == EXPECTED_TASKS
     for task, upstream in EXPECTED_DEPENDENCIES.items():
         assert upstream <= set(tasks[task].get("dependentTasks", [])), (task, tasks[task].get("dependentTasks"))
-    for task in EXPECTED_TASKS:
-        assert tasks[task]["cachingOptions"].get("enableCache") is True, task
+    executors = spec["deploymentSpec"]["executors"]
+    assert all("container" in e for e in executors.values()), "only container executors run on open-source KFP"
+    # ExampleGen's inputs are a path and patterns: KFP's cache key cannot see new files under it.
+    cached = {name for name in EXPECTED_TASKS if tasks[name]["cachingOptions"].get("enableCache")}
+    assert cached == EXPECTED_TASKS - {"FastCsvExampleGen"}
 
 
-def test_image_and_gpus_on_the_trainer_only(spec):
-    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
-    containers = {name: e["container"] for name, e in executors.items() if "container" in e}
-    assert containers and all(c["image"] == IMAGE for c in containers.values())
+def test_every_step_runs_the_project_entrypoint_and_example_gen_its_driver(spec):
+    containers = {name: e["container"] for name, e in spec["deploymentSpec"]["executors"].items()}
+    assert all(c["image"] == IMAGE and c["command"] == ["python", "-m", "kubeflow.entrypoint"]
+               for c in containers.values())
+    example_gen = containers["FastCsvExampleGen_executor"]
+    assert "lifecycle" not in example_gen and example_gen["args"][0] == "--example-gen-driver"
+    assert all("--json_serialized_inputs_spec_args" in c["args"] for c in containers.values())
+    baseline = spec["root"]["dag"]["tasks"]["ServedModelBaseline"]["inputs"]["parameters"]["run_token"]
+    assert baseline["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+
+
+def test_gpus_on_the_trainer_only_in_each_backends_form(specs):
+    docs, vertex = specs
+    containers = {n: e["container"] for n, e in docs[0]["deploymentSpec"]["executors"].items()}
     with_gpu = {name for name, c in containers.items() if c.get("resources", {}).get("accelerator")}
     assert with_gpu == {"Trainer_executor"}
-    accelerator = containers["Trainer_executor"]["resources"]["accelerator"]
-    assert accelerator == {"count": "2", "type": "NVIDIA_TESLA_V100"}
-    assert "components.custom_components._EpochsTrainerExecutor" in containers["Trainer_executor"]["args"]
+    # The open-source driver puts resourceType into the pod's limits as a Kubernetes resource name.
+    assert containers["Trainer_executor"]["resources"]["accelerator"] == {
+        "resourceType": "nvidia.com/gpu", "resourceCount": "2"}
+    selector = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["Trainer_executor"]
+    assert selector == {"nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-tesla-v100"}}}
+    vertex_trainer = vertex["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    assert vertex_trainer["resources"]["accelerator"] == {"count": "2", "type": "NVIDIA_TESLA_V100"}
+    assert "lifecycle" in vertex["pipelineSpec"]["deploymentSpec"]["executors"]["FastCsvExampleGen_executor"]["container"]
 
 
-def test_runtime_parameters_are_wired_into_the_steps(spec):
-    root = spec["pipelineSpec"]["root"]["inputDefinitions"]["parameters"]
-    assert {k: v["type"] for k, v in root.items()} == {
-        "data_root": "STRING", "serving_model_dir": "STRING", "epochs": "INT", "accuracy_threshold": "DOUBLE"}
-    tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+def test_no_gpu_request_without_gpus(tmp_path):
+    out = tmp_path / "cpu.yaml"
+    result = _compile(out, "--pipeline-root", "minio://mlpipeline/v2/artifacts")
+    assert result.returncode == 0, result.stderr[-3000:]
+    docs = [d for d in yaml.safe_load_all(out.read_text()) if d]
+    assert len(docs) == 1  # no platform spec
+    assert "accelerator" not in json.dumps(docs[0]["deploymentSpec"])
+
+
+@pytest.mark.parametrize("target, root", [("kfp", "/local/dir"), ("kfp", "hdfs://x/y"), ("vertex", "minio://b/p")])
+def test_a_pipeline_root_the_backend_cannot_use_is_refused_at_compile_time(tmp_path, target, root):
+    result = _compile(tmp_path / "x.yaml", "--target", target, "--pipeline-root", root)
+    assert result.returncode == 2
+    assert root in result.stderr and "gs://" in result.stderr
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_runtime_parameters_are_wired_into_the_steps(specs):
+    docs, vertex = specs
+    spec = docs[0]
+    root = spec["root"]["inputDefinitions"]["parameters"]
+    config = load_config("default")
+    assert {k: v["parameterType"] for k, v in root.items()} == {
+        "data_root": "STRING", "serving_model_dir": "STRING", "epochs": "NUMBER_INTEGER",
+        "accuracy_threshold": "NUMBER_DOUBLE"}
+    assert {k: v["defaultValue"] for k, v in root.items()} == {
+        "data_root": "gs://bucket/data", "serving_model_dir": "gs://bucket/serving/fmnist",
+        "epochs": config.epochs, "accuracy_threshold": config.accuracy_threshold}
+    tasks = spec["root"]["dag"]["tasks"]
 
     def param(task, key):
         return tasks[task]["inputs"]["parameters"][key].get("componentInputParameter")
@@ -79,11 +158,10 @@ def test_runtime_parameters_are_wired_into_the_steps(spec):
     assert param("Trainer", "epochs") == "epochs"
     assert param("Evaluator", "accuracy_threshold") == "accuracy_threshold"
     assert param("AtomicPusher", "serving_model_dir") == "serving_model_dir"
-    defaults = spec["runtimeConfig"]["parameters"]  # the config's values, overridable per run
-    assert defaults["data_root"] == {"stringValue": "gs://bucket/data"}
-    assert defaults["serving_model_dir"] == {"stringValue": "gs://bucket/serving/fmnist"}
-    assert defaults["epochs"] == {"intValue": str(load_config("default").epochs)}
-    assert float(defaults["accuracy_threshold"]["doubleValue"]) == load_config("default").accuracy_threshold
+    assert param("ServedModelBaseline", "serving_model_dir") == "serving_model_dir"
+    # Vertex: the same values as the PipelineJob's runtimeConfig.
+    assert vertex["runtimeConfig"]["parameterValues"]["data_root"] == "gs://bucket/data"
+    assert vertex["pipelineSpec"]["schemaVersion"] == "2.1.0"
 
 
 def test_runtime_values_reach_the_executors(tmp_path):
