@@ -49,11 +49,13 @@ bench-serving:
 bench-beam:
 	$(STACK) python benchmarks/beam_runners.py --data $(FULL_DATA)
 
-## kubeflow-compile: the KFP v2 spec (set IMAGE and PIPELINE_ROOT)
+## kubeflow-compile: the open-source KFP PipelineSpec YAML (set IMAGE, PIPELINE_ROOT; TARGET=vertex for Vertex AI JSON)
 IMAGE ?= fmnist-tfx:latest
-PIPELINE_ROOT ?= gs://YOUR_BUCKET/fmnist/pipeline-root
+TARGET ?= kfp
+PIPELINE_ROOT ?= minio://mlpipeline/v2/artifacts
 kubeflow-compile:
-	$(STACK) fmnist kubeflow compile --image $(IMAGE) --pipeline-root $(PIPELINE_ROOT) --spec outputs/fmnist_pipeline.json
+	$(STACK) fmnist kubeflow compile --target $(TARGET) --image $(IMAGE) --pipeline-root $(PIPELINE_ROOT) \
+	  --spec outputs/fmnist_pipeline.$(if $(filter vertex,$(TARGET)),json,yaml)
 
 ## image: build kubeflow/Dockerfile (needs a running Docker engine)
 image:

@@ -65,6 +65,17 @@ os.execvp(sys.argv[2], sys.argv[2:])
 """
 
 
+def image_environment(dockerfile: Path) -> dict[str, str]:
+    """The environment a step's container starts with: the Dockerfile's ENV lines, plus the PATH
+    and HOME a container has (here: those of this stack, whose Python stands in for the image's)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+           "LANG": "C.UTF-8"}
+    for line in Path(dockerfile).read_text().splitlines():
+        if line.startswith("ENV "):
+            env.update(pair.split("=", 1) for pair in line[4:].split())
+    return env
+
+
 class Rejected(Exception):
     """What the backend refuses, with its own message."""
 
@@ -129,6 +140,7 @@ class KfpStandIn:
         self.artifacts: dict[int, dict] = {}        # MLMD: id -> {uri, custom_properties, name}
         self.cache: dict[str, dict[str, int]] = {}  # fingerprint -> outputs of that execution
         os.makedirs(LOCAL_MOUNT, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
 
     # --- API server ------------------------------------------------------------------------------
     @staticmethod

@@ -242,3 +242,47 @@ def test_two_workers_train_together_and_the_chief_exports(sample_run, tmp_path):
     out = loaded.signatures["serving_images"](images=tf.zeros([3, 28, 28]))
     assert out["probabilities"].shape == (3, 10)
     np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1, rtol=1e-5)
+
+
+def test_entrypoint_adapts_what_the_open_source_launcher_hands_over():
+    """Input as driver/launcher build it (empty schema, converter.go's wrapping, executor-logs,
+    minio:// URIs) -> what TFX's entrypoint needs; and back."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+
+    from kubeflow.entrypoint import adapt_input, adapt_output
+
+    executor_input = json_format.ParseDict({
+        "inputs": {"artifacts": {"examples": {"artifacts": [{
+            "name": "17", "uri": "minio://mlpipeline/v2/artifacts/p/run/FastCsvExampleGen/u/examples",
+            "type": {"instanceSchema": ""},
+            "metadata": {"split_names": '["train", "test"]', "span": 0.0,
+                         "tags": {"list": ["a", "b"]}}}]}}},
+        "outputs": {"artifacts": {
+            "statistics": {"artifacts": [{"name": "statistics",
+                                          "uri": "minio://mlpipeline/v2/artifacts/p/run/StatisticsGen/u/statistics",
+                                          "type": {"instanceSchema": "title: tfx.ExampleStatistics\n"}}]},
+            "executor-logs": {"artifacts": [{"name": "executor-logs", "uri": "minio://x/logs",
+                                             "type": {"schemaTitle": "system.Artifact"}}]}},
+            "outputFile": "/minio/mlpipeline/v2/artifacts/p/run/StatisticsGen/u/output_metadata.json"},
+    }, pb.ExecutorInput())
+    inputs_spec = json_format.ParseDict({"artifacts": {"examples": {
+        "artifactType": {"instanceSchema": "title: tfx.Examples\ntype: object\n"}}}}, pb.ComponentInputsSpec())
+    originals = adapt_input(executor_input, inputs_spec)
+    examples = executor_input.inputs.artifacts["examples"].artifacts[0]
+    assert examples.type.instance_schema.startswith("title: tfx.Examples")
+    assert examples.uri == "/minio/mlpipeline/v2/artifacts/p/run/FastCsvExampleGen/u/examples"
+    assert json_format.MessageToDict(examples.metadata)["tags"] == ["a", "b"]
+    assert "executor-logs" not in executor_input.outputs.artifacts
+    local = executor_input.outputs.artifacts["statistics"].artifacts[0].uri
+    assert local == "/minio/mlpipeline/v2/artifacts/p/run/StatisticsGen/u/statistics"
+
+    output = json_format.ParseDict({"artifacts": {"statistics": {"artifacts": [{
+        "uri": local, "metadata": {"span": 0.0, "version": None}}]}}}, pb.ExecutorOutput())
+    adapt_output(output, originals)
+    produced = output.artifacts["statistics"].artifacts[0]
+    assert produced.uri == "minio://mlpipeline/v2/artifacts/p/run/StatisticsGen/u/statistics"
+    assert json_format.MessageToDict(produced.metadata) == {"span": 0.0}
+    # gs:// stays: TensorFlow opens it natively (and Vertex's launcher never rewrites it).
+    from kubeflow.entrypoint import local_path
+    assert local_path("gs://b/x") == "gs://b/x" and local_path("s3://b/x") == "/s3/b/x"

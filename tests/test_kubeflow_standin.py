@@ -1,0 +1,176 @@
+"""The compiled Kubeflow pipeline executed task by task under the open-source KFP v2 backend's
+contract (tests/kfp_standin.py): refused in its stock TFX form, run end to end in ours.
+
+One module-scoped sequence of runs on the committed sample (each run ~2 min: every task is its
+own process, as every step is its own pod):
+  1. first run: nothing served -> evaluated without a baseline, blessed, pushed;
+  2. a training file changes under the same data_root -> ExampleGen re-ingests (not a stale cache),
+     the first run's served model is the baseline the Evaluator compares against;
+  3. a bad CSV -> the run stops before Transform/Trainer naming file, line and column; the served
+     directory is byte-identical.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE_DATA, read_sample_rows, write_csv_gz
+from kfp_standin import KfpStandIn, Rejected, image_environment
+from pipeline.config import PROJECT_ROOT
+
+ROOT = "minio://mlpipeline/v2/artifacts"
+RUN_PARAMETERS = {"epochs": 3, "accuracy_threshold": 0.5}
+TRAIN_CSV = "fashion-mnist_train.csv.gz"
+TEST_CSV = "fashion-mnist_test.csv.gz"
+
+
+def _compile(out: Path, *extra: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "kubeflow", "compile", "--image", "fmnist:test",
+         "--spec", str(out), *extra], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _tree_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    for parent, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            file = Path(parent) / name
+            digest.update(str(file.relative_to(path)).encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
+def test_stock_tfx_compilation_is_refused_by_the_open_source_backend(tmp_path):
+    """What `fmnist kubeflow compile` used to write: schema 2.0.0 and Vertex resolver executors."""
+    import yaml
+    from tfx import v1 as tfx
+
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(PROJECT_ROOT / "schema" / "schema.pbtxt"))
+    resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing)).with_id("latest_blessed")
+    pipeline = tfx.dsl.Pipeline(pipeline_name="stock", pipeline_root="gs://b/r", components=[schema_gen, resolver])
+    job = tfx.orchestration.experimental.KubeflowV2DagRunner(
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image="img")).run(
+        pipeline, write_out=False)
+    wrapper = tmp_path / "stock.yaml"
+    wrapper.write_text(yaml.safe_dump(job))
+    with pytest.raises(Rejected, match="unknown template format"):  # the PipelineJob wrapper
+        KfpStandIn.upload(wrapper)
+    spec_only = tmp_path / "spec.yaml"
+    spec_only.write_text(yaml.safe_dump(job["pipelineSpec"]))
+    with pytest.raises(Rejected, match="only supports schema version 2.1.0, but the pipeline spec has version 2.0.0"):
+        KfpStandIn.upload(spec_only)
+    job["pipelineSpec"]["schemaVersion"] = "2.1.0"
+    spec_only.write_text(yaml.safe_dump(job["pipelineSpec"]))
+    spec, _ = KfpStandIn.upload(spec_only)
+    with pytest.raises(Rejected, match="resolver executors not implemented"):
+        KfpStandIn.check_compilable(spec)
+
+
+@pytest.fixture(scope="module")
+def kfp(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("kfp-standin")
+    data, serving = tmp / "data", tmp / "serving"
+    shutil.copytree(SAMPLE_DATA, data)
+    spec = tmp / "fmnist.yaml"
+    _compile(spec, "--preset", "sample", "--pipeline-root", ROOT, "--data-root", str(data),
+             "--serving-root", str(serving), "--schema-dir", str(PROJECT_ROOT / "schema"))
+    # The image's WORKDIR is the project (kubeflow/Dockerfile), so is the stand-in's.
+    standin = KfpStandIn(tmp / "backend", cwd=str(PROJECT_ROOT),
+                         env=image_environment(PROJECT_ROOT / "kubeflow" / "Dockerfile"))
+    runs = {"first": standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)}
+    first_versions = sorted(os.listdir(serving / "fmnist")) if (serving / "fmnist").exists() else []
+    # A training file changes under the same data_root: 2,000 of the 2,500 rows.
+    header, rows = read_sample_rows(data / TRAIN_CSV)
+    write_csv_gz(data / TRAIN_CSV, header, rows[:2000])
+    runs["changed"] = standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)
+    before_bad = _tree_digest(serving)
+    header, rows = read_sample_rows(data / TEST_CSV)
+    rows[7][300] = 300  # pixel300 out of [0, 255]: line 9 of the file
+    write_csv_gz(data / TEST_CSV, header, rows)
+    runs["bad"] = standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)
+    return standin, runs, serving, first_versions, before_bad
+
+
+def _stats_rows(standin: KfpStandIn, run, split: str) -> int:
+    import tensorflow_data_validation as tfdv
+
+    stats_dir = standin.artifact_dir(run.tasks["StatisticsGen"].outputs["statistics"])
+    stats = tfdv.load_stats_binary(str(stats_dir / f"Split-{split}" / "FeatureStats.pb"))
+    return stats.datasets[0].num_examples
+
+
+def test_first_run_completes_blesses_without_a_baseline_and_pushes(kfp):
+    standin, runs, serving, first_versions, _ = kfp
+    run = runs["first"]
+    assert run.succeeded, run.error
+    assert all(t.state == "COMPLETE" for t in run.tasks.values()), {n: t.state for n, t in run.tasks.items()}
+    assert len(first_versions) == 1
+    blessing = standin.artifacts[run.tasks["Evaluator"].outputs["blessing"]]["custom_properties"]
+    assert blessing["blessed"] == {"double": 1.0}
+    assert "baseline_model_id" not in blessing
+    baseline = standin.artifacts[run.tasks["ServedModelBaseline"].outputs["baseline"]]["custom_properties"]
+    assert baseline["served_version"] == {"string": ""}
+    # Runtime parameters reached the executors (not the compiled defaults).
+    trainer_input = run.tasks["Trainer"].executor_input["inputs"]["parameterValues"]
+    assert trainer_input["epochs"] == 3
+    report = standin.artifact_dir(run.tasks["RunReport"].outputs["report_dir"])
+    assert (report / "index.html").exists()
+
+
+def test_changed_data_is_re_ingested_and_the_served_model_is_the_baseline(kfp):
+    standin, runs, serving, first_versions, _ = kfp
+    first, run = runs["first"], runs["changed"]
+    assert run.succeeded, run.error
+    assert run.tasks["FastCsvExampleGen"].state == "COMPLETE"   # not answered from the cache
+    assert run.tasks["ImportSchemaGen"].state == "CACHED"       # KFP's cache still works where it can
+    assert _stats_rows(standin, first, "train") == 2500 and _stats_rows(standin, run, "train") == 2000
+    fingerprints = [standin.artifacts[r.tasks["FastCsvExampleGen"].outputs["examples"]]["custom_properties"]
+                    ["input_fingerprint"] for r in (first, run)]
+    assert fingerprints[0] != fingerprints[1]     # TFX's ExampleGen driver ran (as Vertex's pre-cache check)
+    baseline = standin.artifacts[run.tasks["ServedModelBaseline"].outputs["baseline"]]["custom_properties"]
+    assert baseline["served_version"] == {"string": first_versions[0]}
+    blessing = standin.artifacts[run.tasks["Evaluator"].outputs["blessing"]]["custom_properties"]
+    assert "baseline_model_id" in blessing          # compared against what is served
+    now = sorted(os.listdir(serving / "fmnist"))
+    if blessing["blessed"] == {"double": 1.0}:
+        assert len(now) == 2 and now[0] == first_versions[0]
+    else:
+        assert now == first_versions
+
+
+def test_bad_csv_stops_before_training_naming_file_line_and_column(kfp):
+    _, runs, serving, _, before_bad = kfp
+    run = runs["bad"]
+    assert not run.succeeded
+    failed = [n for n, t in run.tasks.items() if t.state == "FAILED"]
+    assert failed and failed[0] in ("FastCsvExampleGen", "ValidationGate")
+    assert "Transform" not in run.tasks and "Trainer" not in run.tasks
+    log = run.tasks[failed[0]].log
+    assert TEST_CSV in log and "line 9" in log and "pixel300" in log
+    assert _tree_digest(serving) == before_bad
+
+
+def test_two_logical_devices_train_with_mirrored_strategy(sample_run, tmp_path):
+    """The multi-GPU code path (MirroredStrategy over 2 devices) run on 2 logical CPU devices."""
+    _, summary = sample_run
+    transform = summary.component("Transform")
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "tests" / "mirrored_train.py"),
+         transform.outputs["transformed_examples"][0].uri, transform.outputs["transform_graph"][0].uri,
+         str(tmp_path / "serving"), str(tmp_path / "run")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "distribution strategy: MirroredStrategy with 2 replica(s)" in result.stdout
+    import numpy as np
+    import tensorflow as tf
+    loaded = tf.saved_model.load(str(tmp_path / "serving"))
+    out = loaded.signatures["serving_images"](images=tf.zeros([3, 28, 28]))
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1, rtol=1e-5)
