@@ -103,6 +103,26 @@ def adapt_output(executor_output: Any, originals: dict[str, str]) -> None:
             json_format.ParseDict(metadata, artifact.metadata)
 
 
+def merge_driver_output(executor_input: Any) -> None:
+    """Give the executor the output artifact properties the driver set (span, fingerprint...).
+
+    TFX's entrypoint reads only the driver's exec properties back from the output metadata file;
+    the artifact properties reach the executor through the launcher, as on Vertex.
+    """
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+    from tfx.dsl.io import fileio
+
+    with fileio.open(executor_input.outputs.output_file, "rb") as f:
+        driver_output = json_format.Parse(f.read(), pipeline_spec_pb2.ExecutorOutput(),
+                                          ignore_unknown_fields=True)
+    for key, artifact_list in driver_output.artifacts.items():
+        if key in executor_input.outputs.artifacts and artifact_list.artifacts:
+            target = executor_input.outputs.artifacts[key].artifacts[0]
+            for name, value in artifact_list.artifacts[0].metadata.fields.items():
+                target.metadata.fields[name].CopyFrom(value)
+
+
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--example-gen-driver", action="store_true",
@@ -130,6 +150,7 @@ def run(argv: list[str]) -> None:
     originals = adapt_input(executor_input, inputs_spec)
     if args.example_gen_driver:
         driver._run_driver(executor_input, inputs_spec)  # what Vertex runs as the pre-cache check
+        merge_driver_output(executor_input)
     args.json_serialized_invocation_args = json_format.MessageToJson(executor_input)
     kubeflow_v2_run_executor.main((args, beam_args))
 
