@@ -56,7 +56,6 @@ def batching_from_args(args: argparse.Namespace):
 
 def server_from_args(args: argparse.Namespace):
     from serving.config import ConfigError
-    from serving.server import ModelServer
 
     tls = None
     if args.tls_cert:
@@ -66,6 +65,7 @@ def server_from_args(args: argparse.Namespace):
         batching = batching_from_args(args)
     except ConfigError as e:
         raise SystemExit(f"serve: {e}") from None
+    from serving.server import ModelServer  # TensorFlow is imported only once the config is good
     return ModelServer(
         models, host=args.host, port=args.port, rest_port=args.rest_api_port or None, batching=batching,
         poll_seconds=args.file_system_poll_wait_seconds, tls=tls,
@@ -78,9 +78,9 @@ def server_from_args(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    server = server_from_args(args)
     from serving.server import serve_until_signalled
-
-    return serve_until_signalled(server_from_args(args), grace=args.grace)
+    return serve_until_signalled(server, grace=args.grace)
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:

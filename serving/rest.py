@@ -46,6 +46,28 @@ STATE_NAMES = {10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50:
 MAX_INT64 = 2**63 - 1
 
 
+class _ClientErrorsInOneLine(logging.Filter):
+    """aiohttp logs a malformed request or a reset connection with a full traceback; those are
+    the client's doing, so they become one INFO line naming the error."""
+
+    CLIENT_ERRORS = ("BadHttpMessage", "BadStatusLine", "LineTooLong", "InvalidHeader", "TransferEncodingError",
+                     "ContentLengthError", "HttpProcessingError", "ConnectionResetError", "BrokenPipeError",
+                     "ClientConnectionResetError", "CancelledError", "PayloadEncodingError")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            if any(cls.__name__ in self.CLIENT_ERRORS for cls in type(error).__mro__):
+                text = " ".join(str(error).split())[:300]
+                record.msg, record.args = "rest client error: %s: %s", (type(error).__name__, text)
+                record.exc_info, record.exc_text = None, None
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_client_filter = _ClientErrorsInOneLine()
+
+
 class _Refuse(asyncio.Protocol):
     """Over the connection limit: a 503 and close, without reading the request."""
 
@@ -79,6 +101,9 @@ class RestServer:
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
+        server_log = logging.getLogger("aiohttp.server")
+        if _client_filter not in server_log.filters:
+            server_log.addFilter(_client_filter)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
 

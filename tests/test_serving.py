@@ -119,9 +119,12 @@ def test_error_codes_and_the_server_goes_on(client, server, sample_rows):
         assert _code(lambda: client.predict_raw(inputs, signature=sig)) == grpc.StatusCode.INVALID_ARGUMENT, name
     huge = np.zeros((2000, 28, 28), np.float32)  # 6.3 MB > the 4 MB limit of this server
     assert _code(lambda: client.predict_images(huge)) == grpc.StatusCode.RESOURCE_EXHAUSTED
-    # Shapes TF accepts are left to the model, as in TF Serving: no rows in, no rows out.
-    empty = client.predict_raw({"images": np.zeros((0, 28, 28), np.float32)}, signature="serving_images")
-    assert tf.make_ndarray(empty.outputs["probabilities"]).shape == (0, 10)
+    # Shapes are left to the model, as in TF Serving: a NaN image is answered, an empty batch is
+    # refused by the graph itself (its reshape cannot infer the channel dimension).
+    nan = client.predict_raw({"images": np.full((1, 28, 28), np.nan, np.float32)}, signature="serving_images")
+    assert tf.make_ndarray(nan.outputs["probabilities"]).shape == (1, 10)
+    assert _code(lambda: client.predict_raw({"images": np.zeros((0, 28, 28), np.float32)},
+                                            signature="serving_images")) == grpc.StatusCode.INVALID_ARGUMENT
     # Regress needs a regression-shaped signature; this model has none.
     from tensorflow_serving.apis import regression_pb2
     request = regression_pb2.RegressionRequest()
