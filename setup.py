@@ -26,6 +26,7 @@ setup(
         "kfp>=2.6,<2.17",
         "tensorboard>=2.21,<2.22",
         "grpcio-health-checking",
+        "aiohttp>=3.9,<4",  # the REST front end of serving/ (pinned in requirements.lock)
         "pyyaml",
         "pillow",
         "matplotlib",

@@ -1,10 +1,14 @@
-"""Serving benchmark: Predict latency and throughput over loopback gRPC, batching off and on, next
-to the same SavedModel signature called in-process, all in one run.
+"""Serving benchmark as users run it: the model server in its own process (`python -m serving`,
+what `fmnist serve` runs, with TF Serving's flags), clients in this one over loopback gRPC,
+batching off and on -- next to the same signature called in-process, all in one run.
 
     make bench-serving     # = tools/with-stack python benchmarks/serving_bench.py
 
-Figures: p50/p99 latency of one 1-image Predict (sequential calls), and images/s with 8 concurrent
-clients sending batches of 1 and of 64 images. Each figure is the median of --repeat rounds.
+In-process references: `tf.saved_model.load(...).signatures[...]` (a TF2 concrete function called
+eagerly) and the server's own session-based path (`serving.savedmodel.LoadedVersion`) without
+gRPC. Figures: p50/p99 latency of one 1-image Predict (sequential calls), and images/s with 8
+concurrent clients sending batches of 1 and of 64 images. Each figure is the median of --repeat
+rounds; a fresh server process per round.
 """
 from __future__ import annotations
 
@@ -75,37 +79,68 @@ def main() -> int:
     args = p.parse_args()
 
     import shutil
+    import socket
+    import subprocess
     import tempfile
 
     import tensorflow as tf
 
-    from serving.batching import BatchingParameters
     from serving.client import ServingClient
-    from serving.model_manager import ModelConfig
-    from serving.server import ModelServer
+    from serving.savedmodel import LoadedVersion
 
     model_dir = Path(args.model_dir) if args.model_dir else latest_model(ROOT / "outputs/sample/serving/fmnist")
-    base = Path(tempfile.mkdtemp(prefix="fmnist-serving-bench-")) / "fmnist"
+    work = Path(tempfile.mkdtemp(prefix="fmnist-serving-bench-"))
+    base = work / "fmnist"
     shutil.copytree(model_dir, base / "1")
+    (work / "batching.config").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n")
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, 28, 28)).astype(np.float32)
     many = rng.integers(0, 256, (64, 28, 28)).astype(np.float32)
 
     fn = tf.saved_model.load(str(model_dir)).signatures["serving_images"]
-    modes = {"in-process": None, "gRPC, batching off": "off", "gRPC, batching on": "on"}
+    session_model = LoadedVersion("fmnist", 1, str(model_dir))
+    session_sig = session_model.signatures["serving_images"]
+    outputs = sorted(session_sig.outputs)
+
+    def start_server(batching: bool) -> tuple[subprocess.Popen, str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cmd = [sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0", "--model_name=fmnist",
+               f"--model_base_path={base}"]
+        if batching:
+            cmd += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        target = f"127.0.0.1:{port}"
+        client = ServingClient(target, timeout=5)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                client.predict_images(one)
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit(f"server did not come up: {' '.join(cmd)}")
+                time.sleep(0.5)
+        client.close()
+        return proc, target
+
+    modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
+             "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on"}
     rounds: dict[str, list[dict]] = {m: [] for m in modes}
     for r in range(args.repeat):
-        for mode, batching in modes.items():
-            if batching is None:
+        for mode, kind in modes.items():
+            proc = None
+            if kind == "eager":
                 def make_call(x):
                     return lambda: fn(images=tf.constant(x))
-                server = None
+            elif kind == "session":
+                def make_call(x):
+                    return lambda: session_model.run(session_sig, {"images": x}, outputs)
             else:
-                params = BatchingParameters(max_batch_size=64, batch_timeout_micros=2000) if batching == "on" else None
-                server = ModelServer([ModelConfig("fmnist", str(base))], port=0, rest_port=None,
-                                     batching=params).start()
+                proc, target = start_server(kind == "on")
 
-                def make_call(x, target=server.target):
+                def make_call(x, target=target):
                     client = ServingClient(target, timeout=60)
                     return lambda: client.predict_images(x)
             p50, p99 = latency(make_call(one), args.calls)
@@ -114,12 +149,13 @@ def main() -> int:
                 "batch1_images_per_s": throughput(lambda: make_call(one), 1, args.clients, args.seconds),
                 "batch64_images_per_s": throughput(lambda: make_call(many), 64, args.clients, args.seconds),
             })
-            if server:
-                server.stop(grace=1)
+            if proc:
+                proc.terminate()
+                proc.wait(timeout=60)
             print(f"round {r + 1} {mode}: {json.dumps({k: round(v, 2) for k, v in rounds[mode][-1].items()})}",
                   file=sys.stderr, flush=True)
     medians = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in rounds.items()}
-    ref = medians["in-process"]
+    ref = medians["in-process, tf.saved_model.load"]
     report = {"model_dir": str(model_dir), "repeat": args.repeat, "clients": args.clients,
               "medians": medians,
               "ratios_vs_in_process": {m: {k: v / ref[k] for k, v in med.items()} for m, med in medians.items()},
@@ -131,7 +167,9 @@ def main() -> int:
     for m, med in medians.items():
         print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {med['batch1_images_per_s']:.0f} "
               f"| {med['batch64_images_per_s']:.0f} |")
-    shutil.rmtree(base.parent, ignore_errors=True)
+    print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50: "
+          f"{medians['gRPC to its own process, batching off']['p50_ms'] / ref['p50_ms']:.2f}x")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -12,6 +12,13 @@ what the CSV holds -- raw 0-255 pixels -- and can never skew from training. Sign
 * `serving_images_uint8`: uint8 images [N, 28, 28] (`images`).
 
 All return `probabilities` [N, 10], `class_id` [N] int64 and `class_name` [N] string.
+
+* `classification`: TF Serving's classification layout, so its Classify API works on this model
+  with the model's own class names: input `inputs` (serialized tf.Examples as for
+  `serving_default`), outputs `classes` [N, 10] string and `scores` [N, 10].
+
+`assets.extra/tf_serving_warmup_requests` holds one PredictionLog per signature a client uses; TF
+Serving (and `serving/`) replay them before a version answers, so no client pays the first-call cost.
 """
 from __future__ import annotations
 
@@ -29,7 +36,10 @@ from pipeline.features import (CLASS_NAMES, IMAGE_SIZE, LABEL_KEY, NUM_PIXELS,  
 
 EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
-SIGNATURES = ("serving_default", "serving_images", "serving_images_uint8", "serving_pixels_examples")
+SIGNATURES = ("serving_default", "serving_images", "serving_images_uint8", "serving_pixels_examples",
+              "classification")
+CLASSIFY_INPUT = "inputs"          # tf.saved_model.CLASSIFY_INPUTS
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 EVAL_SIGNATURE = "serving_pixels_examples"
 
 
@@ -75,6 +85,12 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
     def serve_images_uint8(images: tf.Tensor) -> dict[str, tf.Tensor]:
         return run(image_features(images))
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
+    def classify_examples(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        scores = serve_examples(inputs)["probabilities"]
+        classes = tf.tile(tf.constant([CLASS_NAMES]), [tf.shape(scores)[0], 1])
+        return {"classes": classes, "scores": scores}
+
     # tf.functions with input signatures, not concrete functions: only these can be saved when the
     # model's variables are distributed (MultiWorkerMirroredStrategy / MirroredStrategy).
     return {
@@ -82,6 +98,7 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
         "serving_images": serve_images,
         "serving_images_uint8": serve_images_uint8,
         EVAL_SIGNATURE: serve_pixels_examples,
+        "classification": classify_examples,
     }
 
 
@@ -90,3 +107,44 @@ def export_model(model: keras.Model, tf_transform_output: tft.TFTransformOutput,
     """Writes the SavedModel with all signatures."""
     signatures = make_signatures(model, tf_transform_output)
     tf.saved_model.save(model, export_dir, signatures=signatures)
+    write_warmup_requests(export_dir)
+
+
+def _pixels_example() -> tf.train.Example:
+    """A tf.Example as `serving_default` takes it: one int64 feature per CSV pixel column."""
+    feature = {key: tf.train.Feature(int64_list=tf.train.Int64List(value=[0])) for key in PIXEL_KEYS}
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def write_warmup_requests(export_dir: str) -> str:
+    """`assets.extra/tf_serving_warmup_requests`: one PredictionLog per client-facing signature.
+
+    TF Serving's SavedModel warm-up format (TFRecord of tensorflow.serving.PredictionLog); a
+    request per signature makes both TF Serving and this project's server trace every path a
+    client will take before the version is switched in.
+    """
+    from tensorflow_serving.apis import (classification_pb2, predict_pb2,
+                                         prediction_log_pb2)
+
+    logs = []
+    for name, dtype in (("serving_images", tf.float32), ("serving_images_uint8", tf.uint8)):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.signature_name = name
+        request.inputs[IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE], dtype)))
+        logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
+    example = _pixels_example()
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = "serving_default"
+    request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto([example.SerializeToString()]))
+    logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.signature_name = "classification"
+    classify.input.example_list.examples.append(example)
+    logs.append(prediction_log_pb2.PredictionLog(
+        classify_log=prediction_log_pb2.ClassifyLog(request=classify)))
+    path = os.path.join(export_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for entry in logs:
+            writer.write(entry.SerializeToString())
+    return path

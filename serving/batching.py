@@ -3,7 +3,9 @@
 Same knobs as TF Serving's batching parameters: a batch is closed when it holds
 `max_batch_size` rows or `batch_timeout_micros` after its first request arrived, whichever comes
 first. A request larger than max_batch_size runs alone. Each caller gets exactly its rows back,
-or the exception the batched call raised.
+or the exception the batched call raised. Requests without a common batch dimension (scalar
+inputs, no inputs, inputs of different lengths) and answers without one run unbatched, as TF
+Serving's batching session requires every input and output to be batched along dimension 0.
 """
 from __future__ import annotations
 
@@ -89,10 +91,23 @@ class BatchScheduler:
                 return
             batch[0].future.set_exception(e)
             return
+        rows = sum(i.rows for i in batch)
+        if len(batch) > 1 and any(np.ndim(v) == 0 or len(v) != rows for v in out.values()):
+            for item in batch:  # answers without a batch dimension cannot be split: one call each
+                self._run([item])
+            return
         start = 0
         for item in batch:
             item.future.set_result({k: v[start:start + item.rows] for k, v in out.items()})
             start += item.rows
+
+
+def batchable(feeds: dict[str, np.ndarray]) -> bool:
+    """Every input has the same, non-zero length along dimension 0."""
+    if not feeds:
+        return False
+    lengths = {np.shape(v)[0] if np.ndim(v) else -1 for v in feeds.values()}
+    return len(lengths) == 1 and min(lengths) > 0
 
 
 class Batchers:
@@ -104,7 +119,7 @@ class Batchers:
         self._lock = threading.Lock()
 
     def run(self, key: Any, run: RunFn, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.params is None:
+        if self.params is None or not batchable(feeds):
             return run(feeds)
         with self._lock:
             scheduler = self._schedulers.get(key)

@@ -1,165 +1,136 @@
-"""`fmnist serve`, `fmnist predict` and `fmnist serve-demo`."""
+"""`fmnist serve` (and `python -m serving`): the model server with TF Serving's command line.
+
+The same flags as `tensorflow_model_server`, so one argument list works here, in the Kubernetes
+manifest and with the official image:
+
+    --port --rest_api_port --model_name --model_base_path --model_config_file
+    --model_config_file_poll_wait_seconds --file_system_poll_wait_seconds
+    --enable_batching --batching_parameters_file --rest_api_timeout_in_ms
+
+Friendlier aliases (`--model-base` for a whole serving root, `--model-config` for the YAML
+alternative, `--batching`...) and what TF Serving does not have (host, TLS, limits) are extra.
+"""
 from __future__ import annotations
 
 import argparse
-import gzip
-import json
 import logging
-import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 
-def _models(args: argparse.Namespace) -> list:
-    from serving.model_manager import ModelConfig, models_from_base, models_from_file
-
-    if args.model_config:
-        return models_from_file(args.model_config)
-    if args.model_path:
-        return [ModelConfig(args.model_name, str(Path(args.model_path).resolve()))]
-    models = models_from_base(str(Path(args.model_base).resolve()))
-    if not models:
-        raise SystemExit(f"fmnist serve: no model directories under {args.model_base}")
-    return models
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
-def _batching(args: argparse.Namespace):
+def models_from_args(args: argparse.Namespace) -> list:
+    from serving.config import read_model_config_file
+    from serving.model_manager import ModelConfig, models_from_base
+
+    if args.model_config_file:
+        return read_model_config_file(args.model_config_file)
+    if args.model_base_path:
+        return [ModelConfig(args.model_name, str(Path(args.model_base_path).resolve()))]
+    if args.model_base:
+        models = models_from_base(str(Path(args.model_base).resolve()))
+        if not models:
+            raise SystemExit(f"serve: no model directories under {args.model_base}")
+        return models
+    raise SystemExit("serve: give --model_base_path (with --model_name), --model_config_file or --model-base")
+
+
+def batching_from_args(args: argparse.Namespace):
     from serving.batching import BatchingParameters
-    if not args.batching:
+    from serving.config import read_batching_parameters_file
+
+    if not args.enable_batching:
         return None
+    if args.batching_parameters_file:
+        return read_batching_parameters_file(args.batching_parameters_file)
     return BatchingParameters(args.max_batch_size, args.batch_timeout_micros)
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from serving.server import ModelServer, serve_until_signalled
+def server_from_args(args: argparse.Namespace):
+    from serving.config import ConfigError
 
     tls = None
     if args.tls_cert:
         tls = (Path(args.tls_key).read_bytes(), Path(args.tls_cert).read_bytes())
-    server = ModelServer(_models(args), host=args.host, port=args.port, rest_port=args.rest_port,
-                         batching=_batching(args), poll_seconds=args.poll_seconds, tls=tls,
-                         max_message_bytes=args.max_message_mb * 1024 * 1024)
+    try:
+        models = models_from_args(args)
+        batching = batching_from_args(args)
+    except ConfigError as e:
+        raise SystemExit(f"serve: {e}") from None
+    from serving.server import ModelServer  # TensorFlow is imported only once the config is good
+    return ModelServer(
+        models, host=args.host, port=args.port, rest_port=args.rest_api_port or None, batching=batching,
+        poll_seconds=args.file_system_poll_wait_seconds, tls=tls,
+        max_message_bytes=args.max_message_mb * 1024 * 1024, max_tensor_bytes=args.max_tensor_mb * 1024 * 1024,
+        max_body_bytes=args.max_body_mb * 1024 * 1024, rest_timeout_ms=args.rest_api_timeout_in_ms,
+        rest_max_connections=args.rest_max_connections, rest_idle_timeout=args.rest_idle_timeout_seconds,
+        keep_served_signatures=not args.allow_version_signature_removal,
+        model_config_file=args.model_config_file,
+        config_poll_seconds=args.model_config_file_poll_wait_seconds)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    server = server_from_args(args)
+    from serving.server import serve_until_signalled
     return serve_until_signalled(server, grace=args.grace)
 
 
-def read_csv_rows(path: Path) -> tuple[list[int], list[list[int]]]:
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt") as f:
-        header = f.readline().strip().split(",")
-        rows = [[int(v) for v in line.split(",")] for line in f if line.strip()]
-    label_at = header.index("label") if "label" in header else None
-    labels = [r[label_at] for r in rows] if label_at is not None else [None] * len(rows)
-    pixels = [[v for i, v in enumerate(r) if i != label_at] for r in rows]
-    return labels, pixels
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from serving.client import ServingClient
-    from serving.image_input import load_image
-
-    images, names, truths = [], [], []
-    for item in args.inputs:
-        path = Path(item)
-        if not path.exists():
-            print(f"fmnist predict: {path}: no such file", file=sys.stderr)
-            return 2
-        if path.name.endswith((".csv", ".csv.gz")):
-            labels, rows = read_csv_rows(path)
-            rows, labels = rows[:args.limit], labels[:args.limit]
-            images += [np.array(r, dtype=np.float32).reshape(28, 28) for r in rows]
-            names += [f"{path.name}:row{i + 1}" for i in range(len(rows))]
-            truths += labels
-        else:
-            try:
-                images.append(load_image(path))
-            except OSError as e:
-                print(f"fmnist predict: {path}: not an image PIL can read ({e})", file=sys.stderr)
-                return 2
-            names.append(str(path))
-            truths.append(None)
-    client = ServingClient(args.server, model=args.model)
-    try:
-        predictions = client.predict_images(np.stack(images), version=args.version)
-    finally:
-        client.close()
-    from pipeline.features import CLASS_NAMES
-    results = []
-    for name, truth, p in zip(names, truths, predictions):
-        results.append({"input": name, "class_name": p.class_name, "class_id": p.class_id,
-                         "top": [{"class_name": c, "probability": round(s, 4)} for c, s in p.top(3)],
-                         "true_class": CLASS_NAMES[truth] if truth is not None else None,
-                         "model_version": p.model_version})
-    if args.json:
-        print(json.dumps(results, indent=1))
-    else:
-        for r in results:
-            top = ", ".join(f"{t['class_name']} {t['probability']:.2f}" for t in r["top"])
-            truth = f"  (true: {r['true_class']})" if r["true_class"] else ""
-            print(f"{r['input']}: {r['class_name']}{truth}   [{top}]")
-    return 0
-
-
-def cmd_serve_demo(args: argparse.Namespace) -> int:
-    """Start a server on an ephemeral loopback port, query it over gRPC, print, stop."""
-    import numpy as np
-
-    from pipeline.config import SAMPLE_DATA
-    from serving.client import ServingClient
-    from serving.model_manager import models_from_base
-    from serving.server import ModelServer
-
-    labels, rows = read_csv_rows(Path(args.csv or SAMPLE_DATA / "fashion-mnist_test.csv.gz"))
-    picks = list(range(0, len(rows), max(1, len(rows) // args.count)))[:args.count]
-    with ModelServer(models_from_base(str(Path(args.model_base).resolve())), port=0, rest_port=None) as server:
-        print(f"model server on {server.target} serving versions {server.manager.available(args.model)}")
-        client = ServingClient(server.target, model=args.model)
-        images = np.array([rows[i] for i in picks], dtype=np.float32).reshape(-1, 28, 28)
-        from pipeline.features import CLASS_NAMES
-        right = 0
-        for i, p in zip(picks, client.predict_images(images)):
-            right += CLASS_NAMES[labels[i]] == p.class_name
-            top = ", ".join(f"{c} {s:.2f}" for c, s in p.top(3))
-            print(f"  test row {i + 1:3d}: true {CLASS_NAMES[labels[i]]:<12} predicted {p.class_name:<12} [{top}]")
-        print(f"{right}/{len(picks)} right, answered over gRPC by model version {p.model_version}")
-        client.close()
-    return 0
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    tfs = p.add_argument_group("TensorFlow Serving flags")
+    tfs.add_argument("--port", type=int, default=8500, help="gRPC port")
+    tfs.add_argument("--rest_api_port", "--rest-port", dest="rest_api_port", type=int, default=8501,
+                     help="REST port (0 = no REST)")
+    tfs.add_argument("--model_name", "--model-name", dest="model_name", default="default",
+                     help="name of the model given by --model_base_path")
+    tfs.add_argument("--model_base_path", "--model-path", dest="model_base_path",
+                     help="one model's base path (<path>/<version>/)")
+    tfs.add_argument("--model_config_file", "--model-config", dest="model_config_file",
+                     help="text-format ModelServerConfig (or this project's YAML, *.yaml)")
+    tfs.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0.0,
+                     help="re-read --model_config_file this often (0 = never)")
+    tfs.add_argument("--file_system_poll_wait_seconds", "--poll-seconds", dest="file_system_poll_wait_seconds",
+                     type=float, default=1.0, help="look for new versions this often (0 = only at start)")
+    tfs.add_argument("--enable_batching", "--batching", dest="enable_batching", type=_bool, nargs="?",
+                     const=True, default=False, help="server-side batching of concurrent requests")
+    tfs.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
+    tfs.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
+                     help="REST call timeout (0 = none)")
+    extra = p.add_argument_group("this server's additions")
+    extra.add_argument("--model-base", help="serving root: every <root>/<model>/<version>/ is served")
+    extra.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    extra.add_argument("--max-batch-size", type=int, default=64, help="without --batching_parameters_file")
+    extra.add_argument("--batch-timeout-micros", type=int, default=2000)
+    extra.add_argument("--max-message-mb", type=int, default=16, help="gRPC message limit")
+    extra.add_argument("--max-tensor-mb", type=int, default=64, help="claimed size limit of one request tensor")
+    extra.add_argument("--max-body-mb", type=int, default=64, help="REST body limit")
+    extra.add_argument("--rest-max-connections", type=int, default=512)
+    extra.add_argument("--rest-idle-timeout-seconds", type=float, default=30.0)
+    extra.add_argument("--allow_version_signature_removal", type=_bool, nargs="?", const=True, default=False,
+                       help="switch to a new version even if it lacks a signature the served one has "
+                            "(TF Serving's behaviour); by default the served version stays")
+    extra.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM")
+    extra.add_argument("--tls-cert", help="PEM certificate for gRPC TLS (with --tls-key)")
+    extra.add_argument("--tls-key")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="TensorFlow-Serving-compatible gRPC + REST model server")
-    where = serve.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model-base", help="serving root: every <root>/<model>/<version>/ is served")
-    where.add_argument("--model-path", help="one model's base path (<path>/<version>/)")
-    where.add_argument("--model-config", help="YAML: models with version_policy and version_labels")
-    serve.add_argument("--model-name", default="fmnist", help="name for --model-path")
-    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    serve.add_argument("--port", type=int, default=8500)
-    serve.add_argument("--rest-port", type=int, default=8501)
-    serve.add_argument("--poll-seconds", type=float, default=2.0)
-    serve.add_argument("--batching", action="store_true", help="server-side batching of concurrent requests")
-    serve.add_argument("--max-batch-size", type=int, default=64)
-    serve.add_argument("--batch-timeout-micros", type=int, default=2000)
-    serve.add_argument("--max-message-mb", type=int, default=16)
-    serve.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM")
-    serve.add_argument("--tls-cert", help="PEM certificate for gRPC TLS (with --tls-key)")
-    serve.add_argument("--tls-key")
+    add_serve_arguments(serve)
     serve.set_defaults(func=cmd_serve)
 
-    predict = sub.add_parser("predict", help="classify photos (PNG/JPEG) or Kaggle CSV rows over gRPC")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_CSV")
-    predict.add_argument("--server", default="127.0.0.1:8500")
-    predict.add_argument("--model", default="fmnist")
-    predict.add_argument("--version", type=int)
-    predict.add_argument("--limit", type=int, default=20, help="rows per CSV")
-    predict.add_argument("--json", action="store_true")
-    predict.set_defaults(func=cmd_predict)
 
-    demo = sub.add_parser("serve-demo", help="serve the pushed model on loopback, query a few test rows, stop")
-    demo.add_argument("--model-base", default="outputs/sample/serving")
-    demo.add_argument("--model", default="fmnist")
-    demo.add_argument("--csv", help="Kaggle-format CSV to take rows from (default: the sample test CSV)")
-    demo.add_argument("--count", type=int, default=8)
-    demo.set_defaults(func=cmd_serve_demo)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serving", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_serve_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return cmd_serve(args)

@@ -19,8 +19,8 @@ class Prediction:
     model_version: int
 
     def top(self, k: int = 3, names: tuple[str, ...] | None = None) -> list[tuple[str, float]]:
-        from pipeline.features import CLASS_NAMES
-        names = names or CLASS_NAMES
+        """The k most probable classes, named by `names` (by index when not given)."""
+        names = names or tuple(str(i) for i in range(len(self.probabilities)))
         order = np.argsort(self.probabilities)[::-1][:k]
         return [(names[i], float(self.probabilities[i])) for i in order]
 
@@ -100,13 +100,3 @@ class ServingClient:
         version = response.model_spec.version.value
         return [Prediction(n.decode(), int(i), p.tolist(), version) for p, i, n in zip(probs, ids, names)]
 
-
-def pixels_example(pixels: np.ndarray) -> Any:
-    """A tf.Example with one int64 feature per pixel, named like the Kaggle CSV columns."""
-    import tensorflow as tf
-
-    from pipeline.features import PIXEL_KEYS
-
-    flat = np.asarray(pixels).reshape(-1)
-    feats = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)])) for k, v in zip(PIXEL_KEYS, flat)}
-    return tf.train.Example(features=tf.train.Features(feature=feats))

@@ -1,11 +1,17 @@
 """Which model versions are served, loaded and warmed before they are switched in.
 
-Mirrors TensorFlow Serving's model lifecycle: versions are the integer directories under
-`<base>/<model>/` (hidden staging directories are ignored); a version policy picks the wanted
-ones (latest N, all, or specific); a wanted version is loaded and every signature is run once
-(warm-up) *before* it becomes AVAILABLE; only then are versions that are no longer wanted
-unloaded. A version that fails to load is never served: it is reported END with its error in
-GetModelStatus, and the policy falls back to the next older loadable version.
+Mirrors TensorFlow Serving's model lifecycle: versions are the directories under
+`<base>/<model>/` named by a non-negative int64 in ASCII digits (leading zeros allowed, as in TF
+Serving's own `00000123`; hidden staging directories and every other name are ignored); a version
+policy picks the wanted ones (latest N, all, or specific); a wanted version is loaded and warmed
+from its `assets.extra/tf_serving_warmup_requests` *before* it becomes AVAILABLE; only then are
+versions that are no longer wanted unloaded. A version that fails to load is never served: it is
+reported END with its error in GetModelStatus, and the policy falls back to the next older
+loadable version.
+
+Beyond TF Serving (configurable): a new version that lacks a signature the served version has is
+not switched in -- the served one stays, and the refusal is the new version's status -- because
+every client of that signature would otherwise start failing.
 """
 from __future__ import annotations
 
@@ -15,20 +21,23 @@ import os
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
-import numpy as np
+from serving.errors import InvalidArgument, NotFound
+from serving.savedmodel import LoadedVersion
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+VERSION_RE = re.compile(r"[0-9]{1,19}")   # ASCII digits only: str.isdigit() also accepts '①'
+MAX_VERSION = 2**63 - 1                   # versions are int64 in TF Serving's protos
 
 # tensorflow.serving.ModelVersionStatus.State values.
 START, LOADING, AVAILABLE, UNLOADING, END = 10, 20, 30, 40, 50
+UNLOAD_GRACE_SECONDS = 5.0  # an unloaded version's session closes once in-flight calls are done
 
 
-class ModelNotFound(KeyError):
-    """Unknown model, version, label or signature (gRPC NOT_FOUND)."""
+ModelNotFound = NotFound  # kept for callers of the earlier name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,98 +83,81 @@ class VersionStatus:
     error: str = ""
 
 
-class LoadedVersion:
-    """One loaded SavedModel version and its signatures."""
-
-    def __init__(self, name: str, version: int, path: str) -> None:
-        import tensorflow as tf
-
-        self.name, self.version, self.path = name, version, path
-        self.module = tf.saved_model.load(path)
-        self.signatures: dict[str, Any] = dict(self.module.signatures)
-        if not self.signatures:
-            raise ValueError(f"{path}: the SavedModel has no signatures")
-        self.inputs = {name: fn.structured_input_signature[1] for name, fn in self.signatures.items()}
-        self.outputs = {name: fn.structured_outputs for name, fn in self.signatures.items()}
-        self.signature_defs = _read_signature_defs(path)
-
-    def warm_up(self) -> None:
-        """Run every signature once on a one-row dummy input, so no client pays the tracing cost."""
-        import tensorflow as tf
-
-        for name, fn in self.signatures.items():
-            feeds = {}
-            for key, spec in self.inputs[name].items():
-                shape = [1 if d is None else d for d in spec.shape.as_list()]
-                if spec.dtype == tf.string:
-                    feeds[key] = tf.constant(_dummy_example(), shape=shape)
-                else:
-                    feeds[key] = tf.zeros(shape, spec.dtype)
-            try:
-                fn(**feeds)
-            except tf.errors.InvalidArgumentError:
-                if not any(spec.dtype == tf.string for spec in self.inputs[name].values()):
-                    raise  # a string signature may need real features; others must run
-
-
-def _dummy_example() -> bytes:
-    """A tf.Example with every pixel feature this project's signatures parse, all zero."""
-    import tensorflow as tf
-
-    from pipeline.features import PIXEL_KEYS, RAW_PIXELS_KEY
-
-    feats = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=[0])) for k in PIXEL_KEYS}
-    feats[RAW_PIXELS_KEY] = tf.train.Feature(int64_list=tf.train.Int64List(value=[0] * len(PIXEL_KEYS)))
-    return tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString()
-
-
-def _read_signature_defs(path: str) -> dict[str, Any]:
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    sm = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as f:
-        sm.ParseFromString(f.read())
-    defs = dict(sm.meta_graphs[0].signature_def)
-    defs.pop("__saved_model_init_op", None)
-    return defs
-
-
 def list_versions(base_path: str) -> dict[int, str]:
-    """{version: dir} for integer directories; hidden and other names (staging) are skipped."""
+    """{version: dir} for the directories TF Serving would take as versions.
+
+    Names that are not ASCII digits, over int64, or that name the same number as another
+    directory (`0123` and `123`) are skipped with a warning; a poll never fails on a name.
+    """
     try:
         names = os.listdir(base_path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return {}
-    return {int(n): os.path.join(base_path, n) for n in names
-            if n.isdigit() and os.path.isdir(os.path.join(base_path, n))}
+    found: dict[int, list[str]] = {}
+    for name in names:
+        if name.startswith(".") or not VERSION_RE.fullmatch(name):
+            continue
+        number = int(name)
+        if number > MAX_VERSION:
+            _warn_once(base_path, name, f"{base_path}/{name}: version over 2**63-1 (int64), ignored")
+            continue
+        path = os.path.join(base_path, name)
+        if os.path.isdir(path):
+            found.setdefault(number, []).append(name)
+    versions = {}
+    for number, dirs in found.items():
+        if len(dirs) > 1:
+            _warn_once(base_path, ",".join(sorted(dirs)),
+                       f"{base_path}: directories {sorted(dirs)} all name version {number}; none is served")
+            continue
+        versions[number] = os.path.join(base_path, dirs[0])
+    return versions
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(base: str, key: str, message: str) -> None:
+    if (base, key) not in _warned and len(_warned) < 10_000:
+        _warned.add((base, key))
+        log.warning(message)
 
 
 class ModelManager:
     """Keeps the served versions of each model in step with the file system, without a gap."""
 
-    def __init__(self, models: list[ModelConfig], poll_seconds: float = 2.0) -> None:
-        for m in models:
-            if not NAME_RE.match(m.name):
-                raise ValueError(f"invalid model name {m.name!r}")
+    def __init__(self, models: list[ModelConfig], poll_seconds: float = 2.0,
+                 warm_up: Callable[[LoadedVersion], int] | None = None,
+                 keep_served_signatures: bool = True, session_config: Any = None) -> None:
+        _check_names(models)
         self.models = {m.name: m for m in models}
         self.poll_seconds = poll_seconds
+        self.keep_served_signatures = keep_served_signatures
+        self._warm_up = warm_up or (lambda _model: 0)
+        self._session_config = session_config
         self._served: dict[str, dict[int, LoadedVersion]] = {m.name: {} for m in models}
         self._status: dict[str, dict[int, VersionStatus]] = {m.name: {} for m in models}
         self._failed: dict[tuple[str, int], float] = {}  # (model, version) -> dir mtime at failure
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()        # guards the maps above
+        self._sync_lock = threading.Lock()   # one sync at a time (poller, reload)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         self.poll_once()
-        self._thread = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
-        self._thread.start()
+        if self.poll_seconds > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=30)
+        with self._lock:
+            served = [m for versions in self._served.values() for m in versions.values()]
+        for model in served:
+            model.close()
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -175,35 +167,69 @@ class ModelManager:
                 log.exception("polling the model directories failed")
 
     def poll_once(self) -> None:
-        for config in self.models.values():
-            self._sync(config)
+        with self._sync_lock:
+            for config in list(self.models.values()):
+                try:
+                    self._sync(config)
+                except Exception:  # one model's trouble must not stop the others
+                    log.exception("model %s: syncing with %s failed", config.name, config.base_path)
+
+    def reload(self, models: list[ModelConfig]) -> None:
+        """Switch to a new model list (HandleReloadConfigRequest, config-file polling).
+
+        New models are loaded before this returns; models no longer listed are unloaded.
+        """
+        _check_names(models)
+        with self._sync_lock:
+            with self._lock:
+                removed = [n for n in self.models if n not in {m.name for m in models}]
+                self.models = {m.name: m for m in models}
+                for m in models:
+                    self._served.setdefault(m.name, {})
+                    self._status.setdefault(m.name, {})
+                gone = {n: self._served.pop(n, {}) for n in removed}
+                for n in removed:
+                    self._status.pop(n, None)
+            for name, versions in gone.items():
+                for model in versions.values():
+                    log.info("model %s version %d unloaded (no longer configured)", name, model.version)
+                    _close_later(model)
+            for config in models:
+                self._sync(config)
 
     def _sync(self, config: ModelConfig) -> None:
         on_disk = list_versions(config.base_path)
-        served = dict(self._served[config.name])
+        served = dict(self._served.get(config.name, {}))
         keep: dict[int, LoadedVersion] = {}
         limit = config.policy.latest if config.policy.kind == "latest" else len(on_disk)
+        newest_served = served[max(served)] if served else None
         for version in config.policy.wanted(list(on_disk)):
             if len(keep) >= limit:
                 break
             if version in served:
                 keep[version] = served[version]
                 continue
-            loaded = self._load(config.name, version, on_disk[version])
+            loaded = self._load(config.name, version, on_disk[version], newest_served)
             if loaded is not None:
                 keep[version] = loaded
         # Versions served before but gone from disk or no longer wanted are unloaded only now,
         # after their replacements are AVAILABLE; a version whose directory vanished goes too.
         with self._lock:
             self._served[config.name] = keep
-            for version in served:
+            status = self._status[config.name]
+            for version, model in served.items():
                 if version not in keep:
-                    self._status[config.name][version] = VersionStatus(END)
+                    status[version] = VersionStatus(END)
                     log.info("model %s version %d unloaded", config.name, version)
+                    _close_later(model)
             for version in keep:
-                self._status[config.name][version] = VersionStatus(AVAILABLE)
+                status[version] = VersionStatus(AVAILABLE)
+            for version in list(status):  # forget versions whose directory is gone
+                if version not in on_disk and version not in keep and status[version].state == END \
+                        and len(status) > 64:
+                    del status[version]
 
-    def _load(self, name: str, version: int, path: str) -> LoadedVersion | None:
+    def _load(self, name: str, version: int, path: str, served: LoadedVersion | None) -> LoadedVersion | None:
         try:
             mtime = os.stat(path).st_mtime
         except FileNotFoundError:
@@ -213,51 +239,97 @@ class ModelManager:
         with self._lock:
             self._status[name][version] = VersionStatus(LOADING)
         started = time.monotonic()
+        loaded = None
         try:
-            loaded = LoadedVersion(name, version, path)
-            loaded.warm_up()
+            loaded = LoadedVersion(name, version, path, self._session_config)
+            if served is not None and self.keep_served_signatures and version > served.version:
+                missing = sorted(set(served.signatures) - set(loaded.signatures))
+                if missing:
+                    raise SignaturesMissing(
+                        f"version {version} lacks signature(s) {missing} that the served version "
+                        f"{served.version} has; version {served.version} stays served "
+                        "(serve with --allow_version_signature_removal to switch anyway)")
+            replayed = self._warm_up(loaded)
         except Exception as e:  # any load failure: never serve it, keep what is served
+            if loaded is not None:
+                loaded.close()
             self._failed[(name, version)] = mtime
+            message = str(e) if isinstance(e, SignaturesMissing) else f"{type(e).__name__}: {e}"
             with self._lock:
-                self._status[name][version] = VersionStatus(END, f"{type(e).__name__}: {e}"[:2000])
-            log.error("model %s version %d at %s failed to load: %s", name, version, path, e)
+                self._status[name][version] = VersionStatus(END, message[:2000])
+            log.error("model %s version %d at %s not loaded: %s", name, version, path, message[:500])
             return None
         self._failed.pop((name, version), None)
-        log.info("model %s version %d loaded and warmed in %.1f s", name, version,
-                 time.monotonic() - started)
+        log.info("model %s version %d loaded in %.1f s (%d warm-up records)", name, version,
+                 time.monotonic() - started, replayed)
         return loaded
 
     # --- queries -------------------------------------------------------------------------------
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedVersion:
-        if name not in self.models:
-            raise ModelNotFound(f"Servable not found for request: model '{name}' is not served")
-        served = self._served[name]
+        with self._lock:
+            config = self.models.get(name)
+            served = self._served.get(name, {})
+        if config is None:
+            spec = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+            raise NotFound(f"Servable not found for request: {spec}")
         if label:
-            labels = dict(self.models[name].labels)
+            labels = dict(config.labels)
             if label not in labels:
-                raise ModelNotFound(f"Unrecognized servable version label: {label}")
+                raise InvalidArgument(f"Unrecognized servable version label: {label}")
             version = labels[label]
         if version is not None:
             if version not in served:
-                raise ModelNotFound(f"Servable not found for request: Specific({name}, {version})")
+                raise NotFound(f"Servable not found for request: Specific({name}, {version})")
             return served[version]
         if not served:
-            raise ModelNotFound(f"Servable not found for request: Latest({name}): no version available")
+            raise NotFound(f"Servable not found for request: Latest({name})")
         return served[max(served)]
 
     def status(self, name: str, version: int | None = None) -> dict[int, VersionStatus]:
-        if name not in self.models:
-            raise ModelNotFound(f"Could not find any versions of model {name}")
         with self._lock:
+            if name not in self.models:
+                raise NotFound(f"Could not find any versions of model {name}")
             statuses = dict(self._status[name])
         if version is not None:
             if version not in statuses:
-                raise ModelNotFound(f"Could not find version {version} of model {name}")
+                raise NotFound(f"Could not find version {version} of model {name}")
             return {version: statuses[version]}
         return statuses
 
+    def label_version(self, name: str, label: str) -> int:
+        with self._lock:
+            config = self.models.get(name)
+        if config is None:
+            raise NotFound(f"Could not find any versions of model {name}")
+        labels = dict(config.labels)
+        if label not in labels:
+            raise InvalidArgument(f"Unrecognized servable version label: {label}")
+        return labels[label]
+
     def available(self, name: str) -> list[int]:
-        return sorted(self._served.get(name, {}))
+        with self._lock:
+            return sorted(self._served.get(name, {}))
+
+
+class SignaturesMissing(Exception):
+    """A new version would drop a signature clients of the served version use."""
+
+
+def _check_names(models: list[ModelConfig]) -> None:
+    seen = set()
+    for m in models:
+        if not NAME_RE.match(m.name):
+            raise ValueError(f"invalid model name {m.name!r}")
+        if m.name in seen:
+            raise ValueError(f"model {m.name!r} is configured twice")
+        seen.add(m.name)
+
+
+def _close_later(model: LoadedVersion) -> None:
+    """Close an unloaded version's session after in-flight calls have had time to finish."""
+    timer = threading.Timer(UNLOAD_GRACE_SECONDS, model.close)
+    timer.daemon = True
+    timer.start()
 
 
 def models_from_base(root: str) -> list[ModelConfig]:
@@ -283,7 +355,3 @@ def models_from_file(path: str) -> list[ModelConfig]:
     if not models:
         raise ValueError(f"{path}: no models listed (expected a 'models:' list)")
     return models
-
-
-def as_batch(array: np.ndarray) -> np.ndarray:
-    return array if array.ndim else array.reshape(1)

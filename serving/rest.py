@@ -1,169 +1,243 @@
-"""TF Serving's REST API on its own port: `POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict`
-and `GET /v1/models/<name>[/versions/<v>]`, with TF Serving's JSON conventions (row `instances` or
-columnar `inputs`, `{"b64": ...}` for binary strings, errors as `{"error": ...}`).
+"""TF Serving's REST API (g3doc/api_rest.md) on aiohttp, an asynchronous HTTP server.
+
+    POST /v1/models/<name>[/versions/<v>|/labels/<l>]:(predict|classify|regress)
+    GET  /v1/models/<name>[/versions/<v>|/labels/<l>][/metadata]
+
+Paths are matched with TF Serving's own regular expressions (http_rest_api_util.cc); anything
+else is 400 "Malformed request". The event loop only moves bytes: JSON decoding, the model call
+and encoding run in a bounded thread pool, so a slow request never stalls the others.
+
+Limits TF Serving's REST front end has or a public server needs: a listen backlog, a cap on open
+connections (over it a new connection gets 503 and is closed), an idle timeout (aiohttp's
+keep-alive timer also runs before the first request), a timeout for reading a body, a body
+limit that holds for chunked bodies and whatever Content-Length claims (aiohttp counts the
+bytes it actually reads; a negative or malformed Content-Length is a 400 from its parser), and
+`--rest_api_timeout_in_ms` for the whole call. Client errors are answered with their status and
+logged in one line, never with a traceback.
 """
 from __future__ import annotations
 
-import base64
-import json
+import asyncio
 import logging
 import re
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
+from aiohttp import web
+from google.protobuf import json_format
 
-from serving import inference
+from serving import inference, json_codec
 from serving.batching import Batchers
-from serving.model_manager import ModelManager, ModelNotFound
+from serving.errors import DeadlineExceeded, InvalidArgument, ServingError
+from serving.grpc_service import model_metadata, model_status
+from serving.model_manager import ModelManager
 
 log = logging.getLogger(__name__)
 
-PATH_RE = re.compile(r"^/v1/models/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)"
-                     r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[A-Za-z0-9_.-]+))?"
-                     r"(?P<verb>:predict)?$")
+# tensorflow_serving/model_servers/http_rest_api_util.cc
+PREDICTION_API = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+                            r":(classify|regress|predict)", re.IGNORECASE)
+MODEL_STATUS_API = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
+                              r"(?:/(metadata))?", re.IGNORECASE)
 STATE_NAMES = {10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
-MAX_BODY = 64 * 1024 * 1024
+MAX_INT64 = 2**63 - 1
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"b64"}:
-        return base64.b64decode(value["b64"])
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+class _ClientErrorsInOneLine(logging.Filter):
+    """aiohttp logs a malformed request or a reset connection with a full traceback; those are
+    the client's doing, so they become one INFO line naming the error."""
+
+    CLIENT_ERRORS = ("BadHttpMessage", "BadStatusLine", "LineTooLong", "InvalidHeader", "TransferEncodingError",
+                     "ContentLengthError", "HttpProcessingError", "ConnectionResetError", "BrokenPipeError",
+                     "ClientConnectionResetError", "CancelledError", "PayloadEncodingError")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            if any(cls.__name__ in self.CLIENT_ERRORS for cls in type(error).__mro__):
+                text = " ".join(str(error).split())[:300]
+                record.msg, record.args = "rest client error: %s: %s", (type(error).__name__, text)
+                record.exc_info, record.exc_text = None, None
+                record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
-def _array(value: Any, want_string: bool) -> np.ndarray:
-    if want_string:
-        return np.array(_decode(value), dtype=object)
-    array = np.array(value)
-    if array.dtype.kind == "f":
-        return array.astype(np.float32)
-    if array.dtype.kind in "iu":
-        return array.astype(np.int64)
-    raise inference.InvalidArgument(f"cannot use JSON values of type {array.dtype} as a tensor")
+_client_filter = _ClientErrorsInOneLine()
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    array = np.asarray(value)
-    if array.dtype.kind in "OS":
-        return [_jsonable(a) for a in array] if array.ndim else _jsonable(array.item())
-    return array.tolist()
+class _Refuse(asyncio.Protocol):
+    """Over the connection limit: a 503 and close, without reading the request."""
 
-
-def make_handler(manager: ModelManager, batchers: Batchers) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, fmt: str, *args: Any) -> None:
-            log.debug("rest: " + fmt, *args)
-
-        def _send(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _route(self) -> re.Match | None:
-            m = PATH_RE.match(self.path.split("?")[0])
-            if not m:
-                self._send(404, {"error": f"Malformed request: {self.command} {self.path[:200]}"})
-            return m
-
-        def do_GET(self) -> None:
-            m = self._route()
-            if not m:
-                return
-            if m["verb"]:
-                return self._send(405, {"error": "use POST for :predict"})
-            try:
-                version = int(m["version"]) if m["version"] else None
-                statuses = manager.status(m["name"], version)
-            except ModelNotFound as e:
-                return self._send(404, {"error": str(e).strip("'\"")})
-            self._send(200, {"model_version_status": [
-                {"version": str(v), "state": STATE_NAMES.get(s.state, "UNKNOWN"),
-                 "status": {"error_code": "UNKNOWN" if s.error else "OK", "error_message": s.error}}
-                for v, s in sorted(statuses.items())]})
-
-        def do_POST(self) -> None:
-            m = self._route()
-            if not m:
-                return
-            if not m["verb"]:
-                return self._send(405, {"error": "POST needs the :predict verb"})
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                return self._send(400, {"error": "bad Content-Length"})
-            if length > MAX_BODY:
-                self.close_connection = True
-                return self._send(413, {"error": f"request body over {MAX_BODY} bytes"})
-            try:
-                body = json.loads(self.rfile.read(length) or b"null")
-                self._send(200, self._predict(m, body))
-            except ModelNotFound as e:
-                self._send(404, {"error": str(e).strip("'\"")})
-            except inference.ResourceExhausted as e:
-                self._send(413, {"error": str(e)})
-            except (inference.InvalidArgument, ValueError, TypeError, KeyError) as e:
-                self._send(400, {"error": f"{e}"})
-            except Exception as e:
-                log.exception("REST predict failed")
-                self._send(500, {"error": f"{type(e).__name__}: {e}"})
-
-        def _predict(self, m: re.Match, body: Any) -> dict:
-            import tensorflow as tf
-
-            if not isinstance(body, dict):
-                raise inference.InvalidArgument("the body must be a JSON object with 'instances' or 'inputs'")
-            model = manager.resolve(m["name"], int(m["version"]) if m["version"] else None, m["label"])
-            sig_name, _ = inference.signature(model, body.get("signature_name", ""))
-            specs = model.inputs[sig_name]
-            if "instances" in body:
-                rows = body["instances"]
-                if not isinstance(rows, list):
-                    raise inference.InvalidArgument("'instances' must be a list")
-                if rows and isinstance(rows[0], dict) and not set(rows[0]) == {"b64"}:
-                    raw = {k: [r[k] for r in rows] for k in specs if all(k in r for r in rows)}
-                elif len(specs) == 1:
-                    raw = {next(iter(specs)): rows}
-                else:
-                    raise inference.InvalidArgument(f"instances must be objects with keys {sorted(specs)}")
-                columnar = False
-            elif "inputs" in body:
-                raw = body["inputs"] if isinstance(body["inputs"], dict) else {next(iter(specs)): body["inputs"]}
-                columnar = True
-            else:
-                raise inference.InvalidArgument("the body needs 'instances' or 'inputs'")
-            feeds = {k: _array(v, specs[k].dtype == tf.string) if k in specs else np.array(v)
-                     for k, v in raw.items()}
-            feeds = inference.check_inputs(model, sig_name, feeds)
-            outputs = inference.run(model, sig_name, feeds, batchers)
-            if columnar:
-                return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
-            n = len(next(iter(outputs.values())))
-            return {"predictions": [{k: _jsonable(v[i]) for k, v in outputs.items()} for i in range(n)]}
-
-    return Handler
+    def connection_made(self, transport: Any) -> None:
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                        b"Connection: close\r\nContent-Length: 47\r\n\r\n"
+                        b'{"error": "too many connections; retry later"}\n')
+        transport.close()
 
 
 class RestServer:
-    def __init__(self, manager: ModelManager, batchers: Batchers, host: str, port: int) -> None:
-        self.httpd = ThreadingHTTPServer((host, port), make_handler(manager, batchers))
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="rest", daemon=True)
+    def __init__(self, manager: ModelManager, batchers: Batchers, host: str, port: int, *,
+                 max_body_bytes: int = 64 * 1024 * 1024, max_tensor_bytes: int = 64 * 1024 * 1024,
+                 timeout_ms: int = 30_000, max_connections: int = 512, idle_timeout: float = 30.0,
+                 read_timeout: float = 30.0, backlog: int = 1024, workers: int = 16) -> None:
+        self.manager, self.batchers = manager, batchers
+        self.max_body_bytes, self.max_tensor_bytes = max_body_bytes, max_tensor_bytes
+        self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
+        self.max_connections, self.idle_timeout, self.read_timeout = max_connections, idle_timeout, read_timeout
+        self.backlog = backlog
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((host, port))
+        self.port = self._sock.getsockname()[1]
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rest")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="rest", daemon=True)
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
 
+    # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
+        server_log = logging.getLogger("aiohttp.server")
+        if _client_filter not in server_log.filters:
+            server_log.addFilter(_client_filter)
         self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
+
+    async def _start(self) -> None:
+        app = web.Application(client_max_size=self.max_body_bytes)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=self.idle_timeout)
+        await self._runner.setup()
+        handler_factory = self._runner.server
+
+        def factory() -> asyncio.Protocol:
+            if len(handler_factory.connections) >= self.max_connections:
+                return _Refuse()
+            return handler_factory()
+
+        self._server = await self._loop.create_server(factory, sock=self._sock, backlog=self.backlog)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        async def shutdown() -> None:
+            if self._server:
+                self._server.close()
+            if self._runner:
+                await self._runner.cleanup()
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- requests ------------------------------------------------------------------------------
+    async def _handle(self, request: web.Request) -> web.Response:
+        path = request.raw_path.split("?", 1)[0]
+        body = b""
+        try:
+            if request.method == "POST":
+                body = await asyncio.wait_for(request.read(), self.read_timeout)
+            future = self._loop.run_in_executor(self._pool, self.process, request.method, path, body)
+            status, payload = await asyncio.wait_for(future, self.timeout)
+        except web.HTTPRequestEntityTooLarge:
+            status, payload = self._client_error(request.method, path, 413,
+                                                 f"request body over {self.max_body_bytes} bytes")
+        except asyncio.TimeoutError:
+            if request.method == "POST" and not body:
+                status, payload = self._client_error(request.method, path, 408, "timed out reading the request body")
+            else:
+                error = DeadlineExceeded(f"Request timed out after {self.timeout * 1000:.0f} ms")
+                status, payload = self._client_error(request.method, path, error.http_status, error.message)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # e.g. a body that ended early
+            status, payload = self._client_error(request.method, path, 400, f"could not read the request: {e}")
+        return web.Response(body=payload, status=status, content_type="application/json")
+
+    def _client_error(self, method: str, path: str, status: int, message: str) -> tuple[int, bytes]:
+        log.info("rest %s %s: %d %s", method, path[:200], status, message[:300])
+        return status, json_codec.dumps({"error": message})
+
+    def process(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        """(HTTP status, JSON body) for one request; runs in the worker pool."""
+        try:
+            return 200, json_codec.dumps(self._dispatch(method, path, body))
+        except ServingError as e:
+            return self._client_error(method, path, e.http_status, e.message)
+        except Exception as e:
+            log.exception("REST %s %s failed", method, path[:200])
+            return 500, json_codec.dumps({"error": f"{type(e).__name__}: {e}"})
+
+    def _dispatch(self, method: str, path: str, body: bytes) -> Any:
+        malformed = InvalidArgument(f"Malformed request: {method} {path[:200]}")
+        if method == "POST":
+            m = PREDICTION_API.fullmatch(path)
+            if not m:
+                raise malformed
+            name, version, label = _model_info(m)
+            verb = m.group(4).lower()
+            doc = json_codec.parse_body(body)
+            model = self.manager.resolve(name, version, label)
+            if verb == "predict":
+                sig = inference.signature(model, doc.get("signature_name", ""))
+                feeds, columnar = json_codec.predict_feeds(doc, sig)
+                outputs = inference.predict(model, sig, feeds, [], self.batchers)
+                return json_codec.predict_response(outputs, columnar)
+            sig_name = doc.get("signature_name", "") or inference.DEFAULT_SIGNATURE
+            if sig_name not in model.signatures:
+                raise InvalidArgument(f"No signature was found with the name: {sig_name}")
+            data = json_codec.examples_input(doc, verb)
+            if verb == "classify":
+                return json_codec.classification_json(
+                    inference.classify(model, model.signatures[sig_name], data, self.batchers))
+            return json_codec.regression_json(inference.regress(model, model.signatures[sig_name], data, self.batchers))
+        if method == "GET":
+            m = MODEL_STATUS_API.fullmatch(path)
+            if not m:
+                raise malformed
+            name, version, label = _model_info(m)
+            if not name:
+                raise InvalidArgument("Missing model name in request.")
+            if m.group(4):
+                metadata = model_metadata(self.manager.resolve(name, version, label), ["signature_def"])
+                return _metadata_json(metadata)
+            from tensorflow_serving.apis import model_pb2
+            spec = model_pb2.ModelSpec(name=name)
+            if version is not None:
+                spec.version.value = version
+            if label is not None:
+                spec.version_label = label
+            status = model_status(self.manager, spec)
+            return {"model_version_status": [
+                {"version": str(s.version), "state": STATE_NAMES.get(s.state, "UNKNOWN"),
+                 "status": {"error_code": "UNKNOWN" if s.status.error_code else "OK",
+                            "error_message": s.status.error_message}}
+                for s in status.model_version_status]}
+        raise malformed
+
+
+def _model_info(m: re.Match) -> tuple[str, int | None, str | None]:
+    name = urllib.parse.unquote(m.group(1)) if m.group(1) else ""
+    version = None
+    if m.group(2):
+        version = int(m.group(2))
+        if version > MAX_INT64:
+            raise InvalidArgument(f"Failed to convert version: {m.group(2)} to numeric.")
+    label = urllib.parse.unquote(m.group(3)) if m.group(3) else None
+    return name, version, label
+
+
+def _metadata_json(response: Any) -> dict:
+    """GET .../metadata: the response with its Any unpacked, as TF Serving writes it."""
+    from tensorflow_serving.apis import get_model_metadata_pb2
+
+    sig_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(sig_map)
+    options = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
+    return {"model_spec": json_format.MessageToDict(response.model_spec, **options),
+            "metadata": {"signature_def": json_format.MessageToDict(sig_map, **options)}}

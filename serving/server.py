@@ -7,15 +7,19 @@ period), then exit.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
+from serving import inference
 from serving.batching import Batchers, BatchingParameters
+from serving.errors import InvalidArgument
 from serving.grpc_service import ModelService, PredictionService
 from serving.model_manager import ModelConfig, ModelManager
 from serving.rest import RestServer
@@ -23,22 +27,32 @@ from serving.rest import RestServer
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_TENSOR_BYTES = 64 * 1024 * 1024
 
 
 class ModelServer:
     def __init__(self, models: list[ModelConfig], *, host: str = "127.0.0.1", port: int = 8500,
                  rest_port: int | None = 8501, batching: BatchingParameters | None = None,
                  poll_seconds: float = 2.0, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 workers: int = 16, tls: tuple[bytes, bytes] | None = None) -> None:
-        self.manager = ModelManager(models, poll_seconds)
+                 max_tensor_bytes: int = DEFAULT_MAX_TENSOR_BYTES, max_body_bytes: int = 64 * 1024 * 1024,
+                 rest_timeout_ms: int = 30_000, rest_max_connections: int = 512,
+                 rest_idle_timeout: float = 30.0, workers: int = 16, tls: tuple[bytes, bytes] | None = None,
+                 keep_served_signatures: bool = True, model_config_file: str | None = None,
+                 config_poll_seconds: float = 0.0) -> None:
         self.batchers = Batchers(batching)
+        self.max_tensor_bytes = max_tensor_bytes
+        self.manager = ModelManager(
+            models, poll_seconds, keep_served_signatures=keep_served_signatures,
+            warm_up=lambda model: inference.warm_up(model, self.batchers, max_tensor_bytes))
         self.host, self.max_message_bytes = host, max_message_bytes
+        self.model_config_file, self.config_poll_seconds = model_config_file, config_poll_seconds
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.batchers), self.grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(self.manager), self.grpc)
+            PredictionService(self.manager, self.batchers, max_tensor_bytes), self.grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+            ModelService(self.manager, self.reload_config), self.grpc)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         address = f"{host}:{port}"
@@ -47,18 +61,54 @@ class ModelServer:
             self.port = self.grpc.add_secure_port(address, grpc.ssl_server_credentials([(key, cert)]))
         else:
             self.port = self.grpc.add_insecure_port(address)
-        self.rest = RestServer(self.manager, self.batchers, host, rest_port) if rest_port is not None else None
+        self.rest = RestServer(self.manager, self.batchers, host, rest_port, max_body_bytes=max_body_bytes,
+                               max_tensor_bytes=max_tensor_bytes, timeout_ms=rest_timeout_ms,
+                               max_connections=rest_max_connections, idle_timeout=rest_idle_timeout,
+                               workers=workers) if rest_port is not None else None
         self.rest_port = self.rest.port if self.rest else None
+        self._stop = threading.Event()
+        self._config_thread: threading.Thread | None = None
+        self._config_text: str | None = None
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def reload_config(self, config: Any) -> None:
+        """Serve the models of a ModelServerConfig proto (HandleReloadConfigRequest)."""
+        from serving.config import ConfigError, models_from_config_proto
+        try:
+            models = models_from_config_proto(config)
+            self.manager.reload(models)
+        except (ConfigError, ValueError) as e:
+            raise InvalidArgument(str(e)) from None
+
+    def _watch_config_file(self) -> None:
+        """--model_config_file_poll_wait_seconds: re-read the file; a changed, valid file is applied."""
+        from serving.config import read_model_config_file
+        while not self._stop.wait(self.config_poll_seconds):
+            try:
+                with open(self.model_config_file) as f:
+                    text = f.read()
+                if text == self._config_text:
+                    continue
+                self._config_text = text
+                self.manager.reload(read_model_config_file(self.model_config_file))
+                log.info("model config %s reloaded", self.model_config_file)
+            except Exception as e:  # a bad edit must not stop the server; the old config stays
+                log.error("model config %s not applied: %s", self.model_config_file, e)
 
     def start(self) -> "ModelServer":
         self.manager.start()  # loads and warms what is on disk before the port answers
         self.grpc.start()
         if self.rest:
             self.rest.start()
+        if self.model_config_file and self.config_poll_seconds > 0:
+            with open(self.model_config_file) as f:
+                self._config_text = f.read()
+            self._config_thread = threading.Thread(target=self._watch_config_file, name="config-poller",
+                                                   daemon=True)
+            self._config_thread.start()
         status = health_pb2.HealthCheckResponse.SERVING
         self.health.set("", status)
         self.health.set("tensorflow.serving.PredictionService", status)
@@ -67,6 +117,7 @@ class ModelServer:
         return self
 
     def stop(self, grace: float = 30.0) -> None:
+        self._stop.set()
         self.health.enter_graceful_shutdown()
         self.grpc.stop(grace).wait()
         if self.rest:
@@ -91,8 +142,8 @@ def serve_until_signalled(server: ModelServer, grace: float = 30.0) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
-    print(f"serving on {server.target} (gRPC), REST on {server.host}:{server.rest_port}; Ctrl-C to stop",
-          flush=True)
+    print(f"serving on {server.target} (gRPC), REST on {server.host}:{server.rest_port}; Ctrl-C to stop "
+          f"(pid {os.getpid()})", flush=True)
     done.wait()
     server.stop(grace)
     return 0

@@ -52,14 +52,20 @@ def served(model_dir, tmp_path):
     srv.stop(grace=2)
 
 
+def _bad_content():
+    """A TensorProto whose tensor_content does not match its claimed shape."""
+    import tensorflow as tf
+    proto = tf.make_tensor_proto(np.zeros((1, 28, 28), np.float32))
+    proto.tensor_content = proto.tensor_content[:-4]
+    return proto
+
+
 BAD_KINDS = [
     ("wrong dtype", lambda c: c.predict_raw({"images": np.zeros((1, 28, 28), np.int32)}, signature="serving_images"),
      grpc.StatusCode.INVALID_ARGUMENT),
     ("wrong shape", lambda c: c.predict_raw({"images": np.zeros((1, 27, 28), np.float32)}, signature="serving_images"),
      grpc.StatusCode.INVALID_ARGUMENT),
-    ("NaN", lambda c: c.predict_raw({"images": np.full((1, 28, 28), np.nan, np.float32)}, signature="serving_images"),
-     grpc.StatusCode.INVALID_ARGUMENT),
-    ("empty", lambda c: c.predict_raw({"images": np.zeros((0, 28, 28), np.float32)}, signature="serving_images"),
+    ("undecodable tensor", lambda c: c.predict_raw({"images": _bad_content()}, signature="serving_images"),
      grpc.StatusCode.INVALID_ARGUMENT),
     ("missing input", lambda c: c.predict_raw({}, signature="serving_images"), grpc.StatusCode.INVALID_ARGUMENT),
     ("garbage example", lambda c: c.predict_raw({"examples": np.array([os.urandom(50)], dtype=object)}),
@@ -69,7 +75,7 @@ BAD_KINDS = [
     ("unknown version", lambda c: c.predict_images(np.zeros((1, 28, 28), np.float32), version=404),
      grpc.StatusCode.NOT_FOUND),
     ("unknown signature", lambda c: c.predict_raw({"images": np.zeros((1, 28, 28), np.float32)}, signature="x"),
-     grpc.StatusCode.NOT_FOUND),
+     grpc.StatusCode.FAILED_PRECONDITION),
 ]
 
 

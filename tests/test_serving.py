@@ -16,7 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from conftest import read_sample_rows
 from pipeline.features import CLASS_NAMES
 from serving.batching import BatchingParameters
-from serving.client import ServingClient, pixels_example
+from pipeline.serving_cli import pixels_example
+from serving.client import ServingClient
 from serving.model_manager import AVAILABLE, END, ModelConfig, VersionPolicy
 from serving.server import ModelServer
 
@@ -76,13 +77,14 @@ def test_predict_through_every_signature(client, sample_rows):
 
 def test_classify_metadata_status_and_health(client, server, sample_rows):
     labels, images = sample_rows
-    response = client.classify([pixels_example(i) for i in images[:5]])
+    # Classify on the export's classification signature: class names come from the model itself.
+    response = client.classify([pixels_example(i) for i in images[:5]], signature="classification")
     assert len(response.result.classifications) == 5
     for c, label in zip(response.result.classifications, labels[:5]):
         assert [k.label for k in c.classes] == list(CLASS_NAMES)
         assert abs(sum(k.score for k in c.classes) - 1) < 1e-4
     sigs = client.metadata().signature_def
-    assert {"serving_default", "serving_images", "serving_images_uint8"} <= set(sigs)
+    assert {"serving_default", "serving_images", "serving_images_uint8", "classification"} <= set(sigs)
     assert "examples" in sigs["serving_default"].inputs and "class_name" in sigs["serving_images"].outputs
     status = client.status().model_version_status
     assert [(s.version, s.state) for s in status] == [(1, AVAILABLE)]
@@ -103,22 +105,32 @@ def test_error_codes_and_the_server_goes_on(client, server, sample_rows):
     assert _code(lambda: other.predict_images(images[:1])) == grpc.StatusCode.NOT_FOUND
     other.close()
     assert _code(lambda: client.predict_images(images[:1], version=99)) == grpc.StatusCode.NOT_FOUND
-    assert _code(lambda: client.predict_images(images[:1], label="canary")) == grpc.StatusCode.NOT_FOUND
-    assert _code(lambda: client.predict_raw({"images": images[:1]}, signature="nope")) == grpc.StatusCode.NOT_FOUND
+    # TF Serving's codes: an unknown label is INVALID_ARGUMENT, an unknown signature FAILED_PRECONDITION.
+    assert _code(lambda: client.predict_images(images[:1], label="canary")) == grpc.StatusCode.INVALID_ARGUMENT
+    assert _code(lambda: client.predict_raw({"images": images[:1]}, signature="nope")) == \
+        grpc.StatusCode.FAILED_PRECONDITION
     bad = {
         "missing input": ({"pixels": images[:1]}, "serving_images"),
         "wrong dtype": ({"images": images[:1].astype(np.int32)}, "serving_images"),
-        "wrong shape": ({"images": images[:1].reshape(1, 784)}, "serving_images"),
-        "NaN": ({"images": np.full((1, 28, 28), np.nan, np.float32)}, "serving_images"),
-        "empty": ({"images": np.zeros((0, 28, 28), np.float32)}, "serving_images"),
+        "wrong shape": ({"images": np.zeros((1, 27, 28), np.float32)}, "serving_images"),
         "garbage example": ({"examples": np.array([b"\x00garbage"], dtype=object)}, "serving_default"),
     }
     for name, (inputs, sig) in bad.items():
         assert _code(lambda: client.predict_raw(inputs, signature=sig)) == grpc.StatusCode.INVALID_ARGUMENT, name
     huge = np.zeros((2000, 28, 28), np.float32)  # 6.3 MB > the 4 MB limit of this server
     assert _code(lambda: client.predict_images(huge)) == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert _code(lambda: client.predictions.Regress(__import__(
-        "tensorflow_serving.apis.regression_pb2", fromlist=["x"]).RegressionRequest())) == grpc.StatusCode.UNIMPLEMENTED
+    # Shapes are left to the model, as in TF Serving: a NaN image is answered, an empty batch is
+    # refused by the graph itself (its reshape cannot infer the channel dimension).
+    nan = client.predict_raw({"images": np.full((1, 28, 28), np.nan, np.float32)}, signature="serving_images")
+    assert tf.make_ndarray(nan.outputs["probabilities"]).shape == (1, 10)
+    assert _code(lambda: client.predict_raw({"images": np.zeros((0, 28, 28), np.float32)},
+                                            signature="serving_images")) == grpc.StatusCode.INVALID_ARGUMENT
+    # Regress needs a regression-shaped signature; this model has none.
+    from tensorflow_serving.apis import regression_pb2
+    request = regression_pb2.RegressionRequest()
+    request.model_spec.name = "fmnist"
+    request.input.example_list.examples.add()
+    assert _code(lambda: client.predictions.Regress(request)) == grpc.StatusCode.INVALID_ARGUMENT
     assert client.predict_images(images[:2])[0].model_version == 1  # still serving
 
 

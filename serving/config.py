@@ -1,0 +1,128 @@
+"""TF Serving's configuration files: a text-format ModelServerConfig (`--model_config_file`) and
+a text-format BatchingParameters (`--batching_parameters_file`), read with protobuf's own
+text-format parser, so a file that works for `tensorflow_model_server` works here.
+
+ModelServerConfig comes from the tensorflow-serving-api package. BatchingParameters is not in
+that package (it lives in session_bundle_config.proto), so its descriptor is declared here with
+the field names and numbers of tensorflow_serving/servables/tensorflow/session_bundle_config.proto.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.batching import BatchingParameters
+from serving.model_manager import ModelConfig, VersionPolicy
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used, with the file named in the message."""
+
+
+def parse_model_server_config(text: str, source: str = "<config>") -> model_server_config_pb2.ModelServerConfig:
+    config = model_server_config_pb2.ModelServerConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        # TF Serving's message, which its testBadModelConfig looks for.
+        raise ConfigError(f"{source}: Error parsing text-format tensorflow.serving.ModelServerConfig: {e}") from None
+    return config
+
+
+def models_from_config_proto(config: Any, source: str = "<config>") -> list[ModelConfig]:
+    if config.WhichOneof("config") == "custom_model_config":
+        raise ConfigError(f"{source}: custom_model_config is not supported; use model_config_list")
+    models = []
+    for entry in config.model_config_list.config:
+        if entry.model_platform and entry.model_platform != "tensorflow":
+            raise ConfigError(f"{source}: model {entry.name!r}: model_platform {entry.model_platform!r} is not "
+                              "supported (only 'tensorflow')")
+        if not entry.name or not entry.base_path:
+            raise ConfigError(f"{source}: every config needs a name and a base_path")
+        policy = entry.model_version_policy
+        kind = policy.WhichOneof("policy_choice")
+        if kind == "all":
+            version_policy = VersionPolicy("all")
+        elif kind == "specific":
+            version_policy = VersionPolicy("specific", specific=tuple(policy.specific.versions))
+        else:
+            num = policy.latest.num_versions if kind == "latest" else 1
+            version_policy = VersionPolicy("latest", latest=num or 1)
+        base = entry.base_path
+        if not os.path.isabs(base) and "://" not in base and source != "<config>":
+            base = os.path.join(os.path.dirname(os.path.abspath(source)), base)
+        labels = tuple(sorted((k, int(v)) for k, v in entry.version_labels.items()))
+        models.append(ModelConfig(entry.name, base, version_policy, labels))
+    return models
+
+
+def read_model_config_file(path: str) -> list[ModelConfig]:
+    """`--model_config_file`: text-format ModelServerConfig (TF Serving's format); a file ending
+    in .yaml/.yml is this project's YAML alternative."""
+    if path.endswith((".yaml", ".yml")):
+        from serving.model_manager import models_from_file
+        return models_from_file(path)
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the model config file: {e}") from None
+    return models_from_config_proto(parse_model_server_config(text, path), path)
+
+
+@functools.lru_cache(maxsize=1)
+def _batching_message_class() -> type:
+    file = descriptor_pb2.FileDescriptorProto(
+        name="fmnist_serving/batching_parameters.proto", package="tensorflow.serving", syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"])
+    message = file.message_type.add(name="BatchingParameters")
+    wrapped = {"max_batch_size": (1, "Int64Value"), "batch_timeout_micros": (2, "Int64Value"),
+               "max_enqueued_batches": (3, "Int64Value"), "num_batch_threads": (4, "Int64Value"),
+               "thread_pool_name": (5, "StringValue"), "enable_large_batch_splitting": (8, "BoolValue"),
+               "max_execution_batch_size": (9, "Int64Value")}
+    F = descriptor_pb2.FieldDescriptorProto
+    for name, (number, kind) in wrapped.items():
+        message.field.add(name=name, number=number, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                          type_name=f".google.protobuf.{kind}")
+    message.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
+    message.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
+    from google.protobuf import wrappers_pb2  # noqa: F401  (registers wrappers.proto in the pool)
+    pool = descriptor_pool.Default()
+    try:
+        descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+    except KeyError:
+        pool.Add(file)
+        descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+    return message_factory.GetMessageClass(descriptor)
+
+
+def parse_batching_parameters(text: str, source: str = "<batching>") -> BatchingParameters:
+    proto = _batching_message_class()()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as e:
+        raise ConfigError(f"{source}: Error parsing text-format tensorflow.serving.BatchingParameters: {e}") from None
+    defaults = BatchingParameters()
+
+    def value(field: str, default: int) -> int:
+        return getattr(proto, field).value if proto.HasField(field) else default
+
+    params = BatchingParameters(
+        max_batch_size=value("max_batch_size", defaults.max_batch_size),
+        batch_timeout_micros=value("batch_timeout_micros", defaults.batch_timeout_micros),
+        max_enqueued_batches=value("max_enqueued_batches", defaults.max_enqueued_batches))
+    if params.max_batch_size < 1:
+        raise ConfigError(f"{source}: max_batch_size must be positive")
+    return params
+
+
+def read_batching_parameters_file(path: str) -> BatchingParameters:
+    try:
+        with open(path) as f:
+            return parse_batching_parameters(f.read(), path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the batching parameters file: {e}") from None

@@ -1,0 +1,126 @@
+"""TensorProto <-> NumPy, the way TF Serving reads requests and writes answers.
+
+Requests: the claimed shape is checked against a byte limit *before* anything is allocated (a
+TensorProto may claim a shape far larger than the values it carries; TensorFlow fills the rest
+with the last value). Answers: typed `*_val` fields (`Tensor::AsProtoField`, TF Serving's default
+for Predict), not `tensor_content`.
+"""
+from __future__ import annotations
+
+import numpy as np
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+from serving.errors import InvalidArgument, ResourceExhausted
+
+# dtype enum -> (numpy dtype, TensorProto field holding typed values)
+_TYPES: dict[int, tuple[np.dtype, str]] = {
+    types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
+    types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
+    types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
+    types_pb2.DT_INT8: (np.dtype(np.int8), "int_val"),
+    types_pb2.DT_INT16: (np.dtype(np.int16), "int_val"),
+    types_pb2.DT_INT32: (np.dtype(np.int32), "int_val"),
+    types_pb2.DT_UINT8: (np.dtype(np.uint8), "int_val"),
+    types_pb2.DT_UINT16: (np.dtype(np.uint16), "int_val"),
+    types_pb2.DT_INT64: (np.dtype(np.int64), "int64_val"),
+    types_pb2.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
+    types_pb2.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
+    types_pb2.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
+    types_pb2.DT_STRING: (np.dtype(object), "string_val"),
+}
+_BY_NUMPY = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
+             np.dtype(np.float16): types_pb2.DT_HALF, np.dtype(np.int8): types_pb2.DT_INT8,
+             np.dtype(np.int16): types_pb2.DT_INT16, np.dtype(np.int32): types_pb2.DT_INT32,
+             np.dtype(np.uint8): types_pb2.DT_UINT8, np.dtype(np.uint16): types_pb2.DT_UINT16,
+             np.dtype(np.int64): types_pb2.DT_INT64, np.dtype(np.uint32): types_pb2.DT_UINT32,
+             np.dtype(np.uint64): types_pb2.DT_UINT64, np.dtype(np.bool_): types_pb2.DT_BOOL}
+
+
+def numpy_dtype(dtype: int) -> np.dtype:
+    if dtype not in _TYPES:
+        raise InvalidArgument(f"tensor type {types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else dtype} is not supported")
+    return _TYPES[dtype][0]
+
+
+def dtype_name(dtype: int) -> str:
+    """`float`, `int32`, `string`...: the names TensorFlow's DataTypeString uses."""
+    try:
+        return types_pb2.DataType.Name(dtype)[3:].lower()
+    except ValueError:
+        return str(dtype)
+
+
+def to_array(proto: tensor_pb2.TensorProto, max_bytes: int, name: str = "") -> np.ndarray:
+    """Decode a request tensor, refusing a claimed size over `max_bytes` before allocating it."""
+    dtype = numpy_dtype(proto.dtype)
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank:
+        raise InvalidArgument(f"input '{name}': a request tensor needs a known shape")
+    if any(d < 0 for d in dims):
+        raise InvalidArgument(f"input '{name}': negative dimension in shape {dims}")
+    count = 1
+    for d in dims:
+        count *= d
+        if count * max(dtype.itemsize, 1) > max_bytes:
+            raise ResourceExhausted(f"input '{name}' claims shape {dims}, over the {max_bytes}-byte "
+                                    "limit for one tensor")
+    if proto.dtype == types_pb2.DT_STRING:
+        values = list(proto.string_val)
+        if sum(len(v) for v in values) > max_bytes:
+            raise ResourceExhausted(f"input '{name}' is over the {max_bytes}-byte limit for one tensor")
+        return _fill(np.array(values, dtype=object), count, dims, name)
+    if proto.tensor_content:
+        if len(proto.tensor_content) != count * dtype.itemsize:
+            raise InvalidArgument(f"input '{name}': tensor_content holds {len(proto.tensor_content)} bytes, "
+                                  f"shape {dims} of {dtype_name(proto.dtype)} needs {count * dtype.itemsize}")
+        return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(dims).copy()
+    field = _TYPES[proto.dtype][1]
+    values = getattr(proto, field)
+    if proto.dtype == types_pb2.DT_HALF:
+        array = np.array(values, dtype=np.uint16).view(np.float16)
+    else:
+        array = np.array(values, dtype=dtype)
+    return _fill(array, count, dims, name)
+
+
+def _fill(values: np.ndarray, count: int, dims: list[int], name: str) -> np.ndarray:
+    """TensorFlow's rule for typed fields: no values = zeros, fewer = the last one repeated."""
+    n = len(values)
+    if n == count:
+        return values.reshape(dims)
+    if n > count:
+        raise InvalidArgument(f"input '{name}': {n} values for shape {dims} ({count} elements)")
+    if n == 0:
+        out = np.zeros(count, dtype=values.dtype) if values.dtype != object else np.full(count, b"", dtype=object)
+    else:
+        out = np.empty(count, dtype=values.dtype)
+        out[:n] = values
+        out[n:] = values[-1]
+    return out.reshape(dims)
+
+
+def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """An answer tensor with typed `*_val` fields, as TF Serving's Predict writes them."""
+    array = np.asarray(array)
+    proto = tensor_pb2.TensorProto()
+    proto.tensor_shape.CopyFrom(shape_proto(array.shape))
+    if array.dtype.kind in "OSU":
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1))
+        return proto
+    if array.dtype not in _BY_NUMPY:
+        raise InvalidArgument(f"cannot return a tensor of type {array.dtype}")
+    proto.dtype = _BY_NUMPY[array.dtype]
+    flat = array.reshape(-1)
+    if proto.dtype == types_pb2.DT_HALF:
+        proto.half_val.extend(flat.view(np.uint16).tolist())
+    else:
+        getattr(proto, _TYPES[proto.dtype][1]).extend(flat.tolist())
+    return proto
+
+
+def shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
+    proto = tensor_shape_pb2.TensorShapeProto()
+    for d in shape:
+        proto.dim.add(size=int(d))
+    return proto
