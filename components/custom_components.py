@@ -148,9 +148,10 @@ class ServingDirPusher(tfx.components.Pusher):
     """AtomicPusher with the serving model directory as its own property."""
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_ServingDirPusherExecutor)
 
-    def __init__(self, *, model: Any, model_blessing: Any, serving_model_dir: Any) -> None:
+    def __init__(self, *, model_blessing: Any, serving_model_dir: Any, model: Any = None,
+                 infra_blessing: Any = None) -> None:
         spec = _PusherSpec(
-            model=model, model_blessing=model_blessing,
+            model=model, model_blessing=model_blessing, infra_blessing=infra_blessing,
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory="")),
             custom_config=json_utils.dumps(None), serving_model_dir=serving_model_dir,

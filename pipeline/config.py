@@ -52,6 +52,12 @@ class PipelineConfig:
     label_smoothing: float = 0.0
     # Blessing.
     accuracy_threshold: float = 0.915
+    # Servability (InfraValidator): test rows sent as Predict + Classify requests (and shipped in the
+    # pushed model as TF Serving warm-up records), then a bounded single-image load whose p99 must
+    # stay under the limit (0 = no latency gate).
+    infra_num_examples: int = 10
+    infra_latency_requests: int = 200
+    infra_latency_p99_ms: float = 250.0
     # Execution.
     enable_cache: bool = True
     # DirectRunner in_memory measured faster than multi_processing x2 here (BENCHMARKS.md).
@@ -81,6 +87,9 @@ class PipelineConfig:
             ("validation_fraction", 0 < self.validation_fraction < 1, "must be in (0, 1)"),
             ("accuracy_threshold", 0 <= self.accuracy_threshold <= 1, "must be in [0, 1]"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),
+            ("infra_num_examples", self.infra_num_examples >= 1, "must be >= 1"),
+            ("infra_latency_requests", self.infra_latency_requests >= 1, "must be >= 1"),
+            ("infra_latency_p99_ms", self.infra_latency_p99_ms >= 0, "must be >= 0 (0: no latency gate)"),
             ("model_name", self.model_name.replace("_", "").replace("-", "").isalnum(),
              "must be letters, digits, '-' or '_'"),
         ]

@@ -3,7 +3,7 @@
 LocalDagRunner runs it here; kubeflow/ compiles the very same function for Kubeflow Pipelines.
 
     FastCsvExampleGen -> StatisticsGen -> ExampleValidator(ImportSchemaGen) -> ValidationGate
-      -> Transform -> Trainer -> Evaluator (vs. the served model) -> AtomicPusher
+      -> Transform -> Trainer -> Evaluator (vs. the served model) + InfraValidator -> AtomicPusher
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from components.baseline import ServedModelBaseline
 from components.custom_components import (EpochsTrainer, FastCsvExampleGen, ServingDirPusher,
                                           ThresholdEvaluator)
 from components.export import EVAL_SIGNATURE
+from components.infra_validator import LocalInfraValidator
 from components.report_component import RunReport
 from components.validation_gate import ValidationGate
 from pipeline.config import PipelineConfig
@@ -127,8 +128,16 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         eval_config=eval_config(config.accuracy_threshold),
         accuracy_threshold=accuracy_threshold).with_id("Evaluator")
 
+    # Servability: the candidate is loaded and queried by the model server binary production runs
+    # (TF Serving where installed), and the copy with warm-up records is what gets pushed.
+    infra_validator = LocalInfraValidator(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
+        model_name=config.model_name, split=TEST_SPLIT, num_examples=config.infra_num_examples,
+        latency_p99_ms=config.infra_latency_p99_ms,
+        latency_requests=config.infra_latency_requests).with_id("InfraValidator")
+
     pusher = ServingDirPusher(
-        model=trainer.outputs["model"],
+        infra_blessing=infra_validator.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
         serving_model_dir=serving_model_dir).with_id("AtomicPusher")
 
@@ -141,7 +150,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
-                    trainer, baseline, evaluator, pusher, run_report],
+                    trainer, baseline, evaluator, infra_validator, pusher, run_report],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or config.beam_args))

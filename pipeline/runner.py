@@ -18,7 +18,7 @@ from pipeline.config import PipelineConfig
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_NOT_PUSHED = 0, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_NOT_PUSHED, EXIT_NOT_SERVABLE = 0, 2, 3, 4
 
 
 @dataclasses.dataclass
@@ -39,6 +39,7 @@ class RunSummary:
     evaluation_uri: str | None
     failures: list[str]
     report_path: str | None = None
+    servable: dict[str, str] | None = None   # InfraValidator's outcome: blessed, server, latency, failure
 
     def component(self, name: str) -> ComponentRun | None:
         return next((c for c in self.components if c.name == name), None)
@@ -142,6 +143,12 @@ def summarize(config: PipelineConfig) -> RunSummary:
     if evaluator and evaluator.outputs.get("blessing"):
         props = evaluator.outputs["blessing"][0].custom_properties
         summary.blessed = bool(props["blessed"].int_value) if "blessed" in props else None
+    infra = summary.component("InfraValidator")
+    if infra and infra.outputs.get("blessing"):
+        props = infra.outputs["blessing"][0].custom_properties
+        summary.servable = {key: (str(value.int_value) if value.HasField("int_value") else
+                                  f"{value.double_value:.2f}" if value.HasField("double_value") else
+                                  value.string_value) for key, value in props.items()}
     pusher = summary.component("AtomicPusher") or summary.component("Pusher")
     if pusher and pusher.outputs.get("pushed_model"):
         props = pusher.outputs["pushed_model"][0].custom_properties
@@ -191,6 +198,14 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         lines.extend(["  per class:"] + per_class if per_class else [])
     if summary.blessed is not None:
         lines.append(f"blessing: {'BLESSED' if summary.blessed else 'NOT BLESSED'}")
+    if summary.servable and "blessed" in summary.servable:
+        s = summary.servable
+        if s["blessed"] == "1":
+            latency = (f", p50 {s['latency_p50_ms']} ms, p99 {s['latency_p99_ms']} ms"
+                       if "latency_p99_ms" in s else "")
+            lines.append(f"servable: yes ({s.get('server', '?')}{latency})")
+        else:
+            lines.append(f"servable: NO -- {s.get('failed_check', '?')} check failed: {s.get('failure', '')}")
     lines.append(f"pushed to: {summary.pushed_to}" if summary.pushed_to
                  else "pushed: nothing (the serving directory is unchanged)")
     if summary.report_path:
@@ -203,4 +218,8 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
 def exit_code(summary: RunSummary) -> int:
     if summary.failures:
         return EXIT_FAILED
-    return EXIT_OK if summary.pushed_to else EXIT_NOT_PUSHED
+    if summary.pushed_to:
+        return EXIT_OK
+    if summary.blessed and summary.servable and summary.servable.get("blessed") == "0":
+        return EXIT_NOT_SERVABLE
+    return EXIT_NOT_PUSHED

@@ -14,7 +14,7 @@ from pipeline.config import PROJECT_ROOT, load_config
 IMAGE = "registry.example.com/fmnist:test"
 EXPECTED_TASKS = {"FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
                   "ValidationGate", "Transform", "Trainer", "ServedModelBaseline", "Evaluator",
-                  "AtomicPusher", "RunReport"}
+                  "InfraValidator", "AtomicPusher", "RunReport"}
 EXPECTED_DEPENDENCIES = {
     "StatisticsGen": {"FastCsvExampleGen", "ImportSchemaGen"},
     "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
@@ -22,7 +22,8 @@ EXPECTED_DEPENDENCIES = {
     "Transform": {"FastCsvExampleGen", "ImportSchemaGen", "ValidationGate"},
     "Trainer": {"Transform", "ImportSchemaGen"},
     "Evaluator": {"Trainer", "ServedModelBaseline", "FastCsvExampleGen"},
-    "AtomicPusher": {"Trainer", "Evaluator"},
+    "InfraValidator": {"Trainer", "FastCsvExampleGen"},
+    "AtomicPusher": {"Evaluator", "InfraValidator"},
 }
 
 
