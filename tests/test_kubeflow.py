@@ -203,6 +203,20 @@ def test_manifests_match_the_config():
     assert docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["storageUri"].endswith("/" + config.model_name)
 
 
+def test_pipeline_image_carries_the_tf_serving_binary_production_runs():
+    """The InfraValidator in the image validates with the very TF Serving version the manifests serve."""
+    import re
+
+    dockerfile = (PROJECT_ROOT / "kubeflow" / "Dockerfile").read_text()
+    stage = re.search(r"^FROM tensorflow/serving:(\S+) AS (\S+)$", dockerfile, re.M)
+    assert stage, "no tensorflow/serving build stage"
+    assert re.search(rf"^COPY --from={stage.group(2)} \S*tensorflow_model_server /usr/local/bin/", dockerfile, re.M)
+    docs = {d["kind"]: d for d in _manifests()}
+    image = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == f"tensorflow/serving:{stage.group(1)}"
+    assert docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["runtimeVersion"] == stage.group(1)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
