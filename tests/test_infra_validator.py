@@ -108,43 +108,48 @@ def test_a_model_that_misses_the_latency_gate_is_never_pushed(latency_fault_run)
     assert runner.exit_code(summary) == runner.EXIT_NOT_SERVABLE
 
 
+def _validate(model_dir: str, examples_uri: str, tmp_path: Path):
+    """The InfraValidator executor run directly on one candidate (real server process)."""
+    from tfx.dsl.components.base import base_executor
+    from tfx import types
+    from tfx.types import standard_artifacts
+
+    from components.infra_validator import LocalInfraValidator
+
+    model = standard_artifacts.Model()
+    model.uri = model_dir
+    examples = standard_artifacts.Examples()
+    examples.uri = examples_uri
+    examples.split_names = '["train", "test"]'
+    blessing = standard_artifacts.InfraBlessing()
+    blessing.uri = str(tmp_path / "blessing")
+    os.makedirs(blessing.uri)
+    component = LocalInfraValidator(
+        model=types.Channel(type=standard_artifacts.Model), examples=types.Channel(type=standard_artifacts.Examples),
+        model_name="fmnist", split="test", num_examples=2, latency_p99_ms=1000.0, latency_requests=10,
+        num_tries=1, max_loading_time_seconds=60)
+    executor = component.executor_spec.executor_class(
+        base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
+    executor.Do({"model": [model], "examples": [examples]}, {"blessing": [blessing]}, component.exec_properties)
+    return blessing
+
+
 def test_a_model_that_loads_in_python_but_cannot_be_queried_is_not_blessed(sample_run, tmp_path):
     """serving_default takes float images, not the tf.Examples clients send: it loads (the
     Pusher's own load check would pass) but the Predict the server is sent fails."""
     import tensorflow as tf
-    from tfx.types import standard_artifacts
-
-    from components.infra_validator import LocalInfraValidator
 
     class Images(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name="images")])
         def serve(self, images):
             return {"probabilities": tf.nn.softmax(tf.zeros([tf.shape(images)[0], 10]))}
 
-    model = standard_artifacts.Model()
-    model.uri = str(tmp_path / "model")
+    model_dir = str(tmp_path / "model")
     module = Images()
-    tf.saved_model.save(module, os.path.join(model.uri, "Format-Serving"),
-                        signatures={"serving_default": module.serve})
-    assert "serving_default" in tf.saved_model.load(os.path.join(model.uri, "Format-Serving")).signatures
+    tf.saved_model.save(module, os.path.join(model_dir, "Format-Serving"), signatures={"serving_default": module.serve})
+    assert "serving_default" in tf.saved_model.load(os.path.join(model_dir, "Format-Serving")).signatures
     _, summary = sample_run
-    examples = summary.component("FastCsvExampleGen").outputs["examples"][0]
-    examples_artifact = standard_artifacts.Examples()
-    examples_artifact.uri = examples.uri
-    examples_artifact.split_names = '["train", "test"]'
-    blessing = standard_artifacts.InfraBlessing()
-    blessing.uri = str(tmp_path / "blessing")
-    os.makedirs(blessing.uri)
-
-    component = LocalInfraValidator(
-        model=tfx_channel(standard_artifacts.Model), examples=tfx_channel(standard_artifacts.Examples),
-        model_name="fmnist", split="test", num_examples=2, latency_p99_ms=1000.0, latency_requests=10,
-        num_tries=1, max_loading_time_seconds=120)
-    executor_cls = component.executor_spec.executor_class
-    from tfx.dsl.components.base import base_executor
-    executor = executor_cls(base_executor.BaseExecutor.Context(tmp_dir=str(tmp_path / "tmp"), unique_id="1"))
-    executor.Do({"model": [model], "examples": [examples_artifact]}, {"blessing": [blessing]},
-                component.exec_properties)
+    blessing = _validate(model_dir, summary.component("FastCsvExampleGen").outputs["examples"][0].uri, tmp_path)
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_string_custom_property("failed_check") == "query"
     failure = blessing.get_string_custom_property("failure")
@@ -152,7 +157,12 @@ def test_a_model_that_loads_in_python_but_cannot_be_queried_is_not_blessed(sampl
     assert os.path.exists(os.path.join(blessing.uri, "INFRA_NOT_BLESSED"))
 
 
-def tfx_channel(artifact_type):
-    from tfx import types
-
-    return types.Channel(type=artifact_type)
+def test_a_model_the_server_cannot_load_fails_the_load_check(sample_run, tmp_path):
+    model_dir = tmp_path / "model"
+    (model_dir / "Format-Serving").mkdir(parents=True)
+    (model_dir / "Format-Serving" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    _, summary = sample_run
+    blessing = _validate(str(model_dir), summary.component("FastCsvExampleGen").outputs["examples"][0].uri, tmp_path)
+    assert blessing.get_int_custom_property("blessed") == 0
+    assert blessing.get_string_custom_property("failed_check") == "load"
+    assert "did not load the model" in blessing.get_string_custom_property("failure")

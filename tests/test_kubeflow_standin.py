@@ -163,9 +163,9 @@ def test_two_logical_devices_train_with_mirrored_strategy(sample_run, tmp_path):
     _, summary = sample_run
     transform = summary.component("Transform")
     result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "tests" / "mirrored_train.py"),
+        [sys.executable, str(PROJECT_ROOT / "tests" / "train_worker.py"),
          transform.outputs["transformed_examples"][0].uri, transform.outputs["transform_graph"][0].uri,
-         str(tmp_path / "serving"), str(tmp_path / "run")],
+         str(tmp_path / "serving"), str(tmp_path / "run"), "2"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "distribution strategy: MirroredStrategy with 2 replica(s)" in result.stdout
