@@ -39,6 +39,7 @@ class RunSummary:
     evaluation_uri: str | None
     failures: list[str]
     report_path: str | None = None
+    data_input: dict[str, Any] | None = None   # ExampleGen's per-split files and row counts
 
     def component(self, name: str) -> ComponentRun | None:
         return next((c for c in self.components if c.name == name), None)
@@ -135,6 +136,8 @@ def summarize(config: PipelineConfig) -> RunSummary:
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         components.append(ComponentRun(node, state, seconds, outputs))
     summary = RunSummary(run.name, components, {}, None, None, None, [])
+    summary.data_input = load_data_input(summary.component("FastCsvExampleGen")
+                                         or summary.component("CsvExampleGen"))
     evaluator = summary.component("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):
         summary.evaluation_uri = evaluator.outputs["evaluation"][0].uri
@@ -152,6 +155,19 @@ def summarize(config: PipelineConfig) -> RunSummary:
         path = os.path.join(run_report.outputs["report_dir"][0].uri, "index.html")
         summary.report_path = path if os.path.exists(path) else None
     return summary
+
+
+def load_data_input(example_gen: ComponentRun | None) -> dict[str, Any] | None:
+    """The per-split data report FastCsvExampleGen recorded on its Examples artifact."""
+    import json
+
+    from components.csv_example_gen import DATA_REPORT_PROPERTY
+
+    for artifact in (example_gen.outputs.get("examples", []) if example_gen else []):
+        prop = artifact.custom_properties.get(DATA_REPORT_PROPERTY)
+        if prop is not None and prop.string_value:
+            return json.loads(prop.string_value)
+    return None
 
 
 def load_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
@@ -172,12 +188,16 @@ def load_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
 
 
 def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
+    from components.csv_example_gen import describe
     from pipeline.features import CLASS_NAMES
 
     lines = [f"pipeline run {summary.run_id}"]
     for c in summary.components:
         mark = " (cached)" if c.state == "CACHED" else ""
         lines.append(f"  {c.name:<32} {c.state:<9} {c.seconds:7.1f} s{mark}")
+    if summary.data_input:
+        lines.append("data:")
+        lines.extend(f"  {line}" for line in describe(summary.data_input))
     overall = summary.metrics.get("overall", {})
     if overall:
         acc = overall.get("sparse_categorical_accuracy")
