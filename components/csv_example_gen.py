@@ -211,7 +211,8 @@ def describe(report: dict[str, Any]) -> list[str]:
     """Human-readable lines of a data_input report (run summary, logs)."""
     lines = []
     for split, s in report["splits"].items():
-        names = ", ".join(os.path.basename(f["file"]) for f in s["files"])
+        names = ", ".join(os.path.basename(f["file"]) + (" (refused)" if "error" in f else "")
+                          for f in s["files"])
         lines.append(f"{split}: {names} -- {s['rows']:,} rows taken, {s['blank_lines']:,} blank lines "
                      f"skipped, {s['rows_refused']:,} rows refused")
         if s["ignored"]:

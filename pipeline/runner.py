@@ -163,10 +163,17 @@ def load_data_input(example_gen: ComponentRun | None) -> dict[str, Any] | None:
 
     from components.csv_example_gen import DATA_REPORT_PROPERTY
 
+    from components.csv_example_gen import DATA_REPORT_FILE
+
     for artifact in (example_gen.outputs.get("examples", []) if example_gen else []):
         prop = artifact.custom_properties.get(DATA_REPORT_PROPERTY)
         if prop is not None and prop.string_value:
             return json.loads(prop.string_value)
+        # A failed ExampleGen publishes no properties, but it wrote the report before failing.
+        path = os.path.join(artifact.uri, DATA_REPORT_FILE) if artifact.uri else ""
+        if path and os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
     return None
 
 

@@ -64,8 +64,11 @@ def _shirts_vanish(header, rows):
 def _cells(*edits):
     """Several cells set at once, in whichever files: (file, row, column, text)."""
     def damage(data):
-        for target, row, col, text in edits:
-            _rewrite(data / target, _set(row, col, text))
+        for target in {e[0] for e in edits}:
+            header, rows = read_sample_rows(data / target)
+            for _, row, col, text in (e for e in edits if e[0] == target):
+                rows[row][col] = text
+            write_csv_gz(data / target, header, rows)
     return damage
 
 
@@ -98,9 +101,9 @@ FAULTS = {
                        ["DataValidationError", "line 2 column 'pixel1' = -1"]),
     "missing column": (_on(TEST_CSV, lambda p: _rewrite(p, _drop_column("pixel784"))),
                        ["CsvFormatError", "missing column(s) pixel784"]),
-    "extra column": (_on(TEST_CSV, lambda p: _rewrite(p, _extra_column)), ["unexpected column(s) extra"]),
+    "extra column": (_on(TEST_CSV, lambda p: _rewrite(p, _extra_column)), ["unexpected column(s) 'extra'"]),
     "wrong header": (_on(TEST_CSV, lambda p: _rewrite(p, _rename_column)),
-                     ["missing column(s) pixel10", "unexpected column(s) p10"]),
+                     ["missing column(s) pixel10", "unexpected column(s) 'p10'"]),
     "empty file": (_on(TEST_CSV, lambda p: p.write_bytes(gzip.compress(b""))), ["the file is empty"]),
     "truncated last line": (_on(TEST_CSV, lambda p: _raw(p, lambda t: gzip.compress(t[:-1000]))),
                             ["line 601 has", "truncated"]),
