@@ -101,11 +101,12 @@ def test_unusable_data_config_is_refused_naming_the_field(overrides, field):
         load_config("sample", overrides=overrides)
 
 
-def test_cli_says_a_missing_data_root_does_not_exist(tmp_path, capsys):
+def test_cli_says_a_missing_data_root_does_not_exist_before_starting_the_pipeline(tmp_path):
     from pipeline import cli
 
-    assert cli.main(["run", "--preset", "sample", "--data", str(tmp_path / "missing")]) == 2
-    assert f"data_root {tmp_path / 'missing'} does not exist" in capsys.readouterr().err
+    args = cli.build_parser().parse_args(["run", "--preset", "sample", "--data", str(tmp_path / "missing")])
+    with pytest.raises(ConfigError, match=f"data_root {tmp_path / 'missing'} does not exist"):
+        cli.cmd_run(args)             # cli.main prints it and exits with status 2
 
 
 # --- the executor ---------------------------------------------------------------------------------
