@@ -16,10 +16,28 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
-
-from tfx.dsl.io import fileio
+from types import SimpleNamespace
+from typing import Any
 
 BACKUP_SUFFIXES = (".bak", ".orig", ".old", ".swp", ".swo", ".tmp", ".part", ".crdownload", ".rej")
+
+
+# Local paths through the standard library, so `fmnist run` can check them before TensorFlow
+# (which TFX's fileio imports) has started; URIs (gs://...) through TFX's fileio.
+def _local_glob(pattern: str) -> list[str]:
+    """glob over one directory, hidden names included (as TFX's fileio.glob does)."""
+    root, name = os.path.split(pattern)
+    return [os.path.join(root, n) for n in os.listdir(root) if fnmatch.fnmatchcase(n, name)]
+
+
+_LOCAL = SimpleNamespace(exists=os.path.exists, isdir=os.path.isdir, listdir=os.listdir, glob=_local_glob)
+
+
+def _fs(path: str) -> Any:
+    if "://" not in path:
+        return _LOCAL
+    from tfx.dsl.io import fileio
+    return fileio
 
 
 class DataSelectionError(ValueError):
@@ -48,6 +66,7 @@ def ignored_reason(name: str) -> str | None:
 def check_data_root(data_root: str) -> None:
     if not data_root:
         raise DataSelectionError("data_root is empty; set it to the directory holding the CSVs")
+    fileio = _fs(data_root)
     if not fileio.exists(data_root):
         raise DataSelectionError(f"data_root {data_root} does not exist; set it (--data DIR) to the "
                                  "directory holding the training and test CSVs")
@@ -69,6 +88,7 @@ def check_pattern(field: str, pattern: str) -> str | None:
 def match_split(data_root: str, split: str, pattern: str) -> SplitFiles:
     """The regular files of data_root whose whole name matches `pattern`, backups left out."""
     files, ignored = [], []
+    fileio = _fs(data_root)
     for path in sorted(fileio.glob(os.path.join(data_root, pattern))):
         name = os.path.basename(path.rstrip("/"))
         if not fnmatch.fnmatchcase(name, pattern):
@@ -97,7 +117,7 @@ def select_splits(data_root: str, patterns: dict[str, str],
         ignored = (f"; ignored: {', '.join(f'{n} ({why})' for n, why in sel.ignored)}"
                    if sel.ignored else "")
         if not sel.files:
-            present = sorted(n for n in fileio.listdir(data_root) if not ignored_reason(n))
+            present = sorted(n for n in _fs(data_root).listdir(data_root) if not ignored_reason(n))
             problems.append(f"split '{split}': no file in {data_root} matches {sel.pattern!r}"
                             f"{ignored} (files there: {', '.join(present) or 'none'}); set "
                             f"{split}_pattern to the file's name")
