@@ -275,14 +275,18 @@ class Executor(BaseExampleGenExecutor):
 
         errors = [r["error"] for r in sorted(reports, key=lambda r: r["file"]) if "error" in r]
         if errors:
-            raise CsvFormatError("\n".join(errors), sum(r["rows_refused"] for r in reports))
+            error = CsvFormatError("\n".join(errors), sum(r["rows_refused"] for r in reports))
+            error.data_input = report   # for the run summary: a failed run publishes no artifact
+            raise error
         too_many = [(split, d) for split, d in report["duplicates"]["splits"].items()
                     if d.get("share", 0.0) > max_share]
         if too_many:
             ref = report["duplicates"]["reference_split"]
-            raise DuplicateImagesError("; ".join(
+            error = DuplicateImagesError("; ".join(
                 f"{d['also_in_reference']:,} of {report['splits'][split]['rows']:,} images of split "
                 f"'{split}' ({d['share']:.2%}) are also in split '{ref}', above max_duplicate_share = "
                 f"{max_share:.2%} (e.g. {'; '.join(d['examples'])}); a split that repeats the training "
                 "images cannot measure the model -- check that the files are the intended ones"
                 for split, d in too_many))
+            error.data_input = report
+            raise error

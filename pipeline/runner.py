@@ -98,16 +98,22 @@ def run_local(config: PipelineConfig, progress: bool = True) -> RunSummary:
     summary = summarize(config)
     if error is not None:
         summary.failures.append(root_cause(error))
+        # A failed ExampleGen publishes no artifact; its data report travels on the exception.
+        summary.data_input = summary.data_input or getattr(innermost(error), "data_input", None)
     return summary
+
+
+def innermost(error: BaseException) -> BaseException:
+    while True:
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None:
+            return error
+        error = inner
 
 
 def root_cause(error: BaseException) -> str:
     """The innermost exception's message: what the user has to fix, not the runner's wrapper."""
-    while True:
-        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-        if inner is None:
-            break
-        error = inner
+    error = innermost(error)
     return f"{type(error).__name__}: {error}"
 
 
@@ -136,8 +142,7 @@ def summarize(config: PipelineConfig) -> RunSummary:
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         components.append(ComponentRun(node, state, seconds, outputs))
     summary = RunSummary(run.name, components, {}, None, None, None, [])
-    summary.data_input = load_data_input(summary.component("FastCsvExampleGen")
-                                         or summary.component("CsvExampleGen"))
+    summary.data_input = load_data_input(summary.component("FastCsvExampleGen"))
     evaluator = summary.component("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):
         summary.evaluation_uri = evaluator.outputs["evaluation"][0].uri
@@ -163,17 +168,10 @@ def load_data_input(example_gen: ComponentRun | None) -> dict[str, Any] | None:
 
     from components.csv_example_gen import DATA_REPORT_PROPERTY
 
-    from components.csv_example_gen import DATA_REPORT_FILE
-
     for artifact in (example_gen.outputs.get("examples", []) if example_gen else []):
         prop = artifact.custom_properties.get(DATA_REPORT_PROPERTY)
         if prop is not None and prop.string_value:
             return json.loads(prop.string_value)
-        # A failed ExampleGen publishes no properties, but it wrote the report before failing.
-        path = os.path.join(artifact.uri, DATA_REPORT_FILE) if artifact.uri else ""
-        if path and os.path.exists(path):
-            with open(path) as f:
-                return json.load(f)
     return None
 
 

@@ -123,6 +123,9 @@ FAULTS = {
 }
 
 
+REFUSED_ROWS = {"blank label, lone minus, 1_0 (one run, both files)": {"train": 2, "test": 1}}
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A serving directory with a model version already in it, which no failed run may touch."""
@@ -156,3 +159,7 @@ def test_data_fault_stops_before_training(fault, tmp_path, served):
         assert summary.component(downstream) is None, (fault, downstream)
     assert summary.pushed_to is None
     assert _snapshot(served) == before
+    if fault in REFUSED_ROWS:   # the run summary counts the refused rows per split
+        assert {split: s["rows_refused"] for split, s in summary.data_input["splits"].items()} \
+            == REFUSED_ROWS[fault]
+        assert "1 rows refused" in runner.format_summary(summary, config)
