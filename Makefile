@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam kubeflow-compile image
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -48,6 +48,14 @@ bench-serving:
 ## bench-beam: DirectRunner in_memory vs. multi_processing on the data components (BENCHMARKS.md)
 bench-beam:
 	$(STACK) python benchmarks/beam_runners.py --data $(FULL_DATA)
+
+## bench-data-input: FastCsvExampleGen of BASELINE (a git revision) vs. the checkout, full data (BENCHMARKS.md)
+BASELINE ?= main
+bench-data-input:
+	mkdir -p outputs/bench
+	git show $(BASELINE):components/csv_example_gen.py > outputs/bench/baseline_csv_example_gen.py
+	$(STACK) python benchmarks/data_input_bench.py --data $(FULL_DATA) --baseline-rev $(BASELINE) \
+	    --baseline-file outputs/bench/baseline_csv_example_gen.py
 
 ## kubeflow-compile: the open-source KFP PipelineSpec YAML (set IMAGE, PIPELINE_ROOT; TARGET=vertex for Vertex AI JSON)
 IMAGE ?= fmnist-tfx:latest

@@ -6,15 +6,26 @@ stock ones.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 
 from components import csv_example_gen, pusher
 
 
 class FastCsvExampleGen(tfx.components.CsvExampleGen):
-    """CsvExampleGen reading integer CSVs (plain or .gz) with NumPy; see csv_example_gen."""
+    """CsvExampleGen reading integer CSVs (plain or .gz) exactly with NumPy; see csv_example_gen.
+
+    Takes FileBasedExampleGen's `custom_config` (which CsvExampleGen does not pass on): the
+    expected file count per split and the duplicate-image limit (csv_example_gen.input_options).
+    """
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(csv_example_gen.Executor)
+
+    def __init__(self, *, input_base: Any, input_config: Any, custom_config: Any = None) -> None:
+        FileBasedExampleGen.__init__(self, input_base=input_base, input_config=input_config,
+                                     custom_config=custom_config)
 
 
 class AtomicPusher(tfx.components.Pusher):
@@ -30,7 +41,6 @@ class AtomicPusher(tfx.components.Pusher):
 # property before running the stock executor, so artifacts and behaviour stay TFX's own.
 
 import json  # noqa: E402
-from typing import Any  # noqa: E402
 
 from tfx import types as tfx_types  # noqa: E402
 from tfx.components.evaluator import executor as evaluator_executor  # noqa: E402

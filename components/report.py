@@ -156,9 +156,29 @@ def plot_misclassified(images: np.ndarray, actual: np.ndarray, predicted: np.nda
     _save(fig, path)
 
 
+def data_rows(data_input: dict[str, Any] | None) -> str:
+    """HTML rows, one per split: files read, rows taken, blank lines skipped, rows refused,
+    images also in the training split."""
+    if not data_input:
+        return '<tr><td colspan="6">no data report recorded by ExampleGen</td></tr>'
+    dup = (data_input.get("duplicates") or {}).get("splits", {})
+    rows = []
+    for split, s in data_input["splits"].items():
+        files = "<br>".join(html.escape(os.path.basename(f["file"])) for f in s["files"])
+        if s.get("ignored"):
+            files += "<br><small>ignored: " + ", ".join(
+                html.escape(f"{i['file']} ({i['why']})") for i in s["ignored"]) + "</small>"
+        d = dup.get(split, {})
+        shared = (f"{d['also_in_reference']} ({d['share']:.2%})" if "also_in_reference" in d else "-")
+        rows.append(f'<tr id="data-{html.escape(split)}"><td>{html.escape(split)}</td><td>{files}</td>'
+                    f"<td>{s['rows']}</td><td>{s['blank_lines']}</td><td>{s['rows_refused']}</td>"
+                    f"<td>{shared}</td></tr>")
+    return "\n".join(rows)
+
+
 def write_report(out_dir: str, *, history: dict[str, list[float]], confusion: np.ndarray,
                  blessing: Blessing, misclassified: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 run_info: dict[str, str]) -> str:
+                 run_info: dict[str, str], data_input: dict[str, Any] | None = None) -> str:
     """Writes index.html, the PNGs and per_class.json into out_dir; returns the HTML path."""
     os.makedirs(out_dir, exist_ok=True)
     plot_history(history, os.path.join(out_dir, "history.png"))
@@ -192,6 +212,10 @@ table{{border-collapse:collapse}}tr:nth-child(even){{background:#f3f3f3}}</style
 <tr><th>baseline (latest blessed model)</th><td id="baseline">{fmt(blessing.baseline_accuracy)}</td></tr>
 </table>
 <p>Failed checks:</p><ul>{failures}</ul>
+<h2>Data</h2>
+<table id="data"><tr><th>split</th><th>files read</th><th>rows taken</th><th>blank lines skipped</th>
+<th>rows refused</th><th>images also in the training split</th></tr>
+{data_rows(data_input)}</table>
 <h2>Training</h2><img src="history.png" alt="loss and accuracy per epoch">
 <h2>Per class (test split)</h2>
 <table id="per-class"><tr><th>id</th><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>

@@ -40,6 +40,19 @@ def _test_split(examples_uri: str, split: str):
     return np.concatenate(serialized), np.concatenate(labels), np.concatenate(pixels)
 
 
+def _data_input(examples_uri: str):
+    """FastCsvExampleGen's per-split data report, if the Examples artifact has one."""
+    from tfx.dsl.io import fileio
+
+    from components.csv_example_gen import DATA_REPORT_FILE
+
+    path = os.path.join(examples_uri, DATA_REPORT_FILE)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "r") as f:
+        return json.load(f)
+
+
 @tfx.dsl.components.component
 def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Model],
               model_run: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelRun],
@@ -69,5 +82,6 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
         confusion=report.confusion_from_tfma(evaluation.uri),
         blessing=report.blessing_from_tfma(evaluation.uri, blessed),
         misclassified=(pixels[wrong], labels[wrong], predicted[wrong]),
+        data_input=_data_input(examples.uri),
         run_info={"model": model.uri, "evaluation": evaluation.uri,
                   "test examples": str(len(labels)), "misclassified": str(len(wrong))})

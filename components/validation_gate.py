@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 from tfx import v1 as tfx
-from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from pipeline.features import CSV_COLUMNS, LABEL_KEY, RAW_PIXELS_KEY
@@ -56,9 +55,12 @@ def domains_from_schema(schema_uri: str) -> dict[str, tuple[int, int]]:
             if f.HasField("int_domain")}
 
 
-def offending_cells(pattern: str, domains: dict[str, tuple[int, int]]) -> list[str]:
-    """The first cells of the CSVs matching `pattern` that fall outside their feature's domain."""
-    from components.csv_example_gen import read_table
+def offending_cells(input_base: str, split: str, pattern: str,
+                    domains: dict[str, tuple[int, int]]) -> list[str]:
+    """The first cells of the split's CSVs that fall outside their feature's domain, and per file
+    how many rows have such a cell (the rows the schema refuses)."""
+    from components.csv_table import read_table
+    from components.split_files import match_split
 
     # Column c of the table feeds feature `label` (c == 0) or `pixels` (c >= 1).
     lo = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[0]]
@@ -66,12 +68,16 @@ def offending_cells(pattern: str, domains: dict[str, tuple[int, int]]) -> list[s
     hi = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[1]]
                   + [domains.get(RAW_PIXELS_KEY, (-2**62, 2**62))[1]] * (len(CSV_COLUMNS) - 1))
     found: list[str] = []
-    for path in sorted(fileio.glob(pattern)):
+    for path in match_split(input_base, split, pattern).files:
         table = read_table(path)
-        rows, cols = np.nonzero((table < lo) | (table > hi))
+        outside = (table.values < lo) | (table.values > hi)
+        rows, cols = np.nonzero(outside)
+        bad_rows = int(outside.any(axis=1).sum())
+        if bad_rows:
+            found.append(f"{path}: {bad_rows} of {len(table.values)} rows refused by the schema")
         for r, c in zip(rows[:MAX_CELLS_SHOWN], cols[:MAX_CELLS_SHOWN]):
-            found.append(f"{path} line {r + 2} column '{CSV_COLUMNS[c]}' = {table[r, c]} "
-                         f"(allowed {lo[c]}..{hi[c]})")
+            found.append(f"{path} line {table.line_numbers[r]} column '{CSV_COLUMNS[c]}' = "
+                         f"{table.values[r, c]} (allowed {lo[c]}..{hi[c]})")
         if len(rows) > MAX_CELLS_SHOWN:
             found.append(f"... {len(rows) - MAX_CELLS_SHOWN} more such cells in {path}")
         if len(found) >= MAX_CELLS_SHOWN:
@@ -130,7 +136,7 @@ def ValidationGate(
         lines += [f"split '{split}', {p}" for p in found]
         if split in patterns:
             try:
-                cells = offending_cells(os.path.join(input_base, patterns[split]), domains)
+                cells = offending_cells(input_base, split, patterns[split], domains)
             except Exception as e:  # the detail is a help; never hide the anomalies behind it
                 cells = [f"(could not look up the offending rows: {e})"]
             lines += [f"    {c}" for c in cells]

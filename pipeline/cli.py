@@ -46,9 +46,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pipeline import runner
 
     config = config_from_args(args)
-    data_files = list(Path(config.data_root).glob(config.train_pattern)) if "://" not in config.data_root else [1]
-    if not data_files:
-        raise ConfigError(f"no training CSV matching '{config.train_pattern}' in {config.data_root}")
+    if "://" not in config.data_root:  # fail in a second, not after TensorFlow's start-up
+        from components.split_files import DataSelectionError, select_splits
+        try:
+            select_splits(config.data_root, {"train": config.train_pattern, "test": config.test_pattern},
+                          config.data_input_options()["file_counts"])
+        except DataSelectionError as e:
+            raise ConfigError(str(e)) from None
     print(f"running pipeline '{config.pipeline_name}' on {config.data_root}\n"
           f"  outputs under {config.output_root}; serving dir {config.serving_model_dir}", file=sys.stderr)
     summary = runner.run_local(config)

@@ -26,9 +26,15 @@ class ConfigError(ValueError):
 class PipelineConfig:
     pipeline_name: str = "fmnist"
     # Data: a directory holding a training and a test CSV (Kaggle layout, optionally .gz).
+    # Patterns are globs over whole file names in data_root (README "Data"); backups and hidden
+    # files never match; each split must match exactly its *_file_count files, no file two splits.
     data_root: str = str(SAMPLE_DATA)
-    train_pattern: str = "*train*.csv*"
-    test_pattern: str = "*test*.csv*"
+    train_pattern: str = "*_train.csv*"
+    test_pattern: str = "*_test.csv*"
+    train_file_count: int = 1
+    test_file_count: int = 1
+    # Above this share of the test split's images also found in the training split, the run stops.
+    max_duplicate_share: float = 0.01
     schema_dir: str = str(SCHEMA_DIR)
     # Outputs.
     output_root: str = str(DEFAULT_OUTPUT)
@@ -92,11 +98,26 @@ class PipelineConfig:
             ("infra_latency_p99_ms", self.infra_latency_p99_ms >= 0, "must be >= 0 (0: no latency gate)"),
             ("model_name", self.model_name.replace("_", "").replace("-", "").isalnum(),
              "must be letters, digits, '-' or '_'"),
+            ("train_file_count", self.train_file_count >= 1, "must be >= 1"),
+            ("test_file_count", self.test_file_count >= 1, "must be >= 1"),
+            ("max_duplicate_share", 0 <= self.max_duplicate_share <= 1, "must be in [0, 1]"),
+            ("test_pattern", self.test_pattern != self.train_pattern,
+             "must differ from train_pattern (a file may feed one split only)"),
         ]
         for field, ok, why in checks:
             if not ok:
                 raise ConfigError(f"config field '{field}' = {getattr(self, field)!r} {why}")
+        for field in ("train_pattern", "test_pattern"):
+            pattern = getattr(self, field)
+            if not pattern.strip() or "/" in pattern or "\\" in pattern:
+                raise ConfigError(f"config field '{field}' = {pattern!r} must be a non-empty file-name "
+                                  "pattern without a directory part (it matches names in data_root)")
         return self
+
+    def data_input_options(self) -> dict[str, Any]:
+        """What FastCsvExampleGen checks beyond the split patterns (its custom_config)."""
+        return {"file_counts": {"train": self.train_file_count, "test": self.test_file_count},
+                "max_duplicate_share": self.max_duplicate_share}
 
     def trainer_config(self) -> dict[str, Any]:
         """What the Trainer's run_fn reads from custom_config (JSON-serialisable)."""

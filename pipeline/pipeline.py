@@ -17,6 +17,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from components.baseline import ServedModelBaseline
+from components.csv_example_gen import input_options
 from components.custom_components import (EpochsTrainer, FastCsvExampleGen, ServingDirPusher,
                                           ThresholdEvaluator)
 from components.export import EVAL_SIGNATURE
@@ -74,7 +75,8 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         input_config=tfx.proto.Input(splits=[
             tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=config.train_pattern),
             tfx.proto.Input.Split(name=TEST_SPLIT, pattern=config.test_pattern),
-        ]))
+        ]),
+        custom_config=input_options(**config.data_input_options()))
     schema_gen = tfx.components.ImportSchemaGen(
         schema_file=os.path.join(config.schema_dir, SCHEMA_FILE))
     # With the schema, TFDV treats the label as categorical (value counts per class), which the

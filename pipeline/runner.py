@@ -40,6 +40,7 @@ class RunSummary:
     failures: list[str]
     report_path: str | None = None
     servable: dict[str, str] | None = None   # InfraValidator's outcome: blessed, server, latency, failure
+    data_input: dict[str, Any] | None = None   # ExampleGen's per-split files and row counts
 
     def component(self, name: str) -> ComponentRun | None:
         return next((c for c in self.components if c.name == name), None)
@@ -98,16 +99,22 @@ def run_local(config: PipelineConfig, progress: bool = True) -> RunSummary:
     summary = summarize(config)
     if error is not None:
         summary.failures.append(root_cause(error))
+        # A failed ExampleGen publishes no artifact; its data report travels on the exception.
+        summary.data_input = summary.data_input or getattr(innermost(error), "data_input", None)
     return summary
+
+
+def innermost(error: BaseException) -> BaseException:
+    while True:
+        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+        if inner is None:
+            return error
+        error = inner
 
 
 def root_cause(error: BaseException) -> str:
     """The innermost exception's message: what the user has to fix, not the runner's wrapper."""
-    while True:
-        inner = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-        if inner is None:
-            break
-        error = inner
+    error = innermost(error)
     return f"{type(error).__name__}: {error}"
 
 
@@ -136,6 +143,7 @@ def summarize(config: PipelineConfig) -> RunSummary:
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         components.append(ComponentRun(node, state, seconds, outputs))
     summary = RunSummary(run.name, components, {}, None, None, None, [])
+    summary.data_input = load_data_input(summary.component("FastCsvExampleGen"))
     evaluator = summary.component("Evaluator")
     if evaluator and evaluator.outputs.get("evaluation"):
         summary.evaluation_uri = evaluator.outputs["evaluation"][0].uri
@@ -161,6 +169,19 @@ def summarize(config: PipelineConfig) -> RunSummary:
     return summary
 
 
+def load_data_input(example_gen: ComponentRun | None) -> dict[str, Any] | None:
+    """The per-split data report FastCsvExampleGen recorded on its Examples artifact."""
+    import json
+
+    from components.csv_example_gen import DATA_REPORT_PROPERTY
+
+    for artifact in (example_gen.outputs.get("examples", []) if example_gen else []):
+        prop = artifact.custom_properties.get(DATA_REPORT_PROPERTY)
+        if prop is not None and prop.string_value:
+            return json.loads(prop.string_value)
+    return None
+
+
 def load_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
     """TFMA's metrics per slice as plain floats: {'overall': {...}, 'label=6': {...}}."""
     import tensorflow_model_analysis as tfma
@@ -179,12 +200,16 @@ def load_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
 
 
 def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
+    from components.csv_example_gen import describe
     from pipeline.features import CLASS_NAMES
 
     lines = [f"pipeline run {summary.run_id}"]
     for c in summary.components:
         mark = " (cached)" if c.state == "CACHED" else ""
         lines.append(f"  {c.name:<32} {c.state:<9} {c.seconds:7.1f} s{mark}")
+    if summary.data_input:
+        lines.append("data:")
+        lines.extend(f"  {line}" for line in describe(summary.data_input))
     overall = summary.metrics.get("overall", {})
     if overall:
         acc = overall.get("sparse_categorical_accuracy")

@@ -61,28 +61,69 @@ def _shirts_vanish(header, rows):
     return header, kept
 
 
+def _cells(*edits):
+    """Several cells set at once, in whichever files: (file, row, column, text)."""
+    def damage(data):
+        for target in {e[0] for e in edits}:
+            header, rows = read_sample_rows(data / target)
+            for _, row, col, text in (e for e in edits if e[0] == target):
+                rows[row][col] = text
+            write_csv_gz(data / target, header, rows)
+    return damage
+
+
+def _copy(source, target, rows=None):
+    def damage(data):
+        header, body = read_sample_rows(data / source)
+        write_csv_gz(data / target, header, body[:rows] if rows else body)
+    return damage
+
+
+def _on(target, damage):
+    return lambda data: damage(data / target)
+
+
 FAULTS = {
-    # name: (file, damage, expected fragments of the error)
-    "non-numeric pixel": (TEST_CSV, lambda p: _rewrite(p, _set(4, 120, "x7")),
+    # name: (damage to the data directory, expected fragments of the error)
+    "non-numeric pixel": (_on(TEST_CSV, lambda p: _rewrite(p, _set(4, 120, "x7"))),
                           ["CsvFormatError", TEST_CSV, "line 6 column 'pixel120' = 'x7'"]),
-    "pixel out of range": (TEST_CSV, lambda p: _rewrite(p, _set(9, 300, 300)),
+    # NumPy's parser read a blank cell and a lone '-' as 0: silently relabelled rows (issue 18).
+    "blank label, lone minus, 1_0 (one run, both files)": (
+        _cells((TRAIN_CSV, 7, 0, "  "), (TRAIN_CSV, 30, 0, "-"), (TEST_CSV, 2, 500, "1_0")),
+        ["CsvFormatError", f"{TRAIN_CSV}: 2 of 2500 data rows refused", "line 9 column 'label' = '  '",
+         "line 32 column 'label' = '-'", f"{TEST_CSV}: 1 of 600 data rows refused",
+         "line 4 column 'pixel500' = '1_0'"]),
+    "pixel out of range": (_on(TEST_CSV, lambda p: _rewrite(p, _set(9, 300, 300))),
                            ["DataValidationError", "feature 'pixels'", "line 11 column 'pixel300' = 300"]),
-    "label out of range": (TRAIN_CSV, lambda p: _rewrite(p, _set(20, 0, 11)),
+    "label out of range": (_on(TRAIN_CSV, lambda p: _rewrite(p, _set(20, 0, 11))),
                            ["DataValidationError", "feature 'label'", TRAIN_CSV, "line 22 column 'label' = 11"]),
-    "negative pixel": (TRAIN_CSV, lambda p: _rewrite(p, _set(0, 1, -1)),
+    "negative pixel": (_on(TRAIN_CSV, lambda p: _rewrite(p, _set(0, 1, -1))),
                        ["DataValidationError", "line 2 column 'pixel1' = -1"]),
-    "missing column": (TEST_CSV, lambda p: _rewrite(p, _drop_column("pixel784")),
+    "missing column": (_on(TEST_CSV, lambda p: _rewrite(p, _drop_column("pixel784"))),
                        ["CsvFormatError", "missing column(s) pixel784"]),
-    "extra column": (TEST_CSV, lambda p: _rewrite(p, _extra_column), ["unexpected column(s) extra"]),
-    "wrong header": (TEST_CSV, lambda p: _rewrite(p, _rename_column),
-                     ["missing column(s) pixel10", "unexpected column(s) p10"]),
-    "empty file": (TEST_CSV, lambda p: p.write_bytes(gzip.compress(b"")), ["the file is empty"]),
-    "truncated last line": (TEST_CSV, lambda p: _raw(p, lambda t: gzip.compress(t[:-1000])),
+    "extra column": (_on(TEST_CSV, lambda p: _rewrite(p, _extra_column)), ["unexpected column(s) 'extra'"]),
+    "wrong header": (_on(TEST_CSV, lambda p: _rewrite(p, _rename_column)),
+                     ["missing column(s) pixel10", "unexpected column(s) 'p10'"]),
+    "empty file": (_on(TEST_CSV, lambda p: p.write_bytes(gzip.compress(b""))), ["the file is empty"]),
+    "truncated last line": (_on(TEST_CSV, lambda p: _raw(p, lambda t: gzip.compress(t[:-1000]))),
                             ["line 601 has", "truncated"]),
-    "corrupt gzip": (TRAIN_CSV, lambda p: p.write_bytes(p.read_bytes()[:5000]), ["not a readable gzip file"]),
-    "class balance drift": (TRAIN_CSV, lambda p: _rewrite(p, _shirts_vanish),
+    "corrupt gzip": (_on(TRAIN_CSV, lambda p: p.write_bytes(p.read_bytes()[:5000])), ["not a readable gzip file"]),
+    "class balance drift": (_on(TRAIN_CSV, lambda p: _rewrite(p, _shirts_vanish)),
                             ["DataValidationError", "feature 'label'", "class balance"]),
+    # `latest_train.csv` contains 'test': the old `*test*.csv*` glob fed it to the test split.
+    "second training CSV (latest_train.csv)": (
+        _copy(TRAIN_CSV, "latest_train.csv.gz"),
+        ["DataSelectionError", "split 'train': '*_train.csv*' matched 2 files but 1 is expected",
+         f"{TRAIN_CSV}, latest_train.csv.gz"]),
+    "test split copied from training rows": (
+        _copy(TRAIN_CSV, TEST_CSV, rows=600),
+        ["DuplicateImagesError", "600 of 600 images of split 'test' (100.00%) are also in split 'train'",
+         f"{TEST_CSV} line 2 = {TRAIN_CSV} line 2"]),
+    "missing data_root": (lambda data: shutil.rmtree(data), ["DataSelectionError", "does not exist"]),
 }
+
+
+REFUSED_ROWS = {"blank label, lone minus, 1_0 (one run, both files)": {"train": 2, "test": 1}}
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +143,10 @@ def _snapshot(root):
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_data_fault_stops_before_training(fault, tmp_path, served):
-    target, damage, expected = FAULTS[fault]
+    damage, expected = FAULTS[fault]
     data = tmp_path / "data"
     shutil.copytree(SAMPLE_DATA, data)
-    damage(data / target)
+    damage(data)
     before = _snapshot(served)
     config = load_config("sample", overrides={"output_root": str(tmp_path / "out"), "data_root": str(data),
                                               "serving_root": str(served)})
@@ -118,3 +159,7 @@ def test_data_fault_stops_before_training(fault, tmp_path, served):
         assert summary.component(downstream) is None, (fault, downstream)
     assert summary.pushed_to is None
     assert _snapshot(served) == before
+    if fault in REFUSED_ROWS:   # the run summary counts the refused rows per split
+        assert {split: s["rows_refused"] for split, s in summary.data_input["splits"].items()} \
+            == REFUSED_ROWS[fault]
+        assert "1 rows refused" in runner.format_summary(summary, config)
