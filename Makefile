@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input kubeflow-compile image
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -56,6 +56,10 @@ bench-data-input:
 	git show $(BASELINE):components/csv_example_gen.py > outputs/bench/baseline_csv_example_gen.py
 	$(STACK) python benchmarks/data_input_bench.py --data $(FULL_DATA) --baseline-rev $(BASELINE) \
 	    --baseline-file outputs/bench/baseline_csv_example_gen.py
+
+## bench-infra: InfraValidator time per validation and the p50/p99 its latency gate sees (after `make run`)
+bench-infra:
+	$(STACK) python benchmarks/infra_validation.py --preset sample --rounds 3
 
 ## kubeflow-compile: the open-source KFP PipelineSpec YAML (set IMAGE, PIPELINE_ROOT; TARGET=vertex for Vertex AI JSON)
 IMAGE ?= fmnist-tfx:latest

@@ -127,7 +127,7 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
         proc.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(timeout=120)
-        assert proc.wait(timeout=120) == 0
+        assert proc.wait(timeout=300) == 0  # generous: a loaded 2-core machine is slow to drain
         started = len(answers) + len(errors)
         assert started == 6
         # Requests that reached the server before SIGTERM were answered; later ones were refused
