@@ -259,7 +259,7 @@ def read_logs(paths: list[str]) -> Iterator[prediction_log_pb2.PredictionLog]:
 
     for path in paths:
         try:
-            for raw in tf.compat.v1.io.tf_record_iterator(path):
-                yield prediction_log_pb2.PredictionLog.FromString(raw)
+            for raw in tf.data.TFRecordDataset(path):
+                yield prediction_log_pb2.PredictionLog.FromString(raw.numpy())
         except tf.errors.DataLossError:
             log.warning("%s: ends with a partly written record (ignored)", path)
