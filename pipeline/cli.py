@@ -96,7 +96,7 @@ _extensions: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def _load_extensions() -> None:
-    for module in ("serving.cli", "pipeline.serving_cli", "kubeflow.cli", "pipeline.report_cli"):
+    for module in ("serving.cli", "pipeline.serving_cli", "kubeflow.cli", "pipeline.report_cli", "pipeline.monitor_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as e:

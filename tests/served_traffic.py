@@ -37,6 +37,13 @@ def brighter(images: np.ndarray, offset: int = 80) -> np.ndarray:
     return np.clip(images.astype(np.int64) + offset, 0, 255).astype(np.uint8)
 
 
+def cropped(images: np.ndarray, rows: int = 3) -> np.ndarray:
+    """Only the top rows of the picture: a crop that missed the garment (near-empty image)."""
+    out = np.zeros_like(images)
+    out[:, :rows, :] = images[:, :rows, :]
+    return out
+
+
 def serve_and_log(serving_model_dir: str, log_prefix: Path, batches: list[np.ndarray], model: str = "fmnist",
                   rate: float = 1.0, batch_size: int = 16) -> None:
     """Serve the pushed model with request logging and send `batches` of images over gRPC."""
