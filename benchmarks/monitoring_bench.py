@@ -201,28 +201,35 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--calls", type=int, default=300)
     p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--parts", default="overhead,labels", help="comma-separated: overhead, labels")
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "monitoring.json"))
     args = p.parse_args()
     model_dir = Path(args.model_dir) if args.model_dir else latest_model(ROOT / "outputs/sample/serving/fmnist")
     work = Path(tempfile.mkdtemp(prefix="fmnist-monitoring-bench-"))
     base = work / "fmnist"
     shutil.copytree(model_dir, base / "1")
-    report = {"model_dir": str(model_dir), "repeat": args.repeat,
-              "logging_overhead": logging_overhead(base, work, args.repeat, args.calls, args.seconds),
-              "label_moves": label_moves(model_dir, work, args.repeat)}
+    parts = set(args.parts.split(","))
+    report = {"model_dir": str(model_dir), "repeat": args.repeat}
+    if "overhead" in parts:
+        report["logging_overhead"] = logging_overhead(base, work, args.repeat, args.calls, args.seconds)
+    if "labels" in parts:
+        report["label_moves"] = label_moves(model_dir, work, args.repeat)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
-    o = report["logging_overhead"]
-    print("| server | p50 1 image (ms) | p99 1 image (ms) | 4 clients, batch 1 (img/s) |")
-    print("| --- | ---: | ---: | ---: |")
-    for m, med in o["medians"].items():
-        print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {med['images_per_s_4_clients']:.0f} |")
-    print("ratios logging / no logging: " + ", ".join(f"{k} {v:.3f}" for k, v in o["ratio_logging_vs_off"].items()))
-    lm = report["label_moves"]
-    print("| move | median s |\n| --- | ---: |")
-    for k, v in lm["medians"].items():
-        print(f"| {k} | {v:.2f} |")
-    print(f"failed requests {lm['failed_requests']} of {lm['answered_requests'] + lm['failed_requests']}")
+    if "logging_overhead" in report:
+        o = report["logging_overhead"]
+        print("| server | p50 1 image (ms) | p99 1 image (ms) | 4 clients, batch 1 (img/s) |")
+        print("| --- | ---: | ---: | ---: |")
+        for m, med in o["medians"].items():
+            print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {med['images_per_s_4_clients']:.0f} |")
+        print("ratios logging / no logging: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in o["ratio_logging_vs_off"].items()))
+    if "label_moves" in report:
+        lm = report["label_moves"]
+        print("| move | median s |\n| --- | ---: |")
+        for k, v in lm["medians"].items():
+            print(f"| {k} | {v:.2f} |")
+        print(f"failed requests {lm['failed_requests']} of {lm['answered_requests'] + lm['failed_requests']}")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

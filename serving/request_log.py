@@ -53,6 +53,7 @@ class LoggerLimits:
     queue_size: int = 4096
     max_file_bytes: int = 64 * 1024 * 1024
     flush_seconds: float = 1.0
+    batch_seconds: float = 0.05   # the writer's pause between batches (records wait at most this)
 
 
 @dataclasses.dataclass
@@ -112,16 +113,25 @@ class RequestLogger:
 
     # --- writer thread -----------------------------------------------------------------------
     def _run(self) -> None:
+        """Wake, write everything queued, sleep a little: a writer that woke for every record
+        would take the interpreter lock from the request threads hundreds of times a second."""
         last_flush = time.monotonic()
         dirty = False
-        while True:
+        stopping = False
+        while not stopping:
             try:
-                item = self._queue.get(timeout=self.limits.flush_seconds)
+                batch = [self._queue.get(timeout=self.limits.flush_seconds)]
             except queue.Empty:
-                item = None
-            if item is _STOP:
-                break
-            if item is not None:
+                batch = []
+            while batch and len(batch) < self.limits.queue_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in batch:
+                if item is _STOP:
+                    stopping = True
+                    continue
                 version, signature_name, build = item
                 try:
                     entry = build()
@@ -133,9 +143,11 @@ class RequestLogger:
                     self._count(version, dropped=1)
                     log.error("request log of model %s: writing failed: %s", self.model, e)
                     self._close_file()
-            if dirty and (item is None or time.monotonic() - last_flush >= self.limits.flush_seconds):
+            if dirty and (not batch or stopping or time.monotonic() - last_flush >= self.limits.flush_seconds):
                 self._flush()
                 dirty, last_flush = False, time.monotonic()
+            if batch and not stopping:
+                time.sleep(self.limits.batch_seconds)
         self._close_file()
 
     def _write(self, record: bytes) -> None:
