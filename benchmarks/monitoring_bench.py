@@ -132,7 +132,8 @@ class StableLoad:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             while not self.stop.is_set():
                 try:
-                    self.answers.append((time.monotonic(), stub.Predict(self.request, timeout=30).model_spec.version.value))
+                    version = stub.Predict(self.request, timeout=30).model_spec.version.value
+                    self.answers.append((time.monotonic(), version))
                 except grpc.RpcError:
                     self.failures += 1
 

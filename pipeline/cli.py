@@ -98,7 +98,8 @@ _extensions: list[Callable[[argparse._SubParsersAction], None]] = []
 def _load_extensions() -> None:
     if _extensions:  # main() may run more than once in one process (tests)
         return
-    for module in ("serving.cli", "pipeline.serving_cli", "kubeflow.cli", "pipeline.report_cli", "pipeline.monitor_cli"):
+    for module in ("serving.cli", "pipeline.serving_cli", "kubeflow.cli", "pipeline.report_cli",
+                   "pipeline.monitor_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -257,7 +257,8 @@ def _examples_log(model: Any, sig_name: str, data: Any, result: Any, verb: str) 
     if verb == "classify":
         return prediction_log_pb2.PredictionLog(
             classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response))
-    return prediction_log_pb2.PredictionLog(regress_log=prediction_log_pb2.RegressLog(request=request, response=response))
+    return prediction_log_pb2.PredictionLog(
+        regress_log=prediction_log_pb2.RegressLog(request=request, response=response))
 
 
 def _model_info(m: re.Match) -> tuple[str, int | None, str | None]:
