@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra kubeflow-compile image
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -44,6 +44,10 @@ bench-training:
 ## bench-serving: gRPC latency/throughput, batching on/off vs. in-process (BENCHMARKS.md)
 bench-serving:
 	$(STACK) python benchmarks/serving_bench.py
+
+## bench-monitoring: request-logging latency overhead, promote/rollback times under load (BENCHMARKS.md)
+bench-monitoring:
+	$(STACK) python benchmarks/monitoring_bench.py
 
 ## bench-beam: DirectRunner in_memory vs. multi_processing on the data components (BENCHMARKS.md)
 bench-beam:

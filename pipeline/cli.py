@@ -100,7 +100,10 @@ _extensions: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def _load_extensions() -> None:
-    for module in ("serving.cli", "pipeline.serving_cli", "kubeflow.cli", "pipeline.report_cli"):
+    if _extensions:  # main() may run more than once in one process (tests)
+        return
+    for module in ("serving.cli", "pipeline.serving_cli", "kubeflow.cli", "pipeline.report_cli",
+                   "pipeline.monitor_cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ModuleNotFoundError as e:

@@ -6,6 +6,12 @@ domain of Fashion-MNIST is known, so we state it: label an integer in [0, 9]; `p
 integers in [0, 255] (ExampleGen stores an image as one feature); both present in every row. The label is excluded from the
 SERVING environment, so serving-time examples validate without it.
 
+The production monitor (`fmnist monitor`) keeps its thresholds here too, as TFDV skew comparators:
+training data vs. served requests. The training pipeline never passes serving statistics to TFDV,
+so these comparators do not change its validation. The monitor's own features (image measures and
+the predicted class, see pipeline/image_measures.py) are not in the TRAINING environment and carry
+no presence constraint, so training Examples -- which do not have them -- stay valid.
+
     python schema/make_schema.py > schema/schema.pbtxt
 """
 from __future__ import annotations
@@ -14,9 +20,24 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
 
 from pipeline.features import LABEL_KEY, NUM_CLASSES, NUM_PIXELS, RAW_PIXELS_KEY
-
+from pipeline.image_measures import (CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY,
+                                     PREDICTED_LABEL)
 
 LABEL_DRIFT_THRESHOLD = 0.05
+
+# Monitoring thresholds (training vs. served traffic). Jensen-Shannon divergence for numeric
+# features (TFDV's histogram-based approximation), L-infinity distance -- the largest difference
+# of one category's share -- for categorical ones. Chosen so that served test rows stay well below
+# and inverted, shifted or brightness-changed images go well above (BENCHMARKS.md "Monitoring").
+SERVING_THRESHOLDS: dict[str, tuple[str, float]] = {
+    RAW_PIXELS_KEY: ("jensen_shannon_divergence", 0.1),
+    MEAN_BRIGHTNESS: ("jensen_shannon_divergence", 0.1),
+    CENTRE_OFFSET: ("jensen_shannon_divergence", 0.1),
+    LIGHT_BACKGROUND: ("infinity_norm", 0.05),
+    NEAR_EMPTY: ("infinity_norm", 0.05),
+    # The served model's predicted class mix vs. the test split's labels.
+    PREDICTED_LABEL: ("infinity_norm", 0.1),
+}
 
 
 def build_schema() -> schema_pb2.Schema:
@@ -40,6 +61,26 @@ def build_schema() -> schema_pb2.Schema:
     label.drift_comparator.infinity_norm.threshold = LABEL_DRIFT_THRESHOLD
     # One feature holds the 784 pixels of an image (row-major), each an integer in [0, 255].
     add_int_feature(RAW_PIXELS_KEY, 0, 255, NUM_PIXELS)
+
+    # Features only the monitor computes (per served or training image); not in TRAINING data.
+    def add_monitor_feature(name: str, kind: int) -> schema_pb2.Feature:
+        feature = schema.feature.add(name=name, type=kind)
+        feature.not_in_environment.append("TRAINING")
+        return feature
+
+    brightness = add_monitor_feature(MEAN_BRIGHTNESS, schema_pb2.FLOAT)
+    brightness.float_domain.min, brightness.float_domain.max = 0.0, 255.0
+    add_monitor_feature(CENTRE_OFFSET, schema_pb2.FLOAT).float_domain.min = 0.0
+    for name in (LIGHT_BACKGROUND, NEAR_EMPTY):
+        flag = add_monitor_feature(name, schema_pb2.INT)
+        flag.int_domain.min, flag.int_domain.max, flag.int_domain.is_categorical = 0, 1, True
+    predicted = add_monitor_feature(PREDICTED_LABEL, schema_pb2.INT)
+    predicted.int_domain.min, predicted.int_domain.max = 0, NUM_CLASSES - 1
+    predicted.int_domain.is_categorical = True
+
+    by_name = {f.name: f for f in schema.feature}
+    for name, (measure, threshold) in SERVING_THRESHOLDS.items():
+        getattr(by_name[name].skew_comparator, measure).threshold = threshold
     return schema
 
 

@@ -65,6 +65,7 @@ def server_from_args(args: argparse.Namespace):
         batching = batching_from_args(args)
     except ConfigError as e:
         raise SystemExit(f"serve: {e}") from None
+    from serving.request_log import LoggerLimits
     from serving.server import ModelServer  # TensorFlow is imported only once the config is good
     return ModelServer(
         models, host=args.host, port=args.port, rest_port=args.rest_api_port or None, batching=batching,
@@ -74,7 +75,10 @@ def server_from_args(args: argparse.Namespace):
         rest_max_connections=args.rest_max_connections, rest_idle_timeout=args.rest_idle_timeout_seconds,
         keep_served_signatures=not args.allow_version_signature_removal,
         model_config_file=args.model_config_file,
-        config_poll_seconds=args.model_config_file_poll_wait_seconds)
+        config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        request_log_limits=LoggerLimits(queue_size=args.request_log_queue_size,
+                                        max_file_bytes=int(args.request_log_max_file_mb * 1024 * 1024),
+                                        flush_seconds=args.request_log_flush_seconds))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -116,6 +120,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     extra.add_argument("--allow_version_signature_removal", type=_bool, nargs="?", const=True, default=False,
                        help="switch to a new version even if it lacks a signature the served one has "
                             "(TF Serving's behaviour); by default the served version stays")
+    extra.add_argument("--request_log_queue_size", type=int, default=4096,
+                       help="records waiting to be written per model (logging_config); more are dropped and counted")
+    extra.add_argument("--request_log_max_file_mb", type=float, default=64.0,
+                       help="start a new request log file after this size")
+    extra.add_argument("--request_log_flush_seconds", type=float, default=1.0,
+                       help="flush request log files at least this often (a crash loses at most this tail)")
     extra.add_argument("--grace", type=float, default=30.0, help="seconds to drain on SIGTERM")
     extra.add_argument("--tls-cert", help="PEM certificate for gRPC TLS (with --tls-key)")
     extra.add_argument("--tls-key")

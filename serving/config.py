@@ -17,6 +17,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.batching import BatchingParameters
 from serving.model_manager import ModelConfig, VersionPolicy
+from serving.request_log import LoggingConfig
 
 
 class ConfigError(ValueError):
@@ -56,8 +57,29 @@ def models_from_config_proto(config: Any, source: str = "<config>") -> list[Mode
         if not os.path.isabs(base) and "://" not in base and source != "<config>":
             base = os.path.join(os.path.dirname(os.path.abspath(source)), base)
         labels = tuple(sorted((k, int(v)) for k, v in entry.version_labels.items()))
-        models.append(ModelConfig(entry.name, base, version_policy, labels))
+        models.append(ModelConfig(entry.name, base, version_policy, labels, _logging_config(entry, source)))
     return models
+
+
+def _logging_config(entry: Any, source: str) -> LoggingConfig | None:
+    """`logging_config` of one model: TFRecord files at filename_prefix, sampling_rate in [0, 1]."""
+    if not entry.HasField("logging_config"):
+        return None
+    config = entry.logging_config
+    if config.HasField("custom_logging_config"):
+        raise ConfigError(f"{source}: model {entry.name!r}: logging_config.custom_logging_config is not "
+                          "supported; use log_collector_config")
+    prefix = config.log_collector_config.filename_prefix
+    if not prefix:
+        raise ConfigError(f"{source}: model {entry.name!r}: logging_config.log_collector_config.filename_prefix "
+                          "is empty; it names where the request log files go")
+    rate = config.sampling_config.sampling_rate
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(f"{source}: model {entry.name!r}: logging_config.sampling_config.sampling_rate "
+                          f"{rate} is outside [0, 1]")
+    if not os.path.isabs(prefix) and "://" not in prefix and source != "<config>":
+        prefix = os.path.join(os.path.dirname(os.path.abspath(source)), prefix)
+    return LoggingConfig(prefix, rate)
 
 
 def read_model_config_file(path: str) -> list[ModelConfig]:

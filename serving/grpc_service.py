@@ -11,12 +11,13 @@ from typing import Any, Callable
 import grpc
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+                                     prediction_log_pb2 as plog, prediction_service_pb2_grpc, regression_pb2)
 
 from serving import inference, tensors
 from serving.batching import Batchers
 from serving.errors import InvalidArgument, ServingError
 from serving.model_manager import ModelManager
+from serving.request_log import RequestLogs
 from serving.savedmodel import LoadedVersion
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,13 @@ def resolve_spec(manager: ModelManager, spec: Any) -> LoadedVersion:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager, batchers: Batchers, max_tensor_bytes: int) -> None:
+    """Successful calls are offered to the request logs (sampled there, written off the request
+    thread: the closures only reference the request and response protos, neither is changed after)."""
+
+    def __init__(self, manager: ModelManager, batchers: Batchers, max_tensor_bytes: int,
+                 request_logs: RequestLogs | None = None) -> None:
         self.manager, self.batchers, self.max_tensor_bytes = manager, batchers, max_tensor_bytes
+        self.logs = request_logs or RequestLogs()
 
     @_guard
     def Predict(self, request: predict_pb2.PredictRequest, context: Any) -> predict_pb2.PredictResponse:
@@ -66,6 +72,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         inference.fill_spec(response.model_spec, model, sig.name)
         for key, value in outputs.items():
             response.outputs[key].CopyFrom(tensors.to_proto(value))
+        self.logs.offer(model, sig.name, lambda: plog.PredictionLog(
+            predict_log=plog.PredictLog(request=request, response=response)))
         return response
 
     @_guard
@@ -76,6 +84,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = classification_pb2.ClassificationResponse()
         response.result.CopyFrom(inference.classify(model, sig, request.input, self.batchers))
         inference.fill_spec(response.model_spec, model, sig.name)
+        self.logs.offer(model, sig.name, lambda: plog.PredictionLog(
+            classify_log=plog.ClassifyLog(request=request, response=response)))
         return response
 
     @_guard
@@ -85,12 +95,24 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = regression_pb2.RegressionResponse()
         response.result.CopyFrom(inference.regress(model, sig, request.input, self.batchers))
         inference.fill_spec(response.model_spec, model, sig.name)
+        self.logs.offer(model, sig.name, lambda: plog.PredictionLog(
+            regress_log=plog.RegressLog(request=request, response=response)))
         return response
 
     @_guard
     def MultiInference(self, request: inference_pb2.MultiInferenceRequest, context: Any
                        ) -> inference_pb2.MultiInferenceResponse:
-        return inference.multi_inference(lambda spec: resolve_spec(self.manager, spec), request, self.batchers)
+        models: list[LoadedVersion] = []
+
+        def resolve_task(spec: Any) -> LoadedVersion:
+            models.append(resolve_spec(self.manager, spec))
+            return models[-1]
+
+        response = inference.multi_inference(resolve_task, request, self.batchers)
+        if models:
+            self.logs.offer(models[0], "", lambda: plog.PredictionLog(
+                multi_inference_log=plog.MultiInferenceLog(request=request, response=response)))
+        return response
 
     @_guard
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context: Any
@@ -122,7 +144,10 @@ def model_metadata(model: LoadedVersion, fields: list[str]) -> get_model_metadat
     return response
 
 
-def model_status(manager: ModelManager, spec: Any) -> get_model_status_pb2.GetModelStatusResponse:
+def model_status(manager: ModelManager, spec: Any, request_logs: RequestLogs | None = None
+                 ) -> get_model_status_pb2.GetModelStatusResponse:
+    """The versions' states; a logged model's AVAILABLE versions also carry their request-log
+    counts (written, dropped) in the status message, with error code OK."""
     if not spec.name:
         raise InvalidArgument("Missing ModelSpec")
     choice = spec.WhichOneof("version_choice")
@@ -133,20 +158,22 @@ def model_status(manager: ModelManager, spec: Any) -> get_model_status_pb2.GetMo
     for v, status in sorted(manager.status(spec.name, version).items()):
         entry = response.model_version_status.add(version=v, state=status.state)
         entry.status.error_code = 2 if status.error else 0  # tensorflow.error.UNKNOWN / OK
-        entry.status.error_message = status.error
+        entry.status.error_message = status.error or (
+            request_logs.describe(spec.name, v) if request_logs and status.state == 30 else "")
     return response
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager, reload_config: Callable[[Any], None]) -> None:
-        self.manager, self.reload_config = manager, reload_config
+    def __init__(self, manager: ModelManager, reload_config: Callable[[Any], None],
+                 request_logs: RequestLogs | None = None) -> None:
+        self.manager, self.reload_config, self.request_logs = manager, reload_config, request_logs
 
     @_guard
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context: Any
                        ) -> get_model_status_pb2.GetModelStatusResponse:
         if not request.HasField("model_spec"):
             raise InvalidArgument("Missing ModelSpec")
-        return model_status(self.manager, request.model_spec)
+        return model_status(self.manager, request.model_spec, self.request_logs)
 
     @_guard
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context: Any

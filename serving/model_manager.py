@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable
 
 from serving.errors import InvalidArgument, NotFound
+from serving.request_log import LoggingConfig
 from serving.savedmodel import LoadedVersion
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class ModelConfig:
     base_path: str
     policy: VersionPolicy = VersionPolicy()
     labels: tuple[tuple[str, int], ...] = ()
+    logging: LoggingConfig | None = None   # logging_config: sampled request logging
 
 
 @dataclasses.dataclass
@@ -177,16 +179,41 @@ class ModelManager:
     def reload(self, models: list[ModelConfig]) -> None:
         """Switch to a new model list (HandleReloadConfigRequest, config-file polling).
 
-        New models are loaded before this returns; models no longer listed are unloaded.
+        New models and versions are loaded before this returns; models no longer listed are
+        unloaded. Moving a version label (promote, roll back) never leaves a gap: first the new
+        policy's versions are loaded while every label still points where it did (and its version
+        stays loaded), then the labels move -- each only to a version that is AVAILABLE, as in TF
+        Serving -- and only then are versions no longer wanted unloaded. A label naming a version
+        that could not be loaded fails the reload and the previous config stays in force.
         """
         _check_names(models)
         with self._sync_lock:
             with self._lock:
-                removed = [n for n in self.models if n not in {m.name for m in models}]
-                self.models = {m.name: m for m in models}
+                old = dict(self.models)
+                staged = {m.name: dataclasses.replace(m, labels=old[m.name].labels) if m.name in old else m
+                          for m in models}
+                self.models = {**old, **staged}
                 for m in models:
                     self._served.setdefault(m.name, {})
                     self._status.setdefault(m.name, {})
+            for config in staged.values():
+                self._sync(config, pinned={v for _, v in config.labels})
+            with self._lock:
+                unavailable = [f"model {m.name!r}: label {label!r} -> version {v}"
+                               for m in models for label, v in m.labels
+                               if v not in self._served.get(m.name, {})
+                               and m.name in old and (label, v) not in old[m.name].labels]
+                if not unavailable:
+                    self.models = {m.name: m for m in models}
+            if unavailable:
+                with self._lock:
+                    self.models = old
+                for config in old.values():
+                    self._sync(config)
+                raise ValueError("version label(s) name versions that are not available for inference, "
+                                 "config not applied: " + "; ".join(unavailable))
+            with self._lock:
+                removed = [n for n in old if n not in self.models]
                 gone = {n: self._served.pop(n, {}) for n in removed}
                 for n in removed:
                     self._status.pop(n, None)
@@ -197,21 +224,29 @@ class ModelManager:
             for config in models:
                 self._sync(config)
 
-    def _sync(self, config: ModelConfig) -> None:
+    def _sync(self, config: ModelConfig, pinned: set[int] = frozenset()) -> None:
+        """Load the wanted versions, then unload the others except `pinned` ones (label targets
+        during a reload)."""
         on_disk = list_versions(config.base_path)
         served = dict(self._served.get(config.name, {}))
-        keep: dict[int, LoadedVersion] = {}
+        keep: dict[int, LoadedVersion] = {v: served[v] for v in pinned if v in served and v in on_disk}
         limit = config.policy.latest if config.policy.kind == "latest" else len(on_disk)
         newest_served = served[max(served)] if served else None
+        wanted = 0
         for version in config.policy.wanted(list(on_disk)):
-            if len(keep) >= limit:
+            if wanted >= limit:
                 break
+            if version in keep:
+                wanted += 1
+                continue
             if version in served:
                 keep[version] = served[version]
+                wanted += 1
                 continue
             loaded = self._load(config.name, version, on_disk[version], newest_served)
             if loaded is not None:
                 keep[version] = loaded
+                wanted += 1
         # Versions served before but gone from disk or no longer wanted are unloaded only now,
         # after their replacements are AVAILABLE; a version whose directory vanished goes too.
         with self._lock:
@@ -350,8 +385,17 @@ def models_from_file(path: str) -> list[ModelConfig]:
         if not os.path.isabs(base):
             base = os.path.join(os.path.dirname(os.path.abspath(path)), base)
         labels = tuple((str(k), int(v)) for k, v in (entry.get("version_labels") or {}).items())
+        logging_config = None
+        if entry.get("logging_config"):
+            raw_log = entry["logging_config"]
+            prefix = str(raw_log.get("filename_prefix", ""))
+            if not prefix:
+                raise ValueError(f"{path}: model {entry['name']!r}: logging_config needs a filename_prefix")
+            if not os.path.isabs(prefix):
+                prefix = os.path.join(os.path.dirname(os.path.abspath(path)), prefix)
+            logging_config = LoggingConfig(prefix, float(raw_log.get("sampling_rate", 1.0)))
         models.append(ModelConfig(entry["name"], base, VersionPolicy.from_config(entry.get("version_policy")),
-                                  labels))
+                                  labels, logging_config))
     if not models:
         raise ValueError(f"{path}: no models listed (expected a 'models:' list)")
     return models

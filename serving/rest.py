@@ -29,11 +29,12 @@ from typing import Any
 from aiohttp import web
 from google.protobuf import json_format
 
-from serving import inference, json_codec
+from serving import inference, json_codec, tensors
 from serving.batching import Batchers
 from serving.errors import DeadlineExceeded, InvalidArgument, ServingError
 from serving.grpc_service import model_metadata, model_status
 from serving.model_manager import ModelManager
+from serving.request_log import RequestLogs
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,10 @@ class RestServer:
     def __init__(self, manager: ModelManager, batchers: Batchers, host: str, port: int, *,
                  max_body_bytes: int = 64 * 1024 * 1024, max_tensor_bytes: int = 64 * 1024 * 1024,
                  timeout_ms: int = 30_000, max_connections: int = 512, idle_timeout: float = 30.0,
-                 read_timeout: float = 30.0, backlog: int = 1024, workers: int = 16) -> None:
+                 read_timeout: float = 30.0, backlog: int = 1024, workers: int = 16,
+                 request_logs: RequestLogs | None = None) -> None:
         self.manager, self.batchers = manager, batchers
+        self.logs = request_logs or RequestLogs()
         self.max_body_bytes, self.max_tensor_bytes = max_body_bytes, max_tensor_bytes
         self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
         self.max_connections, self.idle_timeout, self.read_timeout = max_connections, idle_timeout, read_timeout
@@ -187,15 +190,19 @@ class RestServer:
                 sig = inference.signature(model, doc.get("signature_name", ""))
                 feeds, columnar = json_codec.predict_feeds(doc, sig)
                 outputs = inference.predict(model, sig, feeds, [], self.batchers)
+                self.logs.offer(model, sig.name, lambda: _predict_log(model, sig.name, feeds, outputs))
                 return json_codec.predict_response(outputs, columnar)
             sig_name = doc.get("signature_name", "") or inference.DEFAULT_SIGNATURE
             if sig_name not in model.signatures:
                 raise InvalidArgument(f"No signature was found with the name: {sig_name}")
             data = json_codec.examples_input(doc, verb)
             if verb == "classify":
-                return json_codec.classification_json(
-                    inference.classify(model, model.signatures[sig_name], data, self.batchers))
-            return json_codec.regression_json(inference.regress(model, model.signatures[sig_name], data, self.batchers))
+                result = inference.classify(model, model.signatures[sig_name], data, self.batchers)
+                self.logs.offer(model, sig_name, lambda: _examples_log(model, sig_name, data, result, "classify"))
+                return json_codec.classification_json(result)
+            result = inference.regress(model, model.signatures[sig_name], data, self.batchers)
+            self.logs.offer(model, sig_name, lambda: _examples_log(model, sig_name, data, result, "regress"))
+            return json_codec.regression_json(result)
         if method == "GET":
             m = MODEL_STATUS_API.fullmatch(path)
             if not m:
@@ -212,13 +219,46 @@ class RestServer:
                 spec.version.value = version
             if label is not None:
                 spec.version_label = label
-            status = model_status(self.manager, spec)
+            status = model_status(self.manager, spec, self.logs)
             return {"model_version_status": [
                 {"version": str(s.version), "state": STATE_NAMES.get(s.state, "UNKNOWN"),
                  "status": {"error_code": "UNKNOWN" if s.status.error_code else "OK",
                             "error_message": s.status.error_message}}
                 for s in status.model_version_status]}
         raise malformed
+
+
+def _predict_log(model: Any, sig_name: str, feeds: dict, outputs: dict) -> Any:
+    """A REST predict call as the PredictionLog a gRPC client's call would give (request log)."""
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    inference.fill_spec(request.model_spec, model, sig_name)
+    inference.fill_spec(response.model_spec, model, sig_name)
+    for key, value in feeds.items():
+        request.inputs[key].CopyFrom(tensors.to_proto(value))
+    for key, value in outputs.items():
+        response.outputs[key].CopyFrom(tensors.to_proto(value))
+    return prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
+
+
+def _examples_log(model: Any, sig_name: str, data: Any, result: Any, verb: str) -> Any:
+    from tensorflow_serving.apis import classification_pb2, prediction_log_pb2, regression_pb2
+
+    if verb == "classify":
+        request = classification_pb2.ClassificationRequest(input=data)
+        response = classification_pb2.ClassificationResponse(result=result)
+    else:
+        request = regression_pb2.RegressionRequest(input=data)
+        response = regression_pb2.RegressionResponse(result=result)
+    inference.fill_spec(request.model_spec, model, sig_name)
+    inference.fill_spec(response.model_spec, model, sig_name)
+    if verb == "classify":
+        return prediction_log_pb2.PredictionLog(
+            classify_log=prediction_log_pb2.ClassifyLog(request=request, response=response))
+    return prediction_log_pb2.PredictionLog(
+        regress_log=prediction_log_pb2.RegressLog(request=request, response=response))
 
 
 def _model_info(m: re.Match) -> tuple[str, int | None, str | None]:

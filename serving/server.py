@@ -22,6 +22,7 @@ from serving.batching import Batchers, BatchingParameters
 from serving.errors import InvalidArgument
 from serving.grpc_service import ModelService, PredictionService
 from serving.model_manager import ModelConfig, ModelManager
+from serving.request_log import LoggerLimits, RequestLogs
 from serving.rest import RestServer
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class ModelServer:
                  rest_timeout_ms: int = 30_000, rest_max_connections: int = 512,
                  rest_idle_timeout: float = 30.0, workers: int = 16, tls: tuple[bytes, bytes] | None = None,
                  keep_served_signatures: bool = True, model_config_file: str | None = None,
-                 config_poll_seconds: float = 0.0) -> None:
+                 config_poll_seconds: float = 0.0, request_log_limits: LoggerLimits | None = None) -> None:
         self.batchers = Batchers(batching)
+        self.request_logs = RequestLogs(request_log_limits)
         self.max_tensor_bytes = max_tensor_bytes
         self.manager = ModelManager(
             models, poll_seconds, keep_served_signatures=keep_served_signatures,
@@ -50,9 +52,9 @@ class ModelServer:
                    ("grpc.max_send_message_length", max_message_bytes)]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.batchers, max_tensor_bytes), self.grpc)
+            PredictionService(self.manager, self.batchers, max_tensor_bytes, self.request_logs), self.grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-            ModelService(self.manager, self.reload_config), self.grpc)
+            ModelService(self.manager, self.reload_config, self.request_logs), self.grpc)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         address = f"{host}:{port}"
@@ -64,7 +66,7 @@ class ModelServer:
         self.rest = RestServer(self.manager, self.batchers, host, rest_port, max_body_bytes=max_body_bytes,
                                max_tensor_bytes=max_tensor_bytes, timeout_ms=rest_timeout_ms,
                                max_connections=rest_max_connections, idle_timeout=rest_idle_timeout,
-                               workers=workers) if rest_port is not None else None
+                               workers=workers, request_logs=self.request_logs) if rest_port is not None else None
         self.rest_port = self.rest.port if self.rest else None
         self._stop = threading.Event()
         self._config_thread: threading.Thread | None = None
@@ -79,9 +81,14 @@ class ModelServer:
         from serving.config import ConfigError, models_from_config_proto
         try:
             models = models_from_config_proto(config)
-            self.manager.reload(models)
+            self.apply_models(models)
         except (ConfigError, ValueError) as e:
             raise InvalidArgument(str(e)) from None
+
+    def apply_models(self, models: list[ModelConfig]) -> None:
+        """Serve a new model list: versions and labels (ModelManager.reload), then request logs."""
+        self.manager.reload(models)
+        self.request_logs.configure(models)
 
     def _watch_config_file(self) -> None:
         """--model_config_file_poll_wait_seconds: re-read the file; a changed, valid file is applied."""
@@ -93,13 +100,14 @@ class ModelServer:
                 if text == self._config_text:
                     continue
                 self._config_text = text
-                self.manager.reload(read_model_config_file(self.model_config_file))
+                self.apply_models(read_model_config_file(self.model_config_file))
                 log.info("model config %s reloaded", self.model_config_file)
             except Exception as e:  # a bad edit must not stop the server; the old config stays
                 log.error("model config %s not applied: %s", self.model_config_file, e)
 
     def start(self) -> "ModelServer":
         self.manager.start()  # loads and warms what is on disk before the port answers
+        self.request_logs.configure(list(self.manager.models.values()))
         self.grpc.start()
         if self.rest:
             self.rest.start()
@@ -122,6 +130,7 @@ class ModelServer:
         self.grpc.stop(grace).wait()
         if self.rest:
             self.rest.stop()
+        self.request_logs.close()  # after the last request: everything queued is written
         self.manager.stop()
         self.batchers.close()
 

@@ -1,0 +1,110 @@
+"""`fmnist monitor` and `fmnist models promote|rollback`: watching and steering the served model."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from pipeline.config import SCHEMA_DIR, load_config
+
+    config = load_config(args.preset, overrides={"output_root": str(Path(args.output).resolve())}
+                         if args.output else None)
+    metadata = args.metadata or config.metadata_path
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out or os.path.join(config.output_root, "monitor", stamp)
+    from pipeline.monitor import MonitorError, monitor
+
+    try:
+        result = monitor(args.logs, metadata, out, args.schema or str(SCHEMA_DIR / "schema.pbtxt"),
+                         model=args.model, version=args.version)
+    except MonitorError as e:
+        print(f"fmnist monitor: {e}", file=sys.stderr)
+        return 2
+    print(f"model {args.model} version {result.version}: {result.rows} logged images vs. training data "
+          f"({result.training.statistics_uri})")
+    for m in result.measurements:
+        print(f"  {m.feature:<17} {m.measure:<27} {m.value:8.4f}  threshold {m.threshold:g}"
+              f"{'  CROSSED' if m.crossed else ''}")
+    for alarm in result.alarms:
+        print(f"ALARM {alarm}")
+    print(f"{'ALARM' if result.alarms else 'OK'}; report {os.path.join(out, 'report.html')}, anomalies "
+          f"{os.path.join(out, 'anomalies')}")
+    return result.exit_code
+
+
+def _reloader(args: argparse.Namespace):
+    if not args.server:
+        return None
+    from pipeline import model_labels
+
+    return lambda config: model_labels.reload_server(args.server, config, args.config)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from pipeline import model_labels
+
+    started = time.monotonic()
+    try:
+        _, previous = model_labels.promote(args.config, args.version, args.label, args.model, args.base_path,
+                                           before_write=_reloader(args))
+    except model_labels.LabelError as e:
+        print(f"fmnist models promote: {e}", file=sys.stderr)
+        return 2
+    how = (f"server {args.server} serves it ({time.monotonic() - started:.1f} s)" if args.server
+           else "a server polling the file picks it up")
+    print(f"{args.label}: {previous if previous is not None else '(none)'} -> {args.version} in {args.config}; {how}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from pipeline import model_labels
+
+    started = time.monotonic()
+    try:
+        _, current, target = model_labels.rollback(args.config, args.label, args.model,
+                                                   before_write=_reloader(args))
+    except model_labels.LabelError as e:
+        print(f"fmnist models rollback: {e}", file=sys.stderr)
+        return 2
+    how = (f"server {args.server} serves it ({time.monotonic() - started:.1f} s)" if args.server
+           else "a server polling the file picks it up")
+    print(f"{args.label}: {current} -> {target} (rolled back) in {args.config}; {how}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pipeline.config import PRESETS
+
+    mon = sub.add_parser("monitor", help="compare logged served requests with the served model's training data")
+    mon.add_argument("--logs", required=True, help="directory of request log files (the server's logging_config)")
+    mon.add_argument("--metadata", help="ML Metadata SQLite file of the pipeline that pushed the model "
+                                        "(default: the preset's outputs/metadata/<pipeline>/metadata.db)")
+    mon.add_argument("--preset", default="default", choices=sorted(PRESETS), help="to find the default --metadata")
+    mon.add_argument("--output", help="output root of the pipeline run (to find the default --metadata)")
+    mon.add_argument("--model", default="fmnist", help="model name in the log records")
+    mon.add_argument("--version", type=int, help="served version to check (default: the one most logged)")
+    mon.add_argument("--schema", help="schema with the SERVING thresholds (default: schema/schema.pbtxt)")
+    mon.add_argument("--out", help="where the Examples, statistics, anomalies and report go "
+                                   "(default: <output root>/monitor/<UTC time>)")
+    mon.set_defaults(func=cmd_monitor)
+
+    models = sub.add_parser("models", help="move the stable/canary version labels of the served model")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    for name, func, text in (("promote", cmd_promote, "point a label at VERSION"),
+                             ("rollback", cmd_rollback, "point the label back at its previous version")):
+        p = msub.add_parser(name, help=text)
+        if name == "promote":
+            p.add_argument("version", type=int, metavar="VERSION")
+            p.add_argument("--base-path", help="model base path, to create --config when it does not exist")
+        p.add_argument("--label", default="stable", choices=("stable", "canary"))
+        p.add_argument("--config", default="models.config",
+                       help="the server's --model_config_file (text-format ModelServerConfig)")
+        p.add_argument("--model", help="model name in the config (default: its only model)")
+        p.add_argument("--server", help="host:port of the running server: reload it now "
+                                        "(HandleReloadConfigRequest) instead of waiting for its config poll")
+        p.set_defaults(func=func)

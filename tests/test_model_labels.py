@@ -1,0 +1,165 @@
+"""`fmnist models promote|rollback`: the model config file they write, and -- on a real server
+on 127.0.0.1 serving two versions of the sample run's model -- label moves under load with no
+failed request, by HandleReloadConfigRequest and by the server's config poll."""
+import shutil
+import threading
+import time
+
+import grpc
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+import served_traffic
+from pipeline import cli
+from serving.config import read_model_config_file
+
+
+def _versions(tmp_path, *versions):
+    base = tmp_path / "models" / "fmnist"
+    for v in versions:
+        (base / str(v)).mkdir(parents=True)
+    return base
+
+
+def test_promote_writes_labels_policy_and_history(tmp_path, capsys):
+    """A TF Serving text config the server reads back: labels, `specific` policy with the replaced
+    stable version kept loaded, canary cleared once it becomes stable; rollback undoes in order."""
+    base = _versions(tmp_path, 1, 2, 3)
+    config = str(tmp_path / "models.config")
+    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
+                     "--base-path", str(base)]) == 0
+    assert cli.main(["models", "promote", "2", "--label", "canary", "--config", config]) == 0
+    [m] = read_model_config_file(config)
+    assert dict(m.labels) == {"stable": 1, "canary": 2} and m.policy.specific == (1, 2)
+    assert cli.main(["models", "promote", "2", "--config", config]) == 0
+    [m] = read_model_config_file(config)
+    assert dict(m.labels) == {"stable": 2} and m.policy.specific == (1, 2)
+    assert cli.main(["models", "promote", "3", "--config", config]) == 0
+    [m] = read_model_config_file(config)
+    assert dict(m.labels) == {"stable": 3} and m.policy.specific == (2, 3)
+    assert cli.main(["models", "rollback", "--config", config]) == 0
+    assert dict(read_model_config_file(config)[0].labels) == {"stable": 2}
+    assert cli.main(["models", "rollback", "--config", config]) == 0
+    assert dict(read_model_config_file(config)[0].labels) == {"stable": 1}
+    capsys.readouterr()
+    assert cli.main(["models", "rollback", "--config", config]) == 2
+    assert "no earlier version" in capsys.readouterr().err
+    assert cli.main(["models", "promote", "7", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert "no version 7 under" in err and str(base) in err
+
+
+def _copy_versions(serving_model_dir: str, base, versions) -> None:
+    from serving.model_manager import list_versions
+
+    pushed = max(list_versions(serving_model_dir).items())[1]
+    for v in versions:
+        shutil.copytree(pushed, base / str(v))
+
+
+class _StableLoad:
+    """Client threads asking for `stable` until stopped; every answer's version and time."""
+
+    def __init__(self, target: str, threads: int = 3) -> None:
+        self.answers: list[tuple[float, int]] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        _, images = served_traffic.test_images(limit=8)
+        self._images = images
+        self._threads = [threading.Thread(target=self._run, args=(target, i)) for i in range(threads)]
+
+    def _run(self, target: str, i: int) -> None:
+        import tensorflow as tf
+
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "fmnist"
+        request.model_spec.version_label = "stable"
+        request.model_spec.signature_name = "serving_images_uint8"
+        request.inputs["images"].CopyFrom(tf.make_tensor_proto(self._images[i:i + 1]))
+        with grpc.insecure_channel(target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            for _ in range(200_000):  # bounded
+                if self._stop.is_set():
+                    return
+                try:
+                    response = stub.Predict(request, timeout=30)
+                    self.answers.append((time.monotonic(), response.model_spec.version.value))
+                except grpc.RpcError as e:
+                    self.failures.append(f"{e.code().name}: {e.details()}")
+
+    def __enter__(self) -> "_StableLoad":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(60)
+
+    def first_answer_from(self, version: int, after: float, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for t, v in list(self.answers):
+                if t >= after and v == version:
+                    return t - after
+            time.sleep(0.02)
+        raise AssertionError(f"no answer from version {version} within {timeout} s")
+
+
+def test_promote_and_rollback_under_load(sample_run, tmp_path, capsys):
+    """Three clients keep asking for `stable`. Promote 2 with --server (HandleReloadConfigRequest):
+    when the command returns, `stable` is version 2. Roll back without --server: the server's
+    1 s config poll moves `stable` back to version 1, which the promotion kept loaded. Zero failed
+    requests throughout; after each move no answer comes from the old version."""
+    from serving.server import ModelServer
+
+    config_obj, _ = sample_run
+    base = tmp_path / "models" / "fmnist"
+    base.mkdir(parents=True)
+    _copy_versions(config_obj.serving_model_dir, base, (1, 2))
+    config = str(tmp_path / "models.config")
+    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
+                     "--base-path", str(base)]) == 0
+    server = ModelServer(read_model_config_file(config), port=0, rest_port=None, poll_seconds=0,
+                         model_config_file=config, config_poll_seconds=1.0)
+    with server, _StableLoad(server.target) as load:
+        load.first_answer_from(1, after=0)
+        started = time.monotonic()
+        assert cli.main(["models", "promote", "2", "--config", config, "--server", server.target]) == 0
+        returned = time.monotonic()
+        promote_seconds = load.first_answer_from(2, after=started)
+        time.sleep(0.5)
+        assert {v for t, v in load.answers if t > returned + 0.2} == {2}
+        assert server.manager.available("fmnist") == [1, 2]  # 1 kept loaded for a rollback
+
+        started = time.monotonic()
+        assert cli.main(["models", "rollback", "--config", config]) == 0
+        rollback_seconds = load.first_answer_from(1, after=started)
+        time.sleep(1.5)
+        late = [v for t, v in load.answers if t > started + rollback_seconds + 0.5]
+        assert late and set(late) == {1}
+    assert load.failures == [], load.failures[:5]
+    assert len(load.answers) > 100
+    print(f"promote (reload request) {promote_seconds:.2f} s, rollback (config poll) {rollback_seconds:.2f} s")
+    assert promote_seconds < 60 and rollback_seconds < 10
+
+
+def test_reload_refuses_a_label_on_a_version_that_cannot_load(sample_run, tmp_path):
+    """A label moved to a broken version: the reload fails, the file is left as it was, `stable`
+    keeps answering from the version it had."""
+    from serving.server import ModelServer
+
+    config_obj, _ = sample_run
+    base = tmp_path / "models" / "fmnist"
+    base.mkdir(parents=True)
+    _copy_versions(config_obj.serving_model_dir, base, (1,))
+    (base / "2").mkdir()
+    (base / "2" / "saved_model.pb").write_bytes(b"not a model")
+    config = str(tmp_path / "models.config")
+    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
+                     "--base-path", str(base)]) == 0
+    before = open(config).read()
+    with ModelServer(read_model_config_file(config), port=0, rest_port=None, poll_seconds=0) as server:
+        assert cli.main(["models", "promote", "2", "--config", config, "--server", server.target]) == 2
+        assert open(config).read() == before
+        assert server.manager.resolve("fmnist", label="stable").version == 1
