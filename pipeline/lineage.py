@@ -4,7 +4,9 @@ The pipeline records every artifact and execution in MLMD. From the version a re
 answered by, the chain back to the data is
 
     PushedModel (pushed_version = the served version)
-      <- Pusher <- Model <- Trainer <- transformed Examples <- Transform <- Examples (ExampleGen)
+      <- Pusher <- Model (or <- InfraBlessing <- InfraValidator <- Model, when the Pusher pushes
+         the InfraValidator's copy with warm-up records, as this pipeline does)
+      <- Trainer <- transformed Examples <- Transform <- Examples (ExampleGen)
       -> StatisticsGen -> ExampleStatistics
 
 so the monitor compares served traffic with the statistics of exactly the data that model saw,
@@ -78,7 +80,10 @@ def training_data(metadata_path: str, version: int) -> TrainingData:
         raise LineageError(f"{metadata_path}: no PushedModel with pushed_version {version}; this store "
                            "did not push the served version (wrong --metadata?)")
     pushed_model = pushed[-1]
-    models = _inputs(store, _producer(store, pushed_model.id), "Model", types)
+    pusher = _producer(store, pushed_model.id)
+    models = _inputs(store, pusher, "Model", types)
+    for infra_blessing in ([] if models else _inputs(store, pusher, "InfraBlessing", types)):
+        models = _inputs(store, _producer(store, infra_blessing.id), "Model", types)
     if not models:
         raise LineageError(f"the Pusher of version {version} has no Model input recorded")
     trainer = _producer(store, models[0].id)
