@@ -31,6 +31,7 @@ reason; answers that cannot mean much come with warnings.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import warnings
@@ -39,7 +40,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
+log = logging.getLogger(__name__)
+
 SIZE = 28
+DETECT_EDGE = 320              # the garment's box and the background are found at this size
 WORK_EDGE = 1024               # longest edge decoded photos are reduced to before any float work
 DEFAULT_MAX_PIXELS = 64_000_000  # refuse larger images before decoding (PIL's own bomb limit is 89M)
 FUZZ = 0.05 * 255              # the paper's trim closeness: 5% of the maximum intensity
@@ -204,47 +208,94 @@ def _noise_sigma(rgb: np.ndarray, smooth: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(ring - np.median(ring))))
 
 
-def _peel(smooth: np.ndarray, tolerance: float) -> tuple[int, int, int, int]:
-    """ImageMagick-style trim: take off edge lines that are one colour (within `tolerance`)
-    while any side still has one; frames and borders go line by line, a garment stops it."""
+def _ring(region: np.ndarray) -> np.ndarray:
+    return np.concatenate([region[0], region[-1], region[:, 0], region[:, -1]])
+
+
+def _peel(smooth: np.ndarray, tolerance: float) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """ImageMagick's trim: take off edge lines close (within `tolerance`) to the colour of the
+    border, from every side, up to the first line that is not. Repeated while what came off was a
+    frame (a thin ring on all four sides), so nested borders go one after the other and the last
+    round is the background. Returns the box left and that background colour."""
     top, bottom, left, right = 0, smooth.shape[0], 0, smooth.shape[1]
+    reference = np.median(_ring(smooth), axis=0)
 
-    def uniform(line: np.ndarray) -> bool:
-        if len(line) == 0:
-            return True
-        off = np.abs(line - np.median(line, axis=0)).max(axis=1) > tolerance
-        return int(off.sum()) <= max(1, len(line) // 200)
+    def kept(region: np.ndarray, axis: int) -> tuple[int, int] | None:
+        """First and one past the last line along `axis` that stays: lines of the reference colour
+        go, and after them up to two lines of one colour of their own (the blend between a frame
+        and what it surrounds, after reduction or JPEG)."""
+        lines = region if axis == 0 else region.transpose(1, 0, 2)
+        allowance = 0
+        if lines.shape[1] > 8:
+            # the ends of a line may be what is left of a frame at the sides: not judged
+            cut = 2 if first_round else max(2, int(0.08 * lines.shape[1]))
+            lines = lines[:, cut:-cut]
+            allowance = max(1, lines.shape[1] // 200)
+        like_reference = (np.abs(lines - reference).max(axis=2) > tolerance).sum(axis=1) <= allowance
+        if like_reference.all():
+            return None
+        own = np.median(lines, axis=1, keepdims=True)
+        one_colour = (np.abs(lines - own).max(axis=2) > tolerance).sum(axis=1) <= allowance
 
-    changed = True
-    while changed and bottom - top > 1 and right - left > 1:
-        changed = False
-        if bottom - top > 1 and uniform(smooth[top, left:right]):
-            top, changed = top + 1, True
-        if bottom - top > 1 and uniform(smooth[bottom - 1, left:right]):
-            bottom, changed = bottom - 1, True
-        if right - left > 1 and uniform(smooth[top:bottom, left]):
-            left, changed = left + 1, True
-        if right - left > 1 and uniform(smooth[top:bottom, right - 1]):
-            right, changed = right - 1, True
-    return top, bottom, left, right
+        def edge(ref: np.ndarray, uni: np.ndarray) -> int:
+            i = 0
+            if not first_round:  # what is left of the last frame (its blend) in front of this colour
+                while i < max(2, int(0.08 * len(ref))) and i < len(ref) and uni[i] and not ref[i]:
+                    i += 1
+            run = i
+            while i < len(ref) and ref[i]:
+                i += 1
+            if i > run:  # then at most two blend lines into what the frame surrounds
+                stop = min(len(ref), i + 2)
+                while i < stop and uni[i] and not ref[i]:
+                    i += 1
+            return i if i > run else 0
+
+        start = edge(like_reference, one_colour)
+        end = len(lines) - edge(like_reference[::-1], one_colour[::-1])
+        return (start, end) if end > start else None
+
+    for round_number in range(16):
+        first_round = round_number == 0
+        region = smooth[top:bottom, left:right]
+        inner = region[2:-2, 2:-2] if not first_round and min(region.shape[:2]) > 8 else region
+        reference = np.median(_ring(inner), axis=0)  # (inside what may be blend lines of the last frame)
+        rows, cols = kept(region, 0), kept(region, 1)
+        if rows is None or cols is None:  # all one colour: nothing to trim to
+            break
+        peeled = (rows[0], region.shape[0] - rows[1], cols[0], region.shape[1] - cols[1])
+        top, bottom, left, right = top + rows[0], top + rows[1], left + cols[0], left + cols[1]
+        limits = (region.shape[0], region.shape[0], region.shape[1], region.shape[1])
+        log.debug("peel round %d: reference %s, peeled %s", round_number, reference, peeled)
+        if not all(1 <= p <= max(1, 0.08 * n) for p, n in zip(peeled, limits)):
+            break  # not a frame: this was the background
+    return (top, bottom, left, right), reference
 
 
-def _background(smooth: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-    """The colour just outside the trimmed box (the innermost peeled lines), or, when nothing was
-    peeled, the median of the picture's outer ring (the paper's 'corner pixels')."""
+def _refine(value_of, box: tuple[int, int, int, int], reach: int, threshold: float,
+            size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Moves each edge of a box found at reduced size to the first full-size line, within
+    `reach` of it, with at least two pixels above `threshold`."""
     top, bottom, left, right = box
-    parts = []
-    if top > 0:
-        parts.append(smooth[top - 1, left:right])
-    if bottom < smooth.shape[0]:
-        parts.append(smooth[bottom, left:right])
-    if left > 0:
-        parts.append(smooth[top:bottom, left - 1])
-    if right < smooth.shape[1]:
-        parts.append(smooth[top:bottom, right])
-    if not parts:
-        parts = [smooth[0], smooth[-1], smooth[:, 0], smooth[:, -1]]
-    return np.median(np.concatenate(parts), axis=0)
+    height, width = size
+
+    def first(lines: np.ndarray) -> int | None:
+        hits = np.nonzero((lines > threshold).sum(axis=1) >= 2)[0]
+        return int(hits[0]) if len(hits) else None
+
+    t0, b1 = max(0, top - reach), min(height, bottom + reach)
+    l0, r1 = max(0, left - reach), min(width, right + reach)
+    hit = first(value_of(t0, min(b1, top + reach), l0, r1))
+    new_top = t0 + hit if hit is not None else top
+    hit = first(value_of(max(t0, bottom - reach), b1, l0, r1)[::-1])
+    new_bottom = b1 - hit if hit is not None else bottom
+    hit = first(value_of(t0, b1, l0, min(r1, left + reach)).T)
+    new_left = l0 + hit if hit is not None else left
+    hit = first(value_of(t0, b1, max(l0, right - reach), r1).T[::-1])
+    new_right = r1 - hit if hit is not None else right
+    if new_bottom > new_top and new_right > new_left:
+        return new_top, new_bottom, new_left, new_right
+    return box
 
 
 def negate(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -257,21 +308,29 @@ def negate(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
     return np.clip((lum - bg_lum) * 255.0 / max(255.0 - bg_lum, 1.0), 0, 255)
 
 
+def _block_mean(rgb: np.ndarray, ky: int, kx: int) -> np.ndarray:
+    h, w = rgb.shape[0] // ky, rgb.shape[1] // kx
+    return rgb[:h * ky, :w * kx].reshape(h, ky, w, kx, 3).mean(axis=(1, 3))
+
+
 def to_fashion_mnist(photo: Photo) -> Converted:
     rgb, notes = photo.rgb, list(photo.warnings)
     height, width = rgb.shape[:2]
-    if min(height, width) >= 3:
-        # a 3x3 median: takes the noise and JPEG speckle out, keeps the garment's edges where they are
-        smooth = np.asarray(Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+    # Where the garment is and what the background is are found on a copy of at most
+    # DETECT_EDGE pixels (block averages: noise shrinks with the block size) ...
+    k = max(1, math.ceil(max(height, width) / DETECT_EDGE))
+    ky, kx = min(k, height), min(k, width)
+    detect = _block_mean(rgb, ky, kx) if k > 1 else rgb
+    if min(detect.shape[:2]) >= 3:
+        # ... through a 3x3 median: takes the noise and JPEG speckle out, keeps edges where they are
+        smooth = np.asarray(Image.fromarray(np.clip(np.rint(detect), 0, 255).astype(np.uint8), "RGB")
                             .filter(ImageFilter.MedianFilter(3)), dtype=np.float32)
     else:
-        smooth = rgb
-    noise = _noise_sigma(rgb, smooth) if min(height, width) > 4 else 0.0
+        smooth = detect
+    noise = _noise_sigma(detect, smooth) if min(smooth.shape[:2]) > 4 else 0.0
     tolerance = max(FUZZ, 2.0 * noise)  # a 3x3 median leaves about 0.4 of the noise: this is ~5 sigma
-    box = _peel(smooth, tolerance)
-    background = _background(smooth, box)
+    box, background = _peel(smooth, tolerance)
 
-    value = negate(rgb, background)
     top, bottom, left, right = box
     inside = negate(smooth[top:bottom, left:right], background)
     contrast = float(np.percentile(inside, 99.5)) if inside.size else 0.0
@@ -279,14 +338,23 @@ def to_fashion_mnist(photo: Photo) -> Converted:
         notes.append("no garment found (blank or nearly uniform image); the answer means little")
     if contrast >= MIN_CONTRAST:
         garment = inside > max(tolerance, SHADOW_SHARE * contrast)
-        rows, cols = np.nonzero(garment.sum(axis=1) >= 1)[0], np.nonzero(garment.sum(axis=0) >= 1)[0]
+        rows, cols = np.nonzero(garment.any(axis=1))[0], np.nonzero(garment.any(axis=0))[0]
         if len(rows) and len(cols):
             top, bottom, left, right = top + rows[0], top + rows[-1] + 1, left + cols[0], left + cols[-1] + 1
-        # what is left of the background (noise, shadow) inside the box is not garment
-        value = np.where(negate(smooth, background) > tolerance, value, 0.0)
+    # ... and the box is then cut from the full working-size picture, its edges refined there.
+    top, left = top * ky, left * kx
+    bottom = height if bottom == smooth.shape[0] else bottom * ky
+    right = width if right == smooth.shape[1] else right * kx
+    if k > 1 and contrast >= MIN_CONTRAST:
+        threshold = max(tolerance, SHADOW_SHARE * contrast, 4.0 * noise * k)
+        top, bottom, left, right = _refine(lambda y0, y1, x0, x1: negate(rgb[y0:y1, x0:x1], background),
+                                           (top, bottom, left, right), k, threshold, (height, width))
+    value = negate(rgb[top:bottom, left:right], background)
+    if contrast >= MIN_CONTRAST:
+        value[value < tolerance] = 0.0  # background noise and soft shadow inside the box are not garment
     else:
-        value = np.zeros_like(value)  # stretching noise to full contrast would invent a garment
-    crop = value[top:bottom, left:right]
+        value[:] = 0.0  # stretching noise to full contrast would invent a garment
+    crop = value
 
     h, w = crop.shape
     if max(photo.original_size) < TINY_EDGE:
