@@ -222,11 +222,12 @@ class Writer:
 class Progress:
     """A line on stderr at most every `every` seconds once a run has taken longer than that."""
 
-    def __init__(self, total_files: int, enabled: bool, every: float = 2.0) -> None:
+    def __init__(self, total_files: int, enabled: bool, every: float = 5.0) -> None:
         self.total, self.enabled, self.every = total_files, enabled, every
         self.start = self.last = time.monotonic()
         self.done = self.failed = 0
         self.shown = False
+        self.printed: tuple[int, int] | None = None
         self.tty = sys.stderr.isatty()
 
     def update(self, done: int, failed: int, final: bool = False) -> None:
@@ -234,6 +235,9 @@ class Progress:
         now = time.monotonic()
         if not self.enabled or (not final and now - self.last < self.every) or (final and not self.shown):
             return
+        if final and self.printed == (done, failed):
+            return
+        self.printed = (done, failed)
         self.last, self.shown = now, True
         rate = done / max(now - self.start, 1e-6)
         text = f"fmnist predict: {done} inputs answered ({failed} failed) from {self.total} files, {rate:.0f}/s"
@@ -299,6 +303,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     def say(text: str) -> None:
         print(f"fmnist predict: {text}", file=sys.stderr)
 
+    limit = row_limit(args.limit, "--limit")
+    batch_size = positive_int(args.batch_size, "--batch-size")
+    max_pixels = positive_int(args.max_megapixels, "--max-megapixels") * 1_000_000
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be more than 0 seconds, got {args.timeout:g}")
     sources = expand(args.inputs)
     files = [s for s in sources if isinstance(s, Path)]
     if not files:
@@ -315,9 +324,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     writer = Writer(args.format, out)
     progress = Progress(len(files), enabled=not args.quiet)
-    predictor = Predictor(client, args.version, args.batch_size)
+    predictor = Predictor(client, args.version, batch_size)
     done = failed = 0
-    stream = items(sources, args.limit, args.max_megapixels * 1_000_000)
+    stream = items(sources, limit, max_pixels)
     pending: list[Item] = []
 
     def flush() -> None:
@@ -357,18 +366,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def positive_int(text: str) -> int:
+def positive_int(text: str | int, option: str) -> int:
+    """Checked here, not by argparse, so a bad value is one line (argparse adds its usage text)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise UsageError(f"{option} must be a whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+        raise UsageError(f"{option} must be at least 1, got {value}")
     return value
 
 
-def row_limit(text: str) -> int | None:
-    return None if text.lower() == "all" else positive_int(text)
+def row_limit(text: str | int, option: str) -> int | None:
+    return None if str(text).lower() == "all" else positive_int(text, option)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -379,14 +389,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rest", action="store_true", help="use TF Serving's REST API instead of gRPC")
     parser.add_argument("--model", default="fmnist")
     parser.add_argument("--version", type=int)
-    parser.add_argument("--limit", type=row_limit, default=20, metavar="N|all", help="rows per CSV (default 20)")
+    parser.add_argument("--limit", default="20", metavar="N|all", help="rows per CSV (default 20)")
     parser.add_argument("--format", choices=("text", "csv", "json"), default="text")
     parser.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     parser.add_argument("--output", "-o", help="write the answers here instead of standard output")
-    parser.add_argument("--batch-size", type=positive_int, default=256, help="inputs per request (split if too large)")
-    parser.add_argument("--max-megapixels", type=positive_int, default=DEFAULT_MAX_PIXELS // 1_000_000,
+    parser.add_argument("--batch-size", default="256", help="inputs per request (split if too large)")
+    parser.add_argument("--max-megapixels", default=str(DEFAULT_MAX_PIXELS // 1_000_000),
                         help="refuse larger images without decoding them (decompression bombs)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (and to connect)")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress lines or warnings")
 
 

@@ -57,7 +57,7 @@ def _rpc_error(error: grpc.RpcError, target: str) -> ClientError:
     code, details = error.code(), " ".join((error.details() or "").split())
     if code == grpc.StatusCode.UNAVAILABLE:
         low = details.lower()
-        if "dns" in low or "resolve" in low or "name or service not known" in low:
+        if any(w in low for w in ("dns", "resolv", "lookup", "name or service not known", "domain name not found")):
             return Unreachable(f"cannot resolve the host of {target} (wrong host name?)")
         if "connection refused" in low or "failed to connect" in low and "refused" in low:
             return Unreachable(f"nothing listens on {target} (connection refused; is the model server running?)")
@@ -67,7 +67,7 @@ def _rpc_error(error: grpc.RpcError, target: str) -> ClientError:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return Unreachable(f"no answer from {target} in time (wrong port, or the server is overloaded)")
     if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-        return NotServed(details[:300])
+        return NotServed(f"{target}: {details[:300]}")
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         return TooLarge(details[:300])
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and ("http" in details.lower()
@@ -229,7 +229,7 @@ class RestClient:
         if response.status == 413:
             raise TooLarge(message or "request body too large")
         if response.status in (404,) or (response.status == 400 and "signature" in message.lower()):
-            raise NotServed(message)
+            raise NotServed(f"{self.target}: {message}")
         raise ClientError(f"HTTP {response.status}: {message}")
 
     def check_signature(self, signature: str, version: int | None = None) -> None:
