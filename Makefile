@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam kubeflow-compile image
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-photos kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -44,6 +44,11 @@ bench-training:
 ## bench-serving: gRPC latency/throughput, batching on/off vs. in-process (BENCHMARKS.md)
 bench-serving:
 	$(STACK) python benchmarks/serving_bench.py
+
+## bench-photos: accuracy on generated product photos next to the same test rows raw (BENCHMARKS.md)
+PHOTO_MODEL ?= outputs/serving/fmnist
+bench-photos:
+	$(STACK) python benchmarks/photo_accuracy.py --csv $(FULL_DATA)/fashion-mnist_test.csv.gz --model $(PHOTO_MODEL) --count 1000
 
 ## bench-beam: DirectRunner in_memory vs. multi_processing on the data components (BENCHMARKS.md)
 bench-beam:
