@@ -220,10 +220,12 @@ class Writer:
 
 
 class Progress:
-    """A line on stderr at most every `every` seconds once a run has taken longer than that."""
+    """A line on stderr at most every EVERY seconds once a run has taken longer than that."""
 
-    def __init__(self, total_files: int, enabled: bool, every: float = 5.0) -> None:
-        self.total, self.enabled, self.every = total_files, enabled, every
+    EVERY = 5.0
+
+    def __init__(self, total_files: int, enabled: bool) -> None:
+        self.total, self.enabled, self.every = total_files, enabled, self.EVERY
         self.start = self.last = time.monotonic()
         self.done = self.failed = 0
         self.shown = False

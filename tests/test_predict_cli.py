@@ -210,3 +210,38 @@ def test_unusable_server_or_arguments_are_one_line_exit_2(server, photos, case, 
     assert code == 2 and out == ""
     assert "Traceback" not in err and words in err, err
     assert len(messages(err)) == (2 if case == "nothing to read" else 1), err
+
+
+def test_csv_row_errors_name_file_row_and_column(tmp_path):
+    from pipeline.features import PIXEL_KEYS
+    from pipeline.predict import csv_items, expand
+
+    header = "label," + ",".join(PIXEL_KEYS)
+    good = "1," + ",".join(["0"] * 784)
+    rows = [good, "2," + ",".join(["0"] * 783), "3," + ",".join(["0"] * 783 + ["x"]),
+            "4," + ",".join(["0"] * 10 + ["300"] + ["0"] * 773), good]
+    path = tmp_path / "rows.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    items = list(csv_items(path, None))
+    assert [i.error is None for i in items] == [True, False, False, False, True]
+    assert items[0].true_class == "Trouser" and items[0].pixels.shape == (28, 28)
+    assert items[1].name.endswith("rows.csv:row2") and "784 values" in items[1].error
+    assert "pixel784" in items[2].error and "not an integer" in items[2].error
+    assert "pixel11" in items[3].error and "0..255" in items[3].error
+    assert len(list(csv_items(path, 2))) == 2                     # --limit counts rows, good or bad
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    found = expand([str(tmp_path / "empty"), str(tmp_path / "*.csv"), str(path)])
+    assert found[0].error == "folder holds no image or CSV files" and found[1:] == [path]
+
+
+def test_long_runs_show_progress_unless_quiet(server, bom_csv, capsys, monkeypatch):
+    from pipeline import predict
+
+    monkeypatch.setattr(predict.Progress, "EVERY", 0.0)  # every chunk counts as "long" here
+    code, out, err = run(capsys, bom_csv, "--limit", "all", "--batch-size", "50", "--server", server.target)
+    assert code == 0 and len(out.splitlines()) == 150
+    progress = [line for line in messages(err) if "inputs answered" in line]
+    assert len(progress) >= 3 and progress[-1].startswith("fmnist predict: 150 inputs answered (0 failed)")
+    code, out, err = run(capsys, bom_csv, "--limit", "all", "--batch-size", "50", "--server", server.target, "-q")
+    assert code == 0 and not messages(err)
