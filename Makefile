@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring kubeflow-compile image
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -48,6 +48,11 @@ bench-serving:
 ## bench-monitoring: request-logging latency overhead, promote/rollback times under load (BENCHMARKS.md)
 bench-monitoring:
 	$(STACK) python benchmarks/monitoring_bench.py
+
+## bench-photos: accuracy on generated product photos next to the same test rows raw (BENCHMARKS.md)
+PHOTO_MODEL ?= outputs/serving/fmnist
+bench-photos:
+	$(STACK) python benchmarks/photo_accuracy.py --csv $(FULL_DATA)/fashion-mnist_test.csv.gz --model $(PHOTO_MODEL) --count 1000
 
 ## bench-beam: DirectRunner in_memory vs. multi_processing on the data components (BENCHMARKS.md)
 bench-beam:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from pipeline.features import CLASS_NAMES, PIXEL_KEYS
 
 def read_csv_rows(path: Path) -> tuple[list[int], list[list[int]]]:
     opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt") as f:
+    with opener(path, "rt", encoding="utf-8-sig") as f:
         header = f.readline().strip().split(",")
         rows = [[int(v) for v in line.split(",")] for line in f if line.strip()]
     label_at = header.index("label") if "label" in header else None
@@ -37,48 +36,14 @@ def pixels_example(pixels: np.ndarray):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from serving.client import ServingClient
-    from serving.image_input import load_image
+    from pipeline.predict import UsageError, cmd_predict as run, resolve_server
 
-    images, names, truths = [], [], []
-    for item in args.inputs:
-        path = Path(item)
-        if not path.exists():
-            print(f"fmnist predict: {path}: no such file", file=sys.stderr)
-            return 2
-        if path.name.endswith((".csv", ".csv.gz")):
-            labels, rows = read_csv_rows(path)
-            rows, labels = rows[:args.limit], labels[:args.limit]
-            images += [np.array(r, dtype=np.float32).reshape(28, 28) for r in rows]
-            names += [f"{path.name}:row{i + 1}" for i in range(len(rows))]
-            truths += labels
-        else:
-            try:
-                images.append(load_image(path))
-            except OSError as e:
-                print(f"fmnist predict: {path}: not an image PIL can read ({e})", file=sys.stderr)
-                return 2
-            names.append(str(path))
-            truths.append(None)
-    client = ServingClient(args.server, model=args.model)
+    resolve_server(args)
     try:
-        predictions = client.predict_images(np.stack(images), version=args.version)
-    finally:
-        client.close()
-    results = []
-    for name, truth, p in zip(names, truths, predictions):
-        results.append({"input": name, "class_name": p.class_name, "class_id": p.class_id,
-                         "top": [{"class_name": c, "probability": round(s, 4)} for c, s in p.top(3, CLASS_NAMES)],
-                         "true_class": CLASS_NAMES[truth] if truth is not None else None,
-                         "model_version": p.model_version})
-    if args.json:
-        print(json.dumps(results, indent=1))
-    else:
-        for r in results:
-            top = ", ".join(f"{t['class_name']} {t['probability']:.2f}" for t in r["top"])
-            truth = f"  (true: {r['true_class']})" if r["true_class"] else ""
-            print(f"{r['input']}: {r['class_name']}{truth}   [{top}]")
-    return 0
+        return run(args)
+    except UsageError as e:
+        print(f"fmnist predict: {e}", file=sys.stderr)
+        return 2
 
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
@@ -105,13 +70,13 @@ def cmd_serve_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    predict = sub.add_parser("predict", help="classify photos (PNG/JPEG) or Kaggle CSV rows over gRPC")
-    predict.add_argument("inputs", nargs="+", metavar="IMAGE_OR_CSV")
-    predict.add_argument("--server", default="127.0.0.1:8500")
-    predict.add_argument("--model", default="fmnist")
-    predict.add_argument("--version", type=int)
-    predict.add_argument("--limit", type=int, default=20, help="rows per CSV")
-    predict.add_argument("--json", action="store_true")
+    from pipeline.predict import add_arguments
+
+    predict = sub.add_parser("predict", help="classify photos, folders, globs or Kaggle CSV rows with a model server",
+                             description="Classify photos (converted the way Fashion-MNIST was made), folders of "
+                                         "them, globs or Kaggle CSV rows over gRPC or REST. Exit status 1 when "
+                                         "any input failed, 2 for bad arguments or an unusable server.")
+    add_arguments(predict)
     predict.set_defaults(func=cmd_predict)
 
     demo = sub.add_parser("serve-demo", help="serve the pushed model on loopback, query a few test rows, stop")

@@ -1,8 +1,20 @@
-"""A small client for any TensorFlow Serving server (ours or the official one): only the
-tensorflow-serving-api protos and gRPC, nothing from this project's server."""
+"""Small clients for any TensorFlow Serving server (ours or the official one): gRPC with only the
+tensorflow-serving-api protos, and REST (api_rest.md) with only the standard library; nothing
+from this project's server.
+
+Both turn what goes wrong before a request reaches a model -- nothing listening, a host name
+that does not resolve, the REST port given to the gRPC client or the other way round, a model
+that is not served -- into `Unreachable` / `NotServed` with a one-line message, instead of a
+gRPC or socket traceback; `TooLarge` says a request was over the server's size limits, so a
+caller can send fewer rows at a time.
+"""
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import json
+import socket
+import urllib.parse
 from typing import Any
 
 import grpc
@@ -25,6 +37,45 @@ class Prediction:
         return [(names[i], float(self.probabilities[i])) for i in order]
 
 
+class ClientError(Exception):
+    """A request the server did not answer as asked; the message is one line for the user."""
+
+
+class Unreachable(ClientError):
+    """No TensorFlow Serving API of the asked kind at that address."""
+
+
+class NotServed(ClientError):
+    """The server answers, but not for that model, version or signature."""
+
+
+class TooLarge(ClientError):
+    """The request was over a size limit of the server (gRPC message, tensor or body size)."""
+
+
+def _rpc_error(error: grpc.RpcError, target: str) -> ClientError:
+    code, details = error.code(), " ".join((error.details() or "").split())
+    if code == grpc.StatusCode.UNAVAILABLE:
+        low = details.lower()
+        if any(w in low for w in ("dns", "resolv", "lookup", "name or service not known", "domain name not found")):
+            return Unreachable(f"cannot resolve the host of {target} (wrong host name?)")
+        if "connection refused" in low or "failed to connect" in low and "refused" in low:
+            return Unreachable(f"nothing listens on {target} (connection refused; is the model server running?)")
+        if "http1" in low or "http/1" in low or "protocol" in low or "frame" in low or "socket closed" in low:
+            return Unreachable(f"{target} does not speak gRPC (is it the REST port? use --rest, or the gRPC port)")
+        return Unreachable(f"model server at {target} unavailable: {details[:200]}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return Unreachable(f"no answer from {target} in time (wrong port, or the server is overloaded)")
+    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return NotServed(f"{target}: {details[:300]}")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return TooLarge(details[:300])
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) and ("http" in details.lower()
+                                                                         or "protocol" in details.lower()):
+        return Unreachable(f"{target} does not speak gRPC (is it the REST port? use --rest, or the gRPC port)")
+    return ClientError(f"{code.name}: {details[:300]}")
+
+
 class ServingClient:
     def __init__(self, target: str, model: str = "fmnist", timeout: float = 30.0,
                  root_certificates: bytes | None = None, max_message_bytes: int = 64 * 1024 * 1024) -> None:
@@ -34,7 +85,7 @@ class ServingClient:
                         if root_certificates else grpc.insecure_channel(target, options))
         self.predictions = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self.models = model_service_pb2_grpc.ModelServiceStub(self.channel)
-        self.model, self.timeout = model, timeout
+        self.model, self.timeout, self.target = model, timeout, target
 
     def close(self) -> None:
         self.channel.close()
@@ -58,6 +109,23 @@ class ServingClient:
             is_proto = type(value).__name__ == "TensorProto"
             request.inputs[key].CopyFrom(value if is_proto else tf.make_tensor_proto(value))
         return self.predictions.Predict(request, timeout=self.timeout)
+
+    def check_signature(self, signature: str, version: int | None = None) -> None:
+        """Fails early, in one line, when the server is not there or does not serve `signature`."""
+        try:
+            signatures = self.metadata(version=version).signature_def
+        except grpc.RpcError as e:
+            raise _rpc_error(e, self.target) from None
+        if signature not in signatures:
+            raise NotServed(f"model {self.model!r} has no signature {signature!r} "
+                            f"(it has {', '.join(sorted(signatures)) or 'none'})")
+
+    def predict_images_checked(self, images: np.ndarray, version: int | None = None) -> list[Prediction]:
+        """`predict_images` with failures as `ClientError`s (one line) instead of `grpc.RpcError`."""
+        try:
+            return self.predict_images(images, version=version)
+        except grpc.RpcError as e:
+            raise _rpc_error(e, self.target) from None
 
     def predict_images(self, images: np.ndarray, **kw: Any) -> list[Prediction]:
         """images: [N, 28, 28] grey values 0..255 (light garment on dark), float or uint8."""
@@ -100,3 +168,89 @@ class ServingClient:
         version = response.model_spec.version.value
         return [Prediction(n.decode(), int(i), p.tolist(), version) for p, i, n in zip(probs, ids, names)]
 
+
+
+class RestClient:
+    """TF Serving's REST API (`/v1/models/<name>[/versions/<v>]:predict`, `/metadata`) over one
+    keep-alive HTTP/1.1 connection; http.client, so nothing beyond the standard library."""
+
+    def __init__(self, target: str, model: str = "fmnist", timeout: float = 30.0) -> None:
+        parsed = urllib.parse.urlsplit(target if "://" in target else f"http://{target}")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise Unreachable(f"{target}: not a host:port or http(s):// URL")
+        self.target, self.model, self.timeout = target, model, timeout
+        self.host, self.port = parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)
+        cls = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
+        self.connection = cls(self.host, self.port, timeout=timeout)
+        self.version = 0  # REST predictions do not name the version; the metadata call does
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _path(self, version: int | None) -> str:
+        path = f"/v1/models/{urllib.parse.quote(self.model, safe='')}"
+        return path + (f"/versions/{version}" if version is not None else "")
+
+    def _request(self, method: str, path: str, body: bytes | None = None) -> Any:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        for attempt in (1, 2):  # a kept-alive connection the server has since closed is retried once
+            try:
+                self.connection.request(method, path, body=body, headers=headers)
+                response = self.connection.getresponse()
+                data = response.read()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                self.connection.close()
+                if attempt == 2:
+                    raise Unreachable(f"{self.target} closed the connection without an HTTP answer "
+                                      f"(is it the gRPC port? leave out --rest, or use the REST port): {e}") from None
+            except socket.gaierror:
+                raise Unreachable(f"cannot resolve the host of {self.target} (wrong host name?)") from None
+            except ConnectionRefusedError:
+                raise Unreachable(f"nothing listens on {self.target} (connection refused; "
+                                  "is the model server running?)") from None
+            except (socket.timeout, TimeoutError):
+                self.connection.close()
+                raise Unreachable(f"no answer from {self.target} in {self.timeout:g} s") from None
+            except (http.client.BadStatusLine, http.client.LineTooLong, http.client.HTTPException) as e:
+                self.connection.close()
+                raise Unreachable(f"{self.target} does not answer HTTP/1.1 (is it the gRPC port? leave out --rest, "
+                                  f"or use the REST port): {type(e).__name__}") from None
+            except OSError as e:
+                self.connection.close()
+                raise Unreachable(f"cannot talk to {self.target}: {e.strerror or e}") from None
+        try:
+            payload = json.loads(data) if data else {}
+        except ValueError:
+            payload = {"error": data[:200].decode("utf-8", "replace")}
+        if response.status == 200:
+            return payload
+        message = " ".join(str(payload.get("error", payload) if isinstance(payload, dict) else payload).split())[:300]
+        if response.status == 413:
+            raise TooLarge(message or "request body too large")
+        if response.status in (404,) or (response.status == 400 and "signature" in message.lower()):
+            raise NotServed(f"{self.target}: {message}")
+        raise ClientError(f"HTTP {response.status}: {message}")
+
+    def check_signature(self, signature: str, version: int | None = None) -> None:
+        meta = self._request("GET", self._path(version) + "/metadata")
+        try:
+            self.version = int(meta.get("model_spec", {}).get("version", 0))
+        except (TypeError, ValueError):
+            self.version = 0
+        signatures = meta.get("metadata", {}).get("signature_def", {}).get("signature_def", {})
+        if signature not in signatures:
+            raise NotServed(f"model {self.model!r} has no signature {signature!r} "
+                            f"(it has {', '.join(sorted(signatures)) or 'none'})")
+
+    def predict_images_checked(self, images: np.ndarray, version: int | None = None) -> list[Prediction]:
+        """images: [N, 28, 28] uint8 through `serving_images_uint8`, row format."""
+        images = np.asarray(images, dtype=np.uint8)
+        body = json.dumps({"signature_name": "serving_images_uint8", "instances": images.tolist()},
+                          separators=(",", ":")).encode()
+        answer = self._request("POST", self._path(version) + ":predict", body)
+        rows = answer.get("predictions", [])
+        if len(rows) != len(images):
+            raise ClientError(f"{len(rows)} predictions for {len(images)} images")
+        return [Prediction(r["class_name"], int(r["class_id"]), [float(p) for p in r["probabilities"]], self.version)
+                for r in rows]

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from pipeline.config import PROJECT_ROOT
 from serving.client import ServingClient
-from serving.image_input import fashion_mnist_input, light_background
+from pipeline.photo_input import fashion_mnist_input
 
 
 def _trouser_photo(size=(700, 1000), background=(255, 255, 255), colour=(30, 30, 120)) -> Image.Image:
@@ -48,7 +48,6 @@ def test_colour_large_non_square_and_already_dark_inputs():
     assert colour.shape == (28, 28) and colour.max() > 200
     dark = np.zeros((40, 60), np.uint8)
     dark[5:35, 20:40] = 220  # already light-on-dark: must not be inverted
-    assert not light_background(dark.astype(np.float32))
     out = fashion_mnist_input(Image.fromarray(dark))
     assert out[14, 14] > 200 and out[0, 0] < 10
     rgba = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
@@ -103,11 +102,11 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
                              text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         results = json.loads(out.stdout)
-        assert len(results) == 11 and results[0]["input"].endswith("trousers.jpg")
-        assert results[0]["class_name"] == "Trouser", results[0]
-        assert len(results[0]["top"]) == 3 and results[0]["model_version"] == 3
+        assert len(results) == 11 and results[0]["file"].endswith("trousers.jpg")
+        assert results[0]["class"] == "Trouser", results[0]
+        assert len(results[0]["top3"]) == 3 and results[0]["model_version"] == 3
         rows = results[1:]
-        assert sum(r["class_name"] == r["true_class"] for r in rows) >= 7
+        assert sum(r["class"] == r["true_class"] for r in rows) >= 7
 
         # SIGTERM while requests are in flight: they complete, then the process exits 0.
         client = ServingClient(target, timeout=60)
