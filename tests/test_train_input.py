@@ -124,3 +124,26 @@ def test_cache_size_estimate_uses_the_parsed_feature_sizes():
     s = train_input.InputSettings(cache_max_mb=1024)
     assert train_input.fits_in_cache(54_000, per_example, s)          # Fashion-MNIST: cached as before
     assert not train_input.fits_in_cache(540_000, per_example, s)     # 10x: streamed
+
+
+def test_trainer_reads_the_split_size_from_tfdv_statistics(tmp_path):
+    """The optional `statistics` input of the Trainer: TFDV's num_examples of the training split."""
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+    from tfx import v1 as tfx
+    from tfx.types import standard_artifacts
+    from tfx.utils import proto_utils
+
+    from components.custom_components import train_examples
+
+    for split, n in (("train", 61_234), ("test", 10_000)):
+        (tmp_path / f"Split-{split}").mkdir()
+        stats = statistics_pb2.DatasetFeatureStatisticsList(
+            datasets=[statistics_pb2.DatasetFeatureStatistics(num_examples=n)])
+        # StatisticsGen's layout: Split-<name>/FeatureStats.pb, a serialized DatasetFeatureStatisticsList.
+        (tmp_path / f"Split-{split}" / "FeatureStats.pb").write_bytes(stats.SerializeToString())
+    artifact = standard_artifacts.ExampleStatistics()
+    artifact.uri = str(tmp_path)
+    artifact.split_names = '["train", "test"]'
+    train_args = proto_utils.proto_to_json(tfx.proto.TrainArgs(splits=["train"]))
+    assert train_examples([artifact], train_args) == 61_234
+    assert train_examples([], train_args) is None
