@@ -19,6 +19,7 @@ back to back, to choose the Beam settings by measurement:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -145,7 +146,9 @@ def one_run(args: argparse.Namespace) -> dict:
 
 
 def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = ()) -> dict:
-    with tempfile.TemporaryDirectory(prefix="fmnist-scale-", dir=args.work) as out:
+    with contextlib.ExitStack() as stack:
+        out = args.keep_output or stack.enter_context(tempfile.TemporaryDirectory(prefix="fmnist-scale-",
+                                                                                  dir=args.work))
         cmd = [sys.executable, __file__, "--child", "--data", str(data), "--output", out,
                "--preset", args.preset, "--sample-seconds", str(args.sample_seconds)]
         cmd += sum((["--set", s] for s in [*(args.set or []), *extra_sets]), [])
@@ -223,6 +226,7 @@ def main() -> int:
     p.add_argument("--sample-seconds", type=float, default=0.5)
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "scale.json"))
     p.add_argument("--png", default=None, help="draw the curve here (e.g. benchmarks/scale.png)")
+    p.add_argument("--keep-output", help="output root to keep (one factor, one mode), e.g. for trainer_memory.py")
     p.add_argument("--markdown", metavar="JSON", help="print the table of an earlier run's JSON and exit")
     p.add_argument("--output", help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
