@@ -47,6 +47,11 @@ def child(args: argparse.Namespace) -> dict:
     cfg.update(json.loads(args.overrides))
     examples = newest(os.path.join(args.pipeline_root, "Transform", "transformed_examples", "*"))
     graph = newest(os.path.join(args.pipeline_root, "Transform", "transform_graph", "*"))
+    from components import train_input
+
+    started = time.monotonic()
+    rows = train_input.count_records(train_input.shard_files([os.path.join(examples, "Split-train", "*")]))
+    count_seconds = time.monotonic() - started
     with tempfile.TemporaryDirectory() as out:
         started = time.monotonic()
         run_fn(FnArgs(train_files=[os.path.join(examples, "Split-train", "*")],
@@ -54,7 +59,7 @@ def child(args: argparse.Namespace) -> dict:
                       transform_output=graph, serving_model_dir=os.path.join(out, "model"),
                       model_run_dir=os.path.join(out, "run"), custom_config=cfg))
         wall = time.monotonic() - started
-    return {"seconds": round(wall, 1),
+    return {"seconds": round(wall, 1), "records": rows, "count_pass_seconds": round(count_seconds, 1),
             "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2, 3)}
 
 
