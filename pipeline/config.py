@@ -60,7 +60,9 @@ class PipelineConfig:
     accuracy_threshold: float = 0.915
     # Execution.
     enable_cache: bool = True
-    # DirectRunner in_memory measured faster than multi_processing x2 here (BENCHMARKS.md).
+    # DirectRunner in_memory: faster and smaller than multi_processing x2 here (1x: 3.0x faster,
+    # 2.05 vs 4.72 GB; BENCHMARKS.md "Scale"), so it is kept at every input size. Other runners:
+    # README "Scale".
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
     @property
