@@ -2,7 +2,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos kubeflow-compile image
+.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -69,6 +69,11 @@ bench-data-input:
 ## bench-infra: InfraValidator time per validation and the p50/p99 its latency gate sees (after `make run`)
 bench-infra:
 	$(STACK) python benchmarks/infra_validation.py --preset sample --rounds 3
+
+## bench-scale: per-component time and peak memory at 1x, 3x, 10x data (FACTORS="1 3 10 20"), curve PNG (BENCHMARKS.md)
+FACTORS ?= 1 3 10
+bench-scale:
+	$(STACK) python benchmarks/scale.py --data $(FULL_DATA) --factors $(FACTORS) --png benchmarks/scale.png
 
 ## kubeflow-compile: the open-source KFP PipelineSpec YAML (set IMAGE, PIPELINE_ROOT; TARGET=vertex for Vertex AI JSON)
 IMAGE ?= fmnist-tfx:latest

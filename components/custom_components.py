@@ -41,13 +41,14 @@ class AtomicPusher(tfx.components.Pusher):
 # property before running the stock executor, so artifacts and behaviour stay TFX's own.
 
 import json  # noqa: E402
+import os  # noqa: E402
 
 from tfx import types as tfx_types  # noqa: E402
 from tfx.components.evaluator import executor as evaluator_executor  # noqa: E402
 from tfx.components.trainer import executor as trainer_executor  # noqa: E402
 from tfx.dsl.components.base import base_component  # noqa: E402
 from tfx.types import standard_artifacts, standard_component_specs as specs  # noqa: E402
-from tfx.types.component_spec import ExecutionParameter  # noqa: E402
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter  # noqa: E402
 from tfx.utils import json_utils, proto_utils  # noqa: E402
 
 from components.baseline import has_saved_model  # noqa: E402
@@ -55,29 +56,59 @@ from components.baseline import has_saved_model  # noqa: E402
 EPOCHS_KEY, THRESHOLD_KEY, SERVING_DIR_KEY = "epochs", "accuracy_threshold", "serving_model_dir"
 
 
+# Optional Trainer input: the training data's statistics, so run_fn knows the split's size
+# (TFDV num_examples) without a pass over the data; folded into custom_config as TRAIN_EXAMPLES_KEY.
+STATISTICS_KEY, TRAIN_EXAMPLES_KEY = "statistics", "train_examples"
+
+
 class _TrainerSpec(specs.TrainerSpec):
     PARAMETERS = {**specs.TrainerSpec.PARAMETERS, EPOCHS_KEY: ExecutionParameter(type=int, optional=True)}
+    INPUTS = {**specs.TrainerSpec.INPUTS,
+              STATISTICS_KEY: ChannelParameter(type=standard_artifacts.ExampleStatistics, optional=True)}
+
+
+def train_examples(statistics: list[Any], train_args_json: str | None) -> int | None:
+    """Examples in the Trainer's training splits, from StatisticsGen's TFDV statistics."""
+    import tensorflow_data_validation as tfdv
+    from tfx.types import artifact_utils
+
+    if not statistics:
+        return None
+    train_args = tfx.proto.TrainArgs()
+    proto_utils.json_to_proto(train_args_json or "{}", train_args)
+    total = 0
+    for split in train_args.splits or ["train"]:
+        path = os.path.join(artifact_utils.get_split_uri(statistics, split), "FeatureStats.pb")
+        total += sum(d.num_examples for d in tfdv.load_stats_binary(path).datasets)
+    return total
 
 
 class _EpochsTrainerExecutor(trainer_executor.GenericExecutor):
     def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
         props = dict(exec_properties)
+        input_dict = dict(input_dict)
         epochs = props.pop(EPOCHS_KEY, None)
-        if epochs:
+        examples = train_examples(input_dict.pop(STATISTICS_KEY, None) or [], props.get(specs.TRAIN_ARGS_KEY))
+        if epochs or examples:
             config = json_utils.loads(props.get(specs.CUSTOM_CONFIG_KEY) or "null") or {}
-            config["epochs"] = int(epochs)
+            if epochs:
+                config["epochs"] = int(epochs)
+            if examples:
+                config[TRAIN_EXAMPLES_KEY] = examples
             props[specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(config)
         return super().Do(input_dict, output_dict, props)
 
 
 class EpochsTrainer(tfx.components.Trainer):
-    """Trainer with `epochs` as its own property (overrides custom_config['epochs'])."""
+    """Trainer with `epochs` as its own property (overrides custom_config['epochs']) and optional
+    `statistics` of its examples (their training-split size reaches run_fn as `train_examples`)."""
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_EpochsTrainerExecutor)
 
     def __init__(self, *, examples: Any, transform_graph: Any, schema: Any, train_args: Any,
-                 eval_args: Any, run_fn: str, custom_config: dict, epochs: Any = None) -> None:
+                 eval_args: Any, run_fn: str, custom_config: dict, epochs: Any = None,
+                 statistics: Any = None) -> None:
         spec = _TrainerSpec(
-            examples=examples, transform_graph=transform_graph, schema=schema,
+            examples=examples, transform_graph=transform_graph, schema=schema, statistics=statistics,
             train_args=train_args, eval_args=eval_args, run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config), epochs=epochs,
             model=tfx_types.Channel(type=standard_artifacts.Model),

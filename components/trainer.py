@@ -1,6 +1,7 @@
 """Trainer module: `run_fn` is what TFX's Trainer calls with the transformed data.
 
-Training uses only the `train` split; a deterministic 1-in-k slice of it is held out for
+Training uses only the `train` split, streamed from Transform's shards (components/train_input.py:
+memory does not grow with the data); a deterministic 1-in-k slice of it is held out for
 validation (early stopping). The Trainer's eval split is the test split, used after training only
 for the TensorBoard embedding projector -- it never influences the weights or the stopping epoch.
 """
@@ -19,7 +20,7 @@ import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import export, projector, strategy  # noqa: E402
+from components import export, projector, strategy, train_input  # noqa: E402
 from components.model import HParams, build_model  # noqa: E402
 from pipeline.features import IMAGE_KEY, TRANSFORMED_LABEL_KEY  # noqa: E402
 
@@ -28,41 +29,26 @@ log = logging.getLogger(__name__)
 HISTORY_FILE = "history.json"
 
 
-def _file_list(patterns: list[str]) -> list[str]:
-    files: list[str] = []
-    for pattern in patterns:
-        files.extend(sorted(tf.io.gfile.glob(pattern)))
-    if not files:
-        raise FileNotFoundError(f"no transformed examples match {patterns}")
-    return files
-
-
 def load_split(patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
-    """Unbatched (image, label) pairs from Transform's gzipped TFRecords, in file order."""
-    spec = tf_transform_output.transformed_feature_spec()
-    spec = {IMAGE_KEY: spec[IMAGE_KEY], TRANSFORMED_LABEL_KEY: spec[TRANSFORMED_LABEL_KEY]}
-    records = tf.data.TFRecordDataset(_file_list(patterns), compression_type="GZIP",
-                                      num_parallel_reads=1)
-
-    def parse(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        features = tf.io.parse_example(batch, spec)
-        return features[IMAGE_KEY], tf.reshape(features[TRANSFORMED_LABEL_KEY], [-1])
-
-    return records.batch(1024).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    """Unbatched (image, label) pairs from Transform's gzipped TFRecords, in file order (streamed)."""
+    records = tf.data.TFRecordDataset(train_input.shard_files(patterns), compression_type="GZIP")
+    return train_input.parse(records, tf_transform_output.transformed_feature_spec(), IMAGE_KEY,
+                             TRANSFORMED_LABEL_KEY)
 
 
-def split_train_validation(ds: tf.data.Dataset, validation_fraction: float
-                           ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Every k-th example (k = round(1/fraction)) to validation; the same rows on every run."""
-    k = max(2, round(1.0 / validation_fraction))
-    indexed = ds.enumerate()
-    pick = lambda keep: lambda i, xy: tf.equal(i % k, k - 1) == keep  # noqa: E731
-    strip = lambda i, xy: xy  # noqa: E731
-    return indexed.filter(pick(False)).map(strip), indexed.filter(pick(True)).map(strip)
+def training_rows(cfg: dict[str, Any], files: list[str], settings: train_input.InputSettings
+                  ) -> tuple[int, int]:
+    """(training, validation) row counts without holding the data.
 
-
-def count(ds: tf.data.Dataset) -> int:
-    return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+    From `train_examples` (the train split's num_examples in the statistics) when the pipeline
+    passes it, else from one streaming count of the records."""
+    total = cfg.get("train_examples")
+    if total:
+        log.info("train split: %d examples (from the statistics)", int(total))
+    else:
+        total = train_input.count_records(files, settings.read_parallelism)
+        log.info("train split: %d examples (counted, streaming)", total)
+    return train_input.split_sizes(int(total), settings.validation_every)
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -77,19 +63,22 @@ def run_fn(fn_args: FnArgs) -> None:
     keras.utils.set_random_seed(seed)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    everything = load_split(fn_args.train_files, tf_transform_output).cache()
-    train, validation = split_train_validation(everything, float(cfg.get("validation_fraction", 0.1)))
-    n_train, n_val = count(train), count(validation)
-    log.info("training on %d examples, validating on %d", n_train, n_val)
+    spec = tf_transform_output.transformed_feature_spec()
+    settings = train_input.InputSettings.from_config(cfg, batch_size)
+    files = train_input.shard_files(fn_args.train_files)
+    n_train, n_val = training_rows(cfg, files, settings)
+    log.info("training on ~%d examples, validating on ~%d (every %d-th row of each of %d shard(s))",
+             n_train, n_val, settings.validation_every, len(files))
 
     global_batch = batch_size * dist.num_replicas_in_sync
     steps = -(-n_train // global_batch)
     # Several workers: every worker reads the same files and keeps its share of the batches.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train = (train.shuffle(n_train, seed=seed, reshuffle_each_iteration=True)
-             .batch(global_batch).prefetch(tf.data.AUTOTUNE).with_options(options))
-    validation = validation.batch(1024).cache().prefetch(tf.data.AUTOTUNE).with_options(options)
+    train = train_input.training_dataset(files, spec, IMAGE_KEY, TRANSFORMED_LABEL_KEY, n_train, settings,
+                                         global_batch).with_options(options)
+    validation = train_input.validation_dataset(files, spec, IMAGE_KEY, TRANSFORMED_LABEL_KEY, n_val,
+                                                settings).with_options(options)
     with dist.scope():
         model = build_model(hp, steps_per_epoch=steps, epochs=epochs)
     model.summary(print_fn=log.info)

@@ -47,6 +47,12 @@ class PipelineConfig:
     validation_fraction: float = 0.1
     early_stopping_patience: int = 3
     seed: int = 42
+    # Trainer input (components/train_input.py): a bounded shuffle buffer (examples; 60,000 images
+    # are ~190 MB, the whole Fashion-MNIST split, so 1x shuffles fully as before), and the parsed
+    # split cached in memory only when it is at most cache_max_mb (1x: ~170 MB, cached; 10x:
+    # ~1.7 GB, streamed from Transform's shards every epoch).
+    shuffle_buffer: int = 60_000
+    cache_max_mb: int = 1024
     # Model (see components/model.py HParams).
     conv_filters: tuple[int, ...] = (32, 64)
     convs_per_block: int = 1
@@ -66,7 +72,9 @@ class PipelineConfig:
     infra_latency_p99_ms: float = 250.0
     # Execution.
     enable_cache: bool = True
-    # DirectRunner in_memory measured faster than multi_processing x2 here (BENCHMARKS.md).
+    # DirectRunner in_memory: faster and smaller than multi_processing x2 here (1x: 3.0x faster,
+    # 2.05 vs 4.72 GB; BENCHMARKS.md "Scale"), so it is kept at every input size. Other runners:
+    # README "Scale".
     beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 
     @property
@@ -96,6 +104,8 @@ class PipelineConfig:
             ("infra_num_examples", self.infra_num_examples >= 1, "must be >= 1"),
             ("infra_latency_requests", self.infra_latency_requests >= 1, "must be >= 1"),
             ("infra_latency_p99_ms", self.infra_latency_p99_ms >= 0, "must be >= 0 (0: no latency gate)"),
+            ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1"),
+            ("cache_max_mb", self.cache_max_mb >= 0, "must be >= 0 (0: never cache)"),
             ("model_name", self.model_name.replace("_", "").replace("-", "").isalnum(),
              "must be letters, digits, '-' or '_'"),
             ("train_file_count", self.train_file_count >= 1, "must be >= 1"),
@@ -122,8 +132,9 @@ class PipelineConfig:
     def trainer_config(self) -> dict[str, Any]:
         """What the Trainer's run_fn reads from custom_config (JSON-serialisable)."""
         keys = ("epochs", "batch_size", "learning_rate", "validation_fraction",
-                "early_stopping_patience", "seed", "convs_per_block", "dense_units", "dropout",
-                "conv_dropout", "pool_before_norm", "augment", "label_smoothing")
+                "early_stopping_patience", "seed", "shuffle_buffer", "cache_max_mb",
+                "convs_per_block", "dense_units", "dropout", "conv_dropout", "pool_before_norm",
+                "augment", "label_smoothing")
         out: dict[str, Any] = {k: getattr(self, k) for k in keys}
         out["conv_filters"] = list(self.conv_filters)
         return out

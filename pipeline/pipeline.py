@@ -96,7 +96,11 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         schema=schema_gen.outputs["schema"],
         preprocessing_fn="components.preprocessing.preprocessing_fn",
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
-                                             transform=[TRAIN_SPLIT, TEST_SPLIT]))
+                                             transform=[TRAIN_SPLIT, TEST_SPLIT]),
+        # Transform's own pre/post statistics are read by nothing here (StatisticsGen's are the
+        # pipeline's), and on Beam's local runner they held both splits in memory: 8.38 GB of
+        # Transform's peak at 10x data vs. 1.31 GB without (BENCHMARKS.md, "Scale").
+        disable_statistics=True)
     transform.add_upstream_node(gate)
     data_components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
     if data_only:

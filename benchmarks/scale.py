@@ -1,0 +1,265 @@
+"""Cost curve on one machine: per-component wall time and peak memory at 1x, 3x, 10x (20x) data.
+
+    make bench-scale     # = tools/with-stack python benchmarks/scale.py --factors 1 3 10
+
+For each factor it makes the Nx training CSV (benchmarks/scale_data.py: every training image plus
+N-1 shifted copies, the real test CSV unchanged) under --data-out, then runs the pipeline on it in
+a fresh child process and a fresh output root (nothing cached). Inside the child a sampler thread
+reads the resident memory of the whole process tree (the pipeline process plus any Beam worker
+processes) every --sample-seconds; each component's peak is the largest sample inside its
+execution's interval in ML Metadata (where its wall time comes from too), the run's peak the
+largest sample overall (the kernel's ru_maxrss is reported next to it as a cross-check).
+
+Results go to --json; --png draws the curve (seconds and GB against training rows).
+`--data-only` stops after Transform; `--beam-modes` runs each factor once per DirectRunner mode,
+back to back, to choose the Beam settings by measurement:
+
+    tools/with-stack python benchmarks/scale.py --data-only --beam-modes --factors 1 10
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+GB = 1024 ** 3
+BEAM_MODES = {
+    "in_memory": "--direct_running_mode=in_memory --direct_num_workers=1",
+    "multi_processing x2": "--direct_running_mode=multi_processing --direct_num_workers=2",
+}
+
+
+class TreeMemory:
+    """Samples the resident memory of this process and its children (Beam workers) in a thread."""
+
+    def __init__(self, interval: float) -> None:
+        import psutil
+        self.process = psutil.Process()
+        self.interval = interval
+        self.samples: list[tuple[float, float]] = []    # (unix time, GB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def tree_rss(self) -> float:
+        import psutil
+        total = 0
+        for p in [self.process] + self.process.children(recursive=True):
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / GB
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.time(), self.tree_rss()))
+
+    def peak(self, start: float = 0.0, end: float = float("inf")) -> float:
+        return max((gb for t, gb in self.samples if start <= t <= end), default=0.0)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def component_intervals(metadata_path: str) -> dict[str, tuple[float, float]]:
+    """Node name -> (start, end) unix seconds of its execution in the latest run, from ML Metadata."""
+    from ml_metadata.metadata_store import metadata_store
+
+    from pipeline import runner
+
+    store = metadata_store.MetadataStore(runner.metadata_config(metadata_path))
+    run = max(store.get_contexts_by_type("pipeline_run"), key=lambda c: (c.create_time_since_epoch, c.id))
+    out = {}
+    for execution in store.get_executions_by_context(run.id):
+        node = next((c.name.split(".", 1)[-1] for c in store.get_contexts_by_execution(execution.id)
+                     if c.type == "node"), str(execution.id))
+        out[node] = (execution.create_time_since_epoch / 1000, execution.last_update_time_since_epoch / 1000)
+    return out
+
+
+def one_run(args: argparse.Namespace) -> dict:
+    """In the child: run the pipeline on args.data, return the figures."""
+    from tfx import v1 as tfx
+
+    from pipeline import runner
+    from pipeline.config import load_config
+    from pipeline.pipeline import create_pipeline
+
+    overrides = {"data_root": args.data, "output_root": args.output, "enable_cache": False}
+    for pair in args.set or []:
+        key, value = pair.split("=", 1)
+        overrides[key] = value
+    config = load_config(args.preset, overrides=overrides)
+    pipeline = create_pipeline(config, metadata_connection_config=runner.metadata_config(config.metadata_path),
+                               data_only=args.data_only)
+    if args.transform_without_statistics:  # experiment: what Transform's own TFDV passes cost
+        transform = next(c for c in pipeline.components if c.id == "Transform")
+        transform.exec_properties["disable_statistics"] = 1
+    started = time.monotonic()
+    error = None
+    with TreeMemory(args.sample_seconds) as memory:
+        try:
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+        except Exception as e:  # reported in the result, the parent decides
+            error = runner.root_cause(e)
+    wall = time.monotonic() - started
+    summary = runner.summarize(config)
+    intervals = component_intervals(config.metadata_path)
+    shards = {}
+    for component, key in (("FastCsvExampleGen", "examples"), ("Transform", "transformed_examples")):
+        ran = summary.component(component)
+        if ran and ran.outputs.get(key):
+            shards[key] = len(os.listdir(os.path.join(ran.outputs[key][0].uri, "Split-train")))
+    return {
+        "data": args.data, "train_shards": shards, "preset": args.preset, "overrides": args.set or [],
+        "beam_args": list(config.beam_args),
+        "wall_seconds": round(wall, 1),
+        "peak_rss_gb": round(memory.peak(), 3),
+        "ru_maxrss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB, 3),
+        "ru_maxrss_children_gb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / GB, 3),
+        "components": {c.name: {"seconds": round(c.seconds, 1),
+                                "peak_rss_gb": round(memory.peak(*intervals[c.name]), 3)}
+                       for c in summary.components},
+        "accuracy": summary.metrics.get("overall", {}).get("sparse_categorical_accuracy"),
+        # Every 10th sample: enough to draw the run's memory over time.
+        "rss_trace": [(round(t - memory.samples[0][0], 1), round(gb, 3)) for t, gb in memory.samples[::10]],
+        "failures": summary.failures + ([error] if error else []),
+    }
+
+
+def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = ()) -> dict:
+    with contextlib.ExitStack() as stack:
+        out = args.keep_output or stack.enter_context(tempfile.TemporaryDirectory(prefix="fmnist-scale-",
+                                                                                  dir=args.work))
+        cmd = [sys.executable, __file__, "--child", "--data", str(data), "--output", out,
+               "--preset", args.preset, "--sample-seconds", str(args.sample_seconds)]
+        cmd += sum((["--set", s] for s in [*(args.set or []), *extra_sets]), [])
+        cmd += ["--data-only"] if args.data_only else []
+        cmd += ["--transform-without-statistics"] if args.transform_without_statistics else []
+        print(f"$ {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+        if proc.returncode or line is None:
+            print(proc.stdout[-3000:], file=sys.stderr)
+            raise SystemExit(f"the run on {data} failed (exit {proc.returncode})")
+        return json.loads(line[len("RESULT "):])
+
+
+def plot(results: list[dict], png: Path) -> None:
+    """Two panels against training rows: seconds per component, peak GB per component + run."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r["train_rows"] for r in results]
+    names = [n for n in results[-1]["components"] if max(r["components"].get(n, {}).get("seconds", 0)
+                                                         for r in results) >= 5]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
+    for name in names:
+        left.plot(rows, [r["components"].get(name, {}).get("seconds", 0) for r in results], "o-", label=name)
+        right.plot(rows, [r["components"].get(name, {}).get("peak_rss_gb", 0) for r in results], "o-",
+                   label=name)
+    left.plot(rows, [r["wall_seconds"] for r in results], "k--", label="whole run")
+    right.plot(rows, [r["peak_rss_gb"] for r in results], "k--", label="whole run")
+    right.axhline(6, color="red", lw=0.8, ls=":", label="6 GB bound")
+    left.set(xlabel="training rows", ylabel="wall seconds", title="time")
+    right.set(xlabel="training rows", ylabel="peak RSS, GB (process tree)", title="memory")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(3, 3))
+    left.legend(fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+
+
+def markdown(results: list[dict]) -> str:
+    """The BENCHMARKS.md table: one row per component, one column per run, 'seconds / peak GB'."""
+    heads = [f"{r['factor']}x ({r['train_rows']:,} rows){'' if r['mode'] == 'config' else ', ' + r['mode']}"
+             for r in results]
+    names = [n for n in results[-1]["components"]
+             if max(r["components"].get(n, {}).get("seconds", 0) for r in results) >= 1]
+    lines = ["| component | " + " | ".join(heads) + " |", "| --- |" + " ---: |" * len(results)]
+    for n in names:
+        cells = [f"{r['components'][n]['seconds']:.0f} s / {r['components'][n]['peak_rss_gb']:.2f} GB"
+                 if n in r["components"] else "-" for r in results]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("| **whole run** | " + " | ".join(f"**{r['wall_seconds']:.0f} s / {r['peak_rss_gb']:.2f} GB**"
+                                             for r in results) + " |")
+    if any(r.get("accuracy") for r in results):
+        lines.append("| test accuracy | " + " | ".join(f"{r['accuracy']:.4f}" if r.get("accuracy") else "-"
+                                                     for r in results) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"),
+                   help="the real data set the Nx copies are made from")
+    p.add_argument("--data-out", default="/tmp/fmnist-scale", help="where the Nx CSVs are written")
+    p.add_argument("--work", default=None, help="parent of the temporary output roots (default: TMPDIR)")
+    p.add_argument("--factors", type=int, nargs="+", default=[1, 3, 10])
+    p.add_argument("--preset", default="fast")
+    p.add_argument("--set", action="append", help="config override key=value (default: epochs=1)")
+    p.add_argument("--data-only", action="store_true", help="stop after Transform")
+    p.add_argument("--transform-without-statistics", action="store_true",
+                   help="experiment: Transform with disable_statistics (no pre/post-transform TFDV passes)")
+    p.add_argument("--beam-modes", action="store_true", help="each factor under each DirectRunner mode")
+    p.add_argument("--sample-seconds", type=float, default=0.5)
+    p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "scale.json"))
+    p.add_argument("--png", default=None, help="draw the curve here (e.g. benchmarks/scale.png)")
+    p.add_argument("--keep-output", help="output root to keep (one factor, one mode), e.g. for trainer_memory.py")
+    p.add_argument("--markdown", metavar="JSON", help="print the table of an earlier run's JSON and exit")
+    p.add_argument("--output", help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        logging.basicConfig(level=logging.WARNING)
+        logging.getLogger("absl").propagate = False  # component progress is tracked, not printed
+        print("RESULT " + json.dumps(one_run(args)), flush=True)
+        return 0
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
+    if args.set is None:
+        args.set = ["epochs=1"]
+    import scale_data
+
+    results = []
+    modes = BEAM_MODES if args.beam_modes else {"config": None}
+    for factor in args.factors:
+        data = scale_data.make(Path(args.data), Path(args.data_out), factor)
+        for mode, beam_args in modes.items():
+            sets = [f"beam_args={beam_args}"] if beam_args else []
+            result = {"factor": factor, "train_rows": factor * 60_000, "mode": mode,
+                      **run_child(args, data, sets)}
+            results.append(result)
+            print(json.dumps(result, indent=1), file=sys.stderr, flush=True)
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(results, indent=1))
+    if args.png:
+        plot([r for r in results if r["mode"] == next(iter(modes))], Path(args.png))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
