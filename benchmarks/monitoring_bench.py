@@ -171,10 +171,10 @@ def label_moves(model_dir: Path, work: Path, repeat: int) -> dict:
             figures = {}
             # Version 1 only is loaded now (first round) or kept as standby; promote loads 2 if needed.
             t = time.monotonic()
-            model_labels.promote(config, 2, "stable", before_write=reload)
+            model_labels.promote(config, 2, "stable", reload=reload)
             figures["promote_reload_request_s"] = load.wait_for(2, t)
             t = time.monotonic()
-            model_labels.rollback(config, before_write=reload)
+            model_labels.rollback(config, reload=reload)
             figures["rollback_reload_request_s"] = load.wait_for(1, t)
             time.sleep(1.5)
             t = time.monotonic()

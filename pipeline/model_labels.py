@@ -9,6 +9,11 @@ config poll (`--model_config_file_poll_wait_seconds`) or at once by HandleReload
 loads a newly labelled version before moving the label, so no request fails during the move.
 
 Every move is appended to `<config file>.history.jsonl`, which is what `rollback` undoes.
+
+With a server address the file is written first and then the server is asked to reload it; if the
+server refuses (e.g. the version does not load), the file is put back as it was, so the file and
+the server never disagree for longer than that request (a polling server would otherwise turn a
+config sent by request back into the file's older one).
 """
 from __future__ import annotations
 
@@ -93,12 +98,36 @@ def set_label(entry: Any, label: str, version: int, standby: int | None = None) 
 
 
 def write_config(config: Any, path: str) -> None:
+    _atomic_write(path, text_format.MessageToString(config))
+
+
+def _atomic_write(path: str, text: str) -> None:
+    """Temporary file + rename: a polling server reads the old or the new file, never half."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model-config-")
     with os.fdopen(fd, "w") as f:
-        f.write(text_format.MessageToString(config))
+        f.write(text)
     os.replace(tmp, path)
+
+
+def _write_and_reload(config: Any, path: str, reload: Callable[[Any], None] | None) -> None:
+    try:
+        with open(path) as f:
+            before: str | None = f.read()
+    except FileNotFoundError:
+        before = None
+    write_config(config, path)
+    if reload is None:
+        return
+    try:
+        reload(config)
+    except BaseException:
+        if before is None:
+            os.remove(path)
+        else:
+            _atomic_write(path, before)
+        raise
 
 
 def _append_history(config_path: str, record: dict) -> None:
@@ -116,12 +145,12 @@ def _history(config_path: str) -> list[dict]:
 
 
 def promote(config_path: str, version: int, label: str, model: str | None = None,
-            base_path: str | None = None, before_write: Callable[[Any], None] | None = None
+            base_path: str | None = None, reload: Callable[[Any], None] | None = None
             ) -> tuple[Any, int | None]:
     """Label `version`; creates the config file (with --base-path) when there is none yet.
 
-    `before_write(config)` runs before the file changes (e.g. the server's reload): if it raises,
-    the file stays as it was."""
+    `reload(config)` runs after the file is written (the server's reload); if it raises, the file
+    is restored and nothing is recorded."""
     if label not in LABELS:
         raise LabelError(f"label {label!r}: use one of {LABELS}")
     if os.path.exists(config_path):
@@ -134,9 +163,7 @@ def promote(config_path: str, version: int, label: str, model: str | None = None
     _check_version(entry, version, config_path)
     current = entry.version_labels[label] if label in entry.version_labels else None
     previous = set_label(entry, label, version, standby=current if label == "stable" else None)
-    if before_write:
-        before_write(config)
-    write_config(config, config_path)
+    _write_and_reload(config, config_path, reload)
     _append_history(config_path, {"action": "promote", "model": entry.name, "label": label,
                                   "from": previous, "to": version})
     return config, previous
@@ -162,7 +189,7 @@ def rollback_target(config_path: str, model: str, label: str, current: int) -> i
 
 
 def rollback(config_path: str, label: str = "stable", model: str | None = None,
-             before_write: Callable[[Any], None] | None = None) -> tuple[Any, int, int]:
+             reload: Callable[[Any], None] | None = None) -> tuple[Any, int, int]:
     """Point `label` back at the version it had before the last promotion; (config, from, to)."""
     config = read_config(config_path)
     entry = find_model(config, model, config_path)
@@ -172,9 +199,7 @@ def rollback(config_path: str, label: str = "stable", model: str | None = None,
     target = rollback_target(config_path, entry.name, label, current)
     _check_version(entry, target, config_path)
     set_label(entry, label, target)
-    if before_write:
-        before_write(config)
-    write_config(config, config_path)
+    _write_and_reload(config, config_path, reload)
     _append_history(config_path, {"action": "rollback", "model": entry.name, "label": label,
                                   "from": current, "to": target})
     return config, current, target

@@ -51,7 +51,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         _, previous = model_labels.promote(args.config, args.version, args.label, args.model, args.base_path,
-                                           before_write=_reloader(args))
+                                           reload=_reloader(args))
     except model_labels.LabelError as e:
         print(f"fmnist models promote: {e}", file=sys.stderr)
         return 2
@@ -67,7 +67,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         _, current, target = model_labels.rollback(args.config, args.label, args.model,
-                                                   before_write=_reloader(args))
+                                                   reload=_reloader(args))
     except model_labels.LabelError as e:
         print(f"fmnist models rollback: {e}", file=sys.stderr)
         return 2

@@ -70,7 +70,6 @@ class ModelServer:
         self.rest_port = self.rest.port if self.rest else None
         self._stop = threading.Event()
         self._config_thread: threading.Thread | None = None
-        self._config_text: str | None = None
 
     @property
     def target(self) -> str:
@@ -91,18 +90,26 @@ class ModelServer:
         self.request_logs.configure(models)
 
     def _watch_config_file(self) -> None:
-        """--model_config_file_poll_wait_seconds: re-read the file; a changed, valid file is applied."""
+        """--model_config_file_poll_wait_seconds: re-read the file; applied when it differs from
+        the config in force (as TF Serving's ReloadConfig, a config equal to the current one is a
+        no-op). Compared with what is served, not with the file's last text: a config applied by
+        HandleReloadConfigRequest in between must not hide the file going back to an earlier text."""
         from serving.config import read_model_config_file
+        failed_text: str | None = None
         while not self._stop.wait(self.config_poll_seconds):
+            text = None
             try:
                 with open(self.model_config_file) as f:
                     text = f.read()
-                if text == self._config_text:
+                if text == failed_text:
+                    continue  # reported once; wait for the next edit
+                models = read_model_config_file(self.model_config_file)
+                if {m.name: m for m in models} == dict(self.manager.models):
                     continue
-                self._config_text = text
-                self.apply_models(read_model_config_file(self.model_config_file))
+                self.apply_models(models)
                 log.info("model config %s reloaded", self.model_config_file)
             except Exception as e:  # a bad edit must not stop the server; the old config stays
+                failed_text = text
                 log.error("model config %s not applied: %s", self.model_config_file, e)
 
     def start(self) -> "ModelServer":
@@ -112,8 +119,6 @@ class ModelServer:
         if self.rest:
             self.rest.start()
         if self.model_config_file and self.config_poll_seconds > 0:
-            with open(self.model_config_file) as f:
-                self._config_text = f.read()
             self._config_thread = threading.Thread(target=self._watch_config_file, name="config-poller",
                                                    daemon=True)
             self._config_thread.start()

@@ -163,3 +163,28 @@ def test_reload_refuses_a_label_on_a_version_that_cannot_load(sample_run, tmp_pa
         assert cli.main(["models", "promote", "2", "--config", config, "--server", server.target]) == 2
         assert open(config).read() == before
         assert server.manager.resolve("fmnist", label="stable").version == 1
+
+
+def test_config_poll_applies_the_file_over_a_config_sent_by_request(sample_run, tmp_path):
+    """With polling on, the file is the truth: a config sent by HandleReloadConfigRequest that
+    differs from an unchanged file is replaced by the file's at the next poll (the poller compares
+    the file with the config in force, not with the file's previous text)."""
+    from pipeline import model_labels
+    from serving.server import ModelServer
+
+    config_obj, _ = sample_run
+    base = tmp_path / "models" / "fmnist"
+    base.mkdir(parents=True)
+    _copy_versions(config_obj.serving_model_dir, base, (1, 2))
+    config = str(tmp_path / "models.config")
+    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
+                     "--base-path", str(base)]) == 0
+    with ModelServer(read_model_config_file(config), port=0, rest_port=None, poll_seconds=0,
+                     model_config_file=config, config_poll_seconds=0.5) as server:
+        sent = model_labels.read_config(config)
+        model_labels.set_label(sent.model_config_list.config[0], "stable", 2, standby=1)
+        model_labels.reload_server(server.target, sent, config)  # raises unless applied (stable -> 2)
+        deadline = time.monotonic() + 30
+        while server.manager.resolve("fmnist", label="stable").version != 1:
+            assert time.monotonic() < deadline, "the poll never put the file's config back"
+            time.sleep(0.1)
