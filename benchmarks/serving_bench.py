@@ -13,59 +13,21 @@ rounds; a fresh server process per round.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
 import sys
-import threading
-import time
-from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def latest_model(base: Path) -> Path:
-    versions = sorted((int(p.name), p) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
-    if not versions:
-        raise SystemExit(f"no model version under {base}; run `make run` first (or pass --model-dir)")
-    return versions[-1][1]
-
-
-def latency(call, n: int) -> tuple[float, float]:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000
-
-
-def throughput(make_call, batch: int, clients: int, seconds: float) -> float:
-    stop = threading.Event()
-    counts = [0] * clients
-
-    def worker(i: int) -> None:
-        call = make_call()
-        while not stop.is_set():
-            call()
-            counts[i] += batch
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    return sum(counts) / (time.perf_counter() - start)
+from benchmarks.common import (
+    ROOT,
+    latency,
+    medians as median_rounds,
+    print_round,
+    served_copy,
+    start_model_server,
+    stop,
+    throughput,
+    write_result,
+)
 
 
 def main() -> int:
@@ -79,19 +41,14 @@ def main() -> int:
     args = p.parse_args()
 
     import shutil
-    import socket
     import subprocess
-    import tempfile
 
     import tensorflow as tf
 
     from serving.client import ServingClient
     from serving.savedmodel import LoadedVersion
 
-    model_dir = Path(args.model_dir) if args.model_dir else latest_model(ROOT / "outputs/sample/serving/fmnist")
-    work = Path(tempfile.mkdtemp(prefix="fmnist-serving-bench-"))
-    base = work / "fmnist"
-    shutil.copytree(model_dir, base / "1")
+    model_dir, work, base = served_copy(args.model_dir, "serving")
     (work / "batching.config").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n")
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, 28, 28)).astype(np.float32)
@@ -103,27 +60,10 @@ def main() -> int:
     outputs = sorted(session_sig.outputs)
 
     def start_server(batching: bool) -> tuple[subprocess.Popen, str]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        cmd = [sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0", "--model_name=fmnist",
-               f"--model_base_path={base}"]
+        flags = ["--model_name=fmnist", f"--model_base_path={base}"]
         if batching:
-            cmd += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        target = f"127.0.0.1:{port}"
-        client = ServingClient(target, timeout=5)
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                client.predict_images(one)
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"server did not come up: {' '.join(cmd)}")
-                time.sleep(0.5)
-        client.close()
-        return proc, target
+            flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
+        return start_model_server(flags, lambda client: client.predict_images(one) is not None)
 
     modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
              "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on"}
@@ -149,19 +89,15 @@ def main() -> int:
                 "batch1_images_per_s": throughput(lambda: make_call(one), 1, args.clients, args.seconds),
                 "batch64_images_per_s": throughput(lambda: make_call(many), 64, args.clients, args.seconds),
             })
-            if proc:
-                proc.terminate()
-                proc.wait(timeout=60)
-            print(f"round {r + 1} {mode}: {json.dumps({k: round(v, 2) for k, v in rounds[mode][-1].items()})}",
-                  file=sys.stderr, flush=True)
-    medians = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in rounds.items()}
+            stop(proc)
+            print_round(f"round {r + 1} {mode}", rounds[mode][-1], digits=2)
+    medians = median_rounds(rounds)
     ref = medians["in-process, tf.saved_model.load"]
     report = {"model_dir": str(model_dir), "repeat": args.repeat, "clients": args.clients,
               "medians": medians,
               "ratios_vs_in_process": {m: {k: v / ref[k] for k, v in med.items()} for m, med in medians.items()},
               "rounds": rounds}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
+    write_result(args.json, report, echo=False)
     print("| mode | p50 1 image (ms) | p99 1 image (ms) | 8 clients, batch 1 (img/s) | 8 clients, batch 64 (img/s) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for m, med in medians.items():

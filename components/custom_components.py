@@ -6,13 +6,23 @@ stock ones.
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
+from tfx import types as tfx_types
 from tfx import v1 as tfx
+from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import json_utils, proto_utils
 
 from components import csv_example_gen, pusher
+from components.baseline import has_saved_model
 
 
 class FastCsvExampleGen(tfx.components.CsvExampleGen):
@@ -28,30 +38,12 @@ class FastCsvExampleGen(tfx.components.CsvExampleGen):
                                      custom_config=custom_config)
 
 
-class AtomicPusher(tfx.components.Pusher):
-    """Pusher whose new version directory appears by one rename, after a load check."""
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(pusher.Executor)
-
-
 # --- Stock components with one more execution property --------------------------------------------
 # Kubeflow runtime parameters can only fill top-level execution properties, while epochs live in
 # the Trainer's custom_config, the accuracy threshold inside the Evaluator's EvalConfig and the
 # serving directory inside the Pusher's PushDestination. These subclasses add that value as its own
 # (optional, runtime-parameterisable) property; their executors fold it back into the stock
 # property before running the stock executor, so artifacts and behaviour stay TFX's own.
-
-import json  # noqa: E402
-import os  # noqa: E402
-
-from tfx import types as tfx_types  # noqa: E402
-from tfx.components.evaluator import executor as evaluator_executor  # noqa: E402
-from tfx.components.trainer import executor as trainer_executor  # noqa: E402
-from tfx.dsl.components.base import base_component  # noqa: E402
-from tfx.types import standard_artifacts, standard_component_specs as specs  # noqa: E402
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter  # noqa: E402
-from tfx.utils import json_utils, proto_utils  # noqa: E402
-
-from components.baseline import has_saved_model  # noqa: E402
 
 EPOCHS_KEY, THRESHOLD_KEY, SERVING_DIR_KEY = "epochs", "accuracy_threshold", "serving_model_dir"
 
@@ -173,7 +165,7 @@ class _PusherSpec(specs.PusherSpec):
     PARAMETERS = {**specs.PusherSpec.PARAMETERS, SERVING_DIR_KEY: ExecutionParameter(type=str, optional=True)}
 
 
-class _ServingDirPusherExecutor(pusher.Executor):
+class _AtomicPusherExecutor(pusher.Executor):
     def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
         props = dict(exec_properties)
         serving_dir = props.pop(SERVING_DIR_KEY, None)
@@ -185,9 +177,10 @@ class _ServingDirPusherExecutor(pusher.Executor):
         return super().Do(input_dict, output_dict, props)
 
 
-class ServingDirPusher(tfx.components.Pusher):
-    """AtomicPusher with the serving model directory as its own property."""
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_ServingDirPusherExecutor)
+class AtomicPusher(tfx.components.Pusher):
+    """Pusher whose new version directory appears by one rename, after a load check
+    (components/pusher.py), with the serving model directory as its own property."""
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_AtomicPusherExecutor)
 
     def __init__(self, *, model_blessing: Any, serving_model_dir: Any, model: Any = None,
                  infra_blessing: Any = None) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import ConfigError, PipelineConfig
+from schema import contract
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,8 @@ RUNTIME_PARAMETERS = ("data_root", "serving_model_dir", "epochs", "accuracy_thre
 TARGETS = ("kfp", "vertex")
 ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 EXAMPLE_GEN_DRIVER_FLAG = "--example-gen-driver"
-EXAMPLE_GEN_TASK = "FastCsvExampleGen"
-TRAINER_TASK = "Trainer"
+EXAMPLE_GEN_TASK = contract.EXAMPLE_GEN
+TRAINER_TASK = contract.TRAINER
 # What the open-source launcher can download from / upload to (LocalPathForURI in
 # backend/src/v2/component/launcher_v2.go); Vertex AI only reads and writes Cloud Storage.
 ROOT_SCHEMES = {"kfp": ("minio://", "s3://", "gs://"), "vertex": ("gs://",)}
@@ -50,7 +51,7 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 def defaults(config: PipelineConfig) -> dict[str, Any]:
     return {"data_root": config.data_root, "serving_model_dir": config.serving_model_dir,
-            "epochs": config.epochs, "accuracy_threshold": config.accuracy_threshold}
+            "epochs": config.training.epochs, "accuracy_threshold": config.accuracy_threshold}
 
 
 def check_pipeline_root(pipeline_root: str, target: str) -> None:
@@ -85,7 +86,7 @@ def build_kubeflow_pipeline(config: PipelineConfig, pipeline_root: str, *, targe
         config,
         data_root=rp(name="data_root", ptype=str, default=config.data_root),
         serving_model_dir=rp(name="serving_model_dir", ptype=str, default=config.serving_model_dir),
-        epochs=rp(name="epochs", ptype=int, default=config.epochs),
+        epochs=rp(name="epochs", ptype=int, default=config.training.epochs),
         accuracy_threshold=rp(name="accuracy_threshold", ptype=float, default=config.accuracy_threshold),
         pipeline_root=pipeline_root,
         beam_pipeline_args=list(config.beam_args),

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.features import LABEL_KEY
-from pipeline.image_measures import MEASURES, PREDICTED_LABEL
+from schema.contract import LABEL_KEY, TEST_SPLIT, TRAIN_SPLIT
+from components.image_measures import MEASURES, PREDICTED_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,10 @@ class MonitorResult:
         return 1 if self.alarms else 0
 
 
-def _stats_list(path: str):
-    import tensorflow_data_validation as tfdv
-    return tfdv.load_stats_binary(path)
+def _split_statistics(statistics: Any, split: str) -> Any:
+    """StatisticsGen's DatasetFeatureStatisticsList of one split (TFX's own loader)."""
+    from tfx.components.statistics_gen import stats_artifact_utils
+    return stats_artifact_utils.load_statistics(statistics, split).proto()
 
 
 def _feature(dataset: Any, name: str) -> Any:
@@ -93,9 +94,11 @@ def _baseline_statistics(training: Any, schema: Any, out_dir: str) -> Any:
 
     from components import served_examples
 
-    train = _stats_list(os.path.join(training.statistics_uri, "Split-train", STATS_FILE))
-    test = _stats_list(os.path.join(training.statistics_uri, "Split-test", STATS_FILE))
-    pixels = served_examples.read_examples_pixels(os.path.join(training.examples_uri, "Split-train"))
+    from tfx.types import artifact_utils
+
+    train = _split_statistics(training.statistics, TRAIN_SPLIT)
+    test = _split_statistics(training.statistics, TEST_SPLIT)
+    pixels = served_examples.read_examples_pixels(artifact_utils.get_split_uri([training.examples], TRAIN_SPLIT))
     path = served_examples.write_examples(os.path.join(out_dir, "baseline_examples", "Split-train",
                                                        served_examples.EXAMPLES_FILE), pixels, None)
     measures = tfdv.generate_statistics_from_tfrecord(path, stats_options=_stats_options(schema, MEASURES))

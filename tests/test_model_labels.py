@@ -49,7 +49,7 @@ def test_promote_writes_labels_policy_and_history(tmp_path, capsys):
 
 
 def _copy_versions(serving_model_dir: str, base, versions) -> None:
-    from serving.model_manager import list_versions
+    from serving.versions import list_versions
 
     pushed = max(list_versions(serving_model_dir).items())[1]
     for v in versions:

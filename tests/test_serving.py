@@ -14,7 +14,7 @@ import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import read_sample_rows
-from pipeline.features import CLASS_NAMES
+from schema.contract import CLASS_NAMES
 from serving.batching import BatchingParameters
 from pipeline.serving_cli import pixels_example
 from serving.client import ServingClient
