@@ -7,22 +7,20 @@ stock ones.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from tfx import types as tfx_types
-from tfx import v1 as tfx
+from tfx import types as tfx_types, v1 as tfx
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import standard_artifacts
-from tfx.types import standard_component_specs as specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
 from components import csv_example_gen, pusher
 from components.baseline import has_saved_model
+from schema.contract import TRAIN_SPLIT
 
 
 class FastCsvExampleGen(tfx.components.CsvExampleGen):
@@ -61,17 +59,16 @@ class _TrainerSpec(specs.TrainerSpec):
 
 def train_examples(statistics: list[Any], train_args_json: str | None) -> int | None:
     """Examples in the Trainer's training splits, from StatisticsGen's TFDV statistics."""
-    import tensorflow_data_validation as tfdv
-    from tfx.types import artifact_utils
+    from tfx.components.statistics_gen import stats_artifact_utils
 
     if not statistics:
         return None
     train_args = tfx.proto.TrainArgs()
     proto_utils.json_to_proto(train_args_json or "{}", train_args)
     total = 0
-    for split in train_args.splits or ["train"]:
-        path = os.path.join(artifact_utils.get_split_uri(statistics, split), "FeatureStats.pb")
-        total += sum(d.num_examples for d in tfdv.load_stats_binary(path).datasets)
+    for split in train_args.splits or [TRAIN_SPLIT]:
+        stats = stats_artifact_utils.load_statistics(artifact_utils.get_single_instance(statistics), split)
+        total += sum(d.num_examples for d in stats.proto().datasets)
     return total
 
 
