@@ -74,6 +74,17 @@ class MonitorResult:
         return 1 if self.alarms else 0
 
 
+def _split_dir(uri: str, split: str) -> str:
+    """Where split `split` of an artifact directory `uri` goes in TFX's layout (artifact_utils), so
+    TFDV tools and TFX read the monitor's outputs like a pipeline's."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    artifact = standard_artifacts.Examples()
+    artifact.uri = uri
+    artifact.split_names = artifact_utils.encode_split_names([split])
+    return artifact_utils.get_split_uri([artifact], split)
+
+
 def _split_statistics(statistics: Any, split: str) -> Any:
     """StatisticsGen's DatasetFeatureStatisticsList of one split (TFX's own loader)."""
     from tfx.components.statistics_gen import stats_artifact_utils
@@ -92,15 +103,16 @@ def _baseline_statistics(training: Any, schema: Any, out_dir: str) -> Any:
     (as `predicted_label`): what served traffic is compared with."""
     import tensorflow_data_validation as tfdv
 
-    from components import served_examples
-
     from tfx.types import artifact_utils
+
+    from components import served_examples
 
     train = _split_statistics(training.statistics, TRAIN_SPLIT)
     test = _split_statistics(training.statistics, TEST_SPLIT)
     pixels = served_examples.read_examples_pixels(artifact_utils.get_split_uri([training.examples], TRAIN_SPLIT))
-    path = served_examples.write_examples(os.path.join(out_dir, "baseline_examples", "Split-train",
-                                                       served_examples.EXAMPLES_FILE), pixels, None)
+    path = served_examples.write_examples(
+        os.path.join(_split_dir(os.path.join(out_dir, "baseline_examples"), TRAIN_SPLIT), served_examples.EXAMPLES_FILE),
+        pixels, None)
     measures = tfdv.generate_statistics_from_tfrecord(path, stats_options=_stats_options(schema, MEASURES))
     baseline = train.datasets[0]
     for name in MEASURES:
@@ -183,13 +195,14 @@ def monitor(logs_dir: str, metadata_path: str, out_dir: str, schema_path: str, m
     schema = tfdv.load_schema_text(schema_path)
     os.makedirs(out_dir, exist_ok=True)
     examples_path = served_examples.write_examples(
-        os.path.join(out_dir, "examples", f"Split-{SERVING_SPLIT}", served_examples.EXAMPLES_FILE),
+        os.path.join(_split_dir(os.path.join(out_dir, "examples"), SERVING_SPLIT), served_examples.EXAMPLES_FILE),
         rows.pixels, rows.predicted)
     served = tfdv.generate_statistics_from_tfrecord(examples_path, stats_options=_stats_options(schema))
     baseline = _baseline_statistics(training, schema, out_dir)
     for split, stats in ((SERVING_SPLIT, served), ("baseline", baseline)):
-        os.makedirs(os.path.join(out_dir, "statistics", f"Split-{split}"), exist_ok=True)
-        with open(os.path.join(out_dir, "statistics", f"Split-{split}", STATS_FILE), "wb") as f:
+        split_dir = _split_dir(os.path.join(out_dir, "statistics"), split)
+        os.makedirs(split_dir, exist_ok=True)
+        with open(os.path.join(split_dir, STATS_FILE), "wb") as f:
             f.write(stats.SerializeToString())
 
     data_anomalies = tfdv.validate_statistics(served, schema, environment=ENVIRONMENT)
@@ -201,7 +214,7 @@ def monitor(logs_dir: str, metadata_path: str, out_dir: str, schema_path: str, m
         if not merged.anomaly_info[name].description:
             merged.anomaly_info[name].description = info.description
     merged.drift_skew_info.extend(skew.drift_skew_info)
-    anomalies_dir = os.path.join(out_dir, "anomalies", f"Split-{SERVING_SPLIT}")
+    anomalies_dir = _split_dir(os.path.join(out_dir, "anomalies"), SERVING_SPLIT)
     os.makedirs(anomalies_dir, exist_ok=True)
     with open(os.path.join(anomalies_dir, ANOMALIES_FILE), "wb") as f:
         f.write(merged.SerializeToString())

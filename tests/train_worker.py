@@ -18,7 +18,8 @@ from components.trainer import run_fn
 
 
 def main(examples: str, graph: str, serving_dir: str, run_dir: str, logical_cpus: int = 0) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+    # force: TensorFlow's absl has put its handler on the root logger by now.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s", force=True)
     if logical_cpus:
         # Logical devices must be configured before TensorFlow initialises its runtime (first op).
         cpu = tf.config.list_physical_devices("CPU")[0]
