@@ -15,12 +15,17 @@ import numpy as np
 import pytest
 import requests
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_log_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+)
 
 import tfs_models
 from pipeline.config import PROJECT_ROOT
-from serving.config import ConfigError, parse_model_server_config, models_from_config_proto
+from serving.config import ConfigError, models_from_config_proto, parse_model_server_config
 from serving.model_manager import ModelConfig
 from serving.request_log import LoggerLimits, LoggingConfig, log_files, read_logs
 from serving.server import ModelServer

@@ -110,8 +110,8 @@ def test_a_model_that_misses_the_latency_gate_is_never_pushed(latency_fault_run)
 
 def _validate(model_dir: str, examples_uri: str, tmp_path: Path):
     """The InfraValidator executor run directly on one candidate (real server process)."""
-    from tfx.dsl.components.base import base_executor
     from tfx import types
+    from tfx.dsl.components.base import base_executor
     from tfx.types import standard_artifacts
 
     from components.infra_validator import LocalInfraValidator

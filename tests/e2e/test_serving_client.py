@@ -16,8 +16,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from pipeline.config import PROJECT_ROOT
-from serving.client import ServingClient
 from pipeline.photo_input import fashion_mnist_input
+from serving.client import ServingClient
 
 
 def _trouser_photo(size=(700, 1000), background=(255, 255, 255), colour=(30, 30, 120)) -> Image.Image:

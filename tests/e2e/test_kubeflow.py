@@ -118,7 +118,8 @@ def test_gpus_on_the_trainer_only_in_each_backends_form(specs):
     assert selector == {"nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-tesla-v100"}}}
     vertex_trainer = vertex["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
     assert vertex_trainer["resources"]["accelerator"] == {"count": "2", "type": "NVIDIA_TESLA_V100"}
-    assert "lifecycle" in vertex["pipelineSpec"]["deploymentSpec"]["executors"]["FastCsvExampleGen_executor"]["container"]
+    executors = vertex["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert "lifecycle" in executors["FastCsvExampleGen_executor"]["container"]
 
 
 def test_no_gpu_request_without_gpus(tmp_path):
@@ -167,9 +168,10 @@ def test_runtime_parameters_are_wired_into_the_steps(specs):
 
 def test_runtime_values_reach_the_executors(tmp_path):
     """What the runtime parameters feed is honoured by the executors (no cluster needed)."""
+    from tfx.utils import proto_utils
+
     from components.custom_components import set_lower_bounds
     from pipeline.pipeline import eval_config
-    from tfx.utils import proto_utils
 
     rewritten = json.loads(set_lower_bounds(proto_utils.proto_to_json(eval_config(0.9)), 0.42))
     text = json.dumps(rewritten)

@@ -38,7 +38,8 @@ def _predict(target, name, label=None, timeout=5):
     request.inputs["x"].float_val.append(2.0)
     request.inputs["x"].tensor_shape.dim.add().size = 1
     with grpc.insecure_channel(target) as channel:
-        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout).outputs["y"].float_val[0]
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout)
+        return response.outputs["y"].float_val[0]
 
 
 def _until(call, seconds=180):
