@@ -2,13 +2,13 @@
 the serving manifests, and multi-worker training for real on CPU."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 import yaml
 
+from conftest import free_port
 from pipeline.config import PROJECT_ROOT, load_config
 
 IMAGE = "registry.example.com/fmnist:test"
@@ -219,19 +219,13 @@ def test_pipeline_image_carries_the_tf_serving_binary_production_runs():
     assert docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["runtimeVersion"] == stage.group(1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_workers_train_together_and_the_chief_exports(sample_run, tmp_path):
     """MultiWorkerMirroredStrategy for real: two processes on 127.0.0.1, TF_CONFIG, the real run_fn."""
     _, summary = sample_run
     transform = summary.component("Transform")
     examples = transform.outputs["transformed_examples"][0].uri
     graph = transform.outputs["transform_graph"][0].uri
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     script = PROJECT_ROOT / "tests" / "train_worker.py"
     procs = []

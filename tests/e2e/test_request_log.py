@@ -4,7 +4,6 @@ that hold request and response, drops counted and shown in the model status, no 
 under load at rate 1.0, and readable TFRecord files after SIGTERM in the middle of load."""
 import math
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,8 +23,8 @@ from tensorflow_serving.apis import (
 )
 
 import tfs_models
+from conftest import free_port
 from pipeline.config import PROJECT_ROOT
-from serving.config import ConfigError, models_from_config_proto, parse_model_server_config
 from serving.model_manager import ModelConfig
 from serving.request_log import LoggerLimits, LoggingConfig, log_files, read_logs
 from serving.server import ModelServer
@@ -55,23 +54,6 @@ def _status_message(target: str) -> str:
         request.model_spec.name = MODEL
         status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
     return status.model_version_status[0].status.error_message
-
-
-def test_logging_config_from_text_format(tmp_path):
-    """TF Serving's field names; a relative filename_prefix is taken from the config file's
-    directory like base_path; a sampling rate outside [0, 1] or an empty prefix names the field."""
-    text = """model_config_list { config { name: "m" base_path: "models/m"
-      logging_config { log_collector_config { type: "" filename_prefix: "logs/m" }
-                       sampling_config { sampling_rate: 0.25 } } } }"""
-    source = str(tmp_path / "models.config")
-    [model] = models_from_config_proto(parse_model_server_config(text, source), source)
-    assert model.logging == LoggingConfig(str(tmp_path / "logs" / "m"), 0.25)
-    bad_rate = text.replace("0.25", "1.5")
-    with pytest.raises(ConfigError, match="sampling_rate 1.5 is outside"):
-        models_from_config_proto(parse_model_server_config(bad_rate, source), source)
-    no_prefix = text.replace('filename_prefix: "logs/m"', "")
-    with pytest.raises(ConfigError, match="filename_prefix is empty"):
-        models_from_config_proto(parse_model_server_config(no_prefix, source), source)
 
 
 def test_sampling_rate_and_record_contents(model_base, tmp_path):
@@ -148,10 +130,19 @@ def test_full_queue_drops_are_counted_and_reported(model_base, tmp_path):
     assert len(records) == 2  # the busy one and the one that fitted in the queue
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _config_logging_everything(tmp_path, model_base) -> str:
+    """A TF Serving model config file: the model, every request logged under tmp_path/logs."""
+    config = tmp_path / "models.config"
+    config.write_text(f"""model_config_list {{ config {{ name: "{MODEL}" base_path: "{model_base}"
+      logging_config {{ log_collector_config {{ filename_prefix: "{tmp_path / 'logs' / 'hpt'}" }}
+                       sampling_config {{ sampling_rate: 1.0 }} }} }} }}""")
+    return str(config)
+
+
+def _serve(config: str, port: int, *flags: str, **popen_args) -> subprocess.Popen:
+    """`python -m serving` as a user starts it, on 127.0.0.1:port with that config file."""
+    return subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
+                             f"--model_config_file={config}", *flags], cwd=PROJECT_ROOT, **popen_args)
 
 
 def _load(target: str, stop: threading.Event, results: list, limit: int) -> None:
@@ -172,14 +163,10 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
     """`python -m serving` with logging at rate 1.0 and small rotating files: 4 clients, no failed
     request; then SIGTERM while they keep sending: the process exits 0, every file reads to the
     end, and every request answered before the shutdown is in the log."""
-    config = tmp_path / "models.config"
-    config.write_text(f"""model_config_list {{ config {{ name: "{MODEL}" base_path: "{model_base}"
-      logging_config {{ log_collector_config {{ filename_prefix: "{tmp_path / 'logs' / 'hpt'}" }}
-                       sampling_config {{ sampling_rate: 1.0 }} }} }} }}""")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
-                             f"--model_config_file={config}", "--request_log_max_file_mb=0.05", "--grace=10"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config = _config_logging_everything(tmp_path, model_base)
+    port = free_port()
+    proc = _serve(config, port, "--request_log_max_file_mb=0.05", "--grace=10",
+                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     target = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -231,14 +218,9 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
 def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
     """A crash (SIGKILL) under load at rate 1.0 with 0.5 s flushes: the files read back (a torn
     last record is skipped) and hold every request answered more than 2 s before the kill."""
-    config = tmp_path / "models.config"
-    config.write_text(f"""model_config_list {{ config {{ name: "{MODEL}" base_path: "{model_base}"
-      logging_config {{ log_collector_config {{ filename_prefix: "{tmp_path / 'logs' / 'hpt'}" }}
-                       sampling_config {{ sampling_rate: 1.0 }} }} }} }}""")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
-                             f"--model_config_file={config}", "--request_log_flush_seconds=0.5"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = _config_logging_everything(tmp_path, model_base)
+    port = free_port()
+    proc = _serve(config, port, "--request_log_flush_seconds=0.5", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     answered: list[float] = []
     stop = threading.Event()
@@ -278,18 +260,3 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
     safe = sum(1 for t in answered if t < killed_at - 2.0)
     assert safe > 0 and len(records) >= safe, (len(records), safe, len(answered))
     assert len(records) <= len(answered)
-
-
-def test_reader_skips_a_torn_last_record(tmp_path):
-    """What a crash mid-write leaves: all complete records are read, the torn one is skipped."""
-    import tensorflow as tf
-
-    path = str(tmp_path / "x-1.tfrecord")
-    with tf.io.TFRecordWriter(path) as writer:
-        for i in range(3):
-            entry = prediction_log_pb2.PredictionLog()
-            entry.log_metadata.model_spec.name = f"m{i}"
-            writer.write(entry.SerializeToString())
-    with open(path, "r+b") as f:
-        f.truncate(f.seek(0, 2) - 3)
-    assert [e.log_metadata.model_spec.name for e in read_logs([path])] == ["m0", "m1"]
