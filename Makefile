@@ -17,7 +17,7 @@ serve:
 ## test: the whole test suite (what CI runs): ruff, two checkouts on the stack at once (from the host), then pytest
 test: lint
 	python3 tests/unit/test_with_stack.py
-	$(STACK) python -m pytest -q tests
+	$(STACK) python -m pytest -q tests/unit tests/e2e
 
 ## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers)
 test-unit:

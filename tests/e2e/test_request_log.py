@@ -2,12 +2,14 @@
 on 127.0.0.1 with TF Serving's half_plus_two model: sampling rate within binomial bounds, records
 that hold request and response, drops counted and shown in the model status, no failed request
 under load at rate 1.0, and readable TFRecord files after SIGTERM in the middle of load."""
+import contextlib
 import math
 import signal
 import subprocess
 import sys
 import threading
 import time
+from typing import Iterator
 
 import grpc
 import numpy as np
@@ -139,10 +141,24 @@ def _config_logging_everything(tmp_path, model_base) -> str:
     return str(config)
 
 
-def _serve(config: str, port: int, *flags: str, **popen_args) -> subprocess.Popen:
-    """`python -m serving` as a user starts it, on 127.0.0.1:port with that config file."""
-    return subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
+@contextlib.contextmanager
+def _serving(config: str, port: int, *flags: str, **popen_args) -> Iterator[subprocess.Popen]:
+    """`python -m serving` as a user starts it, on 127.0.0.1:port with that config file; killed on
+    the way out if the test left it running."""
+    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
                              f"--model_config_file={config}", *flags], cwd=PROJECT_ROOT, **popen_args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _stop(clients: list[threading.Thread], stop: threading.Event) -> None:
+    stop.set()
+    for c in clients:
+        c.join(30)
 
 
 def _load(target: str, stop: threading.Event, results: list, limit: int) -> None:
@@ -165,10 +181,9 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
     end, and every request answered before the shutdown is in the log."""
     config = _config_logging_everything(tmp_path, model_base)
     port = free_port()
-    proc = _serve(config, port, "--request_log_max_file_mb=0.05", "--grace=10",
-                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     target = f"127.0.0.1:{port}"
-    try:
+    with _serving(config, port, "--request_log_max_file_mb=0.05", "--grace=10",
+                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -194,13 +209,7 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
         time.sleep(1.5)
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=60)[0]
-        stop.set()
-        for c in clients:
-            c.join(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _stop(clients, stop)
     assert proc.returncode == 0, out[-2000:]
     files = log_files(str(tmp_path / "logs"))
     assert len(files) > 1  # rotated at 50 kB
@@ -220,7 +229,6 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
     last record is skipped) and hold every request answered more than 2 s before the kill."""
     config = _config_logging_everything(tmp_path, model_base)
     port = free_port()
-    proc = _serve(config, port, "--request_log_flush_seconds=0.5", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     answered: list[float] = []
     stop = threading.Event()
@@ -238,7 +246,8 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
                     if answered:  # after the kill
                         return
                     time.sleep(0.2)
-    try:
+    with _serving(config, port, "--request_log_flush_seconds=0.5",
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         clients = [threading.Thread(target=client) for _ in range(2)]
         for c in clients:
             c.start()
@@ -250,12 +259,7 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
         killed_at = time.monotonic()
         proc.kill()
         proc.wait(30)
-        stop.set()
-        for c in clients:
-            c.join(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        _stop(clients, stop)
     records = list(read_logs(log_files(str(tmp_path / "logs"))))
     safe = sum(1 for t in answered if t < killed_at - 2.0)
     assert safe > 0 and len(records) >= safe, (len(records), safe, len(answered))
