@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# What with-stack and the imports need: the lock (the stack's key), the script, the shims, the code.
-CHECKOUT_PARTS = ("requirements.lock", "setup.py", "tools", "pipeline")
+# Generated or not part of a checkout (the stack has no git to ask which files are tracked).
+NOT_COPIED = shutil.ignore_patterns(".git", "outputs", "__pycache__", "*.pyc", ".pytest_cache", "*.egg-info")
 # Prints when it starts, which `fmnist` and which modules it got, and when it ends; the sleep makes
 # the two runs overlap whatever the start-up time of each.
 PROBE = ("import time, shutil, pipeline.cli, pipeline._which_checkout as w; t0 = time.time(); time.sleep(2); "
@@ -27,14 +27,8 @@ PROBE = ("import time, shutil, pipeline.cli, pipeline._which_checkout as w; t0 =
 
 
 def make_checkout(dest: Path, name: str) -> Path:
-    """A copy of this working tree's files (the real with-stack included) with a marker module."""
-    dest.mkdir(parents=True)
-    for part in CHECKOUT_PARTS:
-        src = REPO / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / part)
+    """A copy of this working tree (its real tools/with-stack included) with a marker module."""
+    shutil.copytree(REPO, dest, ignore=NOT_COPIED)
     (dest / "pipeline" / "_which_checkout.py").write_text(f'NAME = "{name}"\n')
     return dest
 
