@@ -227,7 +227,7 @@ def test_two_workers_train_together_and_the_chief_exports(sample_run, tmp_path):
     graph = transform.outputs["transform_graph"][0].uri
     ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    script = PROJECT_ROOT / "tests" / "train_worker.py"
+    script = PROJECT_ROOT / "tests" / "e2e" / "train_worker.py"
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
