@@ -31,8 +31,7 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from pipeline.features import (CLASS_NAMES, IMAGE_SIZE, LABEL_KEY, NUM_PIXELS,  # noqa: E402
-                               PIXEL_KEYS, RAW_PIXELS_KEY)
+from pipeline.features import CLASS_NAMES, IMAGE_SIZE, LABEL_KEY, NUM_PIXELS, PIXEL_KEYS, RAW_PIXELS_KEY  # noqa: E402
 
 EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
@@ -123,8 +122,7 @@ def write_warmup_requests(export_dir: str) -> str:
     request per signature makes both TF Serving and this project's server trace every path a
     client will take before the version is switched in.
     """
-    from tensorflow_serving.apis import (classification_pb2, predict_pb2,
-                                         prediction_log_pb2)
+    from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
 
     logs = []
     for name, dtype in (("serving_images", tf.float32), ("serving_images_uint8", tf.uint8)):

@@ -33,8 +33,7 @@ import tempfile
 import time
 from typing import Any
 
-from tfx import types
-from tfx import v1 as tfx
+from tfx import types, v1 as tfx
 from tfx.components.infra_validator import error_types, executor as stock, serving_bins
 from tfx.components.infra_validator.model_server_runners import base_runner
 from tfx.dsl.components.base import base_component, executor_spec

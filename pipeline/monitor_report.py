@@ -15,8 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pipeline.features import CLASS_NAMES, IMAGE_SIZE, RAW_PIXELS_KEY  # noqa: E402
-from pipeline.image_measures import (CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS,  # noqa: E402
-                                     NEAR_EMPTY, PREDICTED_LABEL)
+from pipeline.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, PREDICTED_LABEL  # noqa: E402
 
 
 def _png(fig: Any) -> str:

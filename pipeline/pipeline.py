@@ -18,8 +18,7 @@ from tfx import v1 as tfx
 
 from components.baseline import ServedModelBaseline
 from components.csv_example_gen import input_options
-from components.custom_components import (EpochsTrainer, FastCsvExampleGen, ServingDirPusher,
-                                          ThresholdEvaluator)
+from components.custom_components import EpochsTrainer, FastCsvExampleGen, ServingDirPusher, ThresholdEvaluator
 from components.export import EVAL_SIGNATURE
 from components.infra_validator import LocalInfraValidator
 from components.report_component import RunReport

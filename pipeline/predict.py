@@ -15,7 +15,6 @@ import csv
 import dataclasses
 import glob
 import gzip
-import io
 import json
 import os
 import sys

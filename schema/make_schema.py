@@ -3,8 +3,8 @@
 Why generated rather than inferred: TFDV's inferred schema would accept whatever the first data
 set happened to contain (e.g. a pixel column that is always 0 gets a too-narrow domain). The
 domain of Fashion-MNIST is known, so we state it: label an integer in [0, 9]; `pixels` exactly 784
-integers in [0, 255] (ExampleGen stores an image as one feature); both present in every row. The label is excluded from the
-SERVING environment, so serving-time examples validate without it.
+integers in [0, 255] (ExampleGen stores an image as one feature); both present in every row. The
+label is excluded from the SERVING environment, so serving-time examples validate without it.
 
 The production monitor (`fmnist monitor`) keeps its thresholds here too, as TFDV skew comparators:
 training data vs. served requests. The training pipeline never passes serving statistics to TFDV,
@@ -16,12 +16,11 @@ no presence constraint, so training Examples -- which do not have them -- stay v
 """
 from __future__ import annotations
 
-from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
 from pipeline.features import LABEL_KEY, NUM_CLASSES, NUM_PIXELS, RAW_PIXELS_KEY
-from pipeline.image_measures import (CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY,
-                                     PREDICTED_LABEL)
+from pipeline.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, PREDICTED_LABEL
 
 LABEL_DRIFT_THRESHOLD = 0.05
 

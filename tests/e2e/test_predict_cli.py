@@ -3,7 +3,7 @@ folders and globs, CSV rows, chunking under the server's size limits, gRPC and R
 errors, the output formats, and the one-line exit-2 messages for a server that cannot be used.
 
 The command runs in this process (`pipeline.cli.main`), the server in threads of it; one
-subprocess run of the real command is in tests/test_serving_client.py."""
+subprocess run of the real command is in tests/e2e/test_serving_client.py."""
 import argparse
 import csv
 import gzip
