@@ -1,8 +1,9 @@
-# Every target runs inside the pinned stack (tools/with-stack builds or reuses it).
+# Every target runs inside the pinned stack (tools/with-stack builds or reuses it), except ruff
+# (tools/ruff, a pinned binary of its own) and the host-side with-stack check in `make test`.
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image
+.PHONY: run serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -13,9 +14,19 @@ run:
 serve:
 	$(STACK) fmnist serve --model-base outputs/sample/serving
 
-## test: the whole test suite (what CI runs)
-test:
-	$(STACK) python -m pytest -q tests
+## test: the whole test suite (what CI runs): ruff, two checkouts on the stack at once (from the host), then pytest
+test: lint
+	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
+	python3 tests/unit/test_with_stack.py
+	$(STACK) python -m pytest -q tests/unit tests/e2e
+
+## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers)
+test-unit:
+	$(STACK) python -m pytest -q tests/unit
+
+## lint: ruff (lint + import order; settings in pyproject.toml, version pinned in tools/ruff)
+lint:
+	tools/ruff check .
 
 ## stack: only build (or verify) the environment
 stack:

@@ -5,8 +5,9 @@
     #   tools/with-stack python benchmarks/data_input_bench.py \
     #       --baseline-file outputs/bench/baseline_csv_example_gen.py --baseline-rev main
 
-The baseline executor (that file; the stack has no git) is loaded into a temporary module, so both versions run in this one process, alternating round by round (the
-machine's load drifts; alternation spreads it over both). Two figures per version:
+The baseline executor (that file; the stack has no git) is loaded into a temporary module, so both
+versions run in this one process, alternating round by round (the machine's load drifts; alternation
+spreads it over both). Two figures per version:
 * `parse`: reading both CSVs into the int64 table (the code the change touched), in-process;
 * `example_gen`: the whole component under LocalDagRunner (ExampleGen only, fresh output root,
   cache off): Beam, parsing, encoding, writing the gzipped TFRecords, and for the current

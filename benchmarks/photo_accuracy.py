@@ -100,7 +100,8 @@ def main() -> None:
         "convert_ms_median": round(1000 * statistics.median(seconds), 1),
         "generate_s": round(generate_s, 1),
         "groups": {k: {"n": len(v), "raw": round(float(np.mean(raw_ids[v] == labels[v])), 3),
-                       "photo": round(float(np.mean(photo_ids[v] == labels[v])), 3)} for k, v in sorted(groups.items())},
+                       "photo": round(float(np.mean(photo_ids[v] == labels[v])), 3)}
+                   for k, v in sorted(groups.items())},
     }
     print(f"model {model_dir}, {len(entries)} test rows of {args.csv} (seed {args.seed})")
     print(f"  raw rows     accuracy {100 * raw_acc:6.2f}%")

@@ -50,7 +50,8 @@ def draw_spec(rng: np.random.Generator, bbox_hw: tuple[int, int]) -> PhotoSpec:
         garment_px=garment_px, canvas=canvas, background=float(rng.uniform(215, 252)), tint=tint,
         depth=float(rng.uniform(0.45, 1.0) if rng.random() < 0.8 else rng.uniform(0.25, 0.45)),
         noise=float(rng.uniform(0.0, 6.0)), gradient=float(rng.uniform(-0.04, 0.04)), fmt=fmt,
-        quality=int(rng.integers(70, 96)), orientation=int(rng.choice([6, 8])) if fmt == "JPEG" and rng.random() < 0.1 else 1)
+        quality=int(rng.integers(70, 96)),
+        orientation=int(rng.choice([6, 8])) if fmt == "JPEG" and rng.random() < 0.1 else 1)
 
 
 def make_photo(pixels: np.ndarray, seed: int, index: int) -> tuple[bytes, PhotoSpec]:

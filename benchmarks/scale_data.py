@@ -107,7 +107,8 @@ def make(source: Path, out_root: Path, factor: int) -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fashion-mnist"))
+    p.add_argument("--data",
+                   default=str(Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fashion-mnist"))
     p.add_argument("--out", default="/tmp/fmnist-scale")
     p.add_argument("--factor", type=int, action="append", required=True)
     args = p.parse_args()

@@ -29,10 +29,26 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from schema.contract import (CLASS_ID_OUTPUT, CLASS_NAME_OUTPUT, CLASS_NAMES, CLASSIFY_INPUT, CLASSIFY_SIGNATURE,
-                             EVAL_SIGNATURE, EXAMPLES_INPUT, IMAGE_SIZE, IMAGES_INPUT, IMAGES_SIGNATURE,
-                             IMAGES_UINT8_SIGNATURE, LABEL_KEY, NUM_PIXELS, PIXEL_KEYS, PREDICT_SIGNATURE,
-                             PROBABILITIES_OUTPUT, RAW_PIXELS_KEY, SIGNATURES)
+from schema.contract import (
+    CLASS_ID_OUTPUT,
+    CLASS_NAME_OUTPUT,
+    CLASS_NAMES,
+    CLASSIFY_INPUT,
+    CLASSIFY_SIGNATURE,
+    EVAL_SIGNATURE,
+    EXAMPLES_INPUT,
+    IMAGE_SIZE,
+    IMAGES_INPUT,
+    IMAGES_SIGNATURE,
+    IMAGES_UINT8_SIGNATURE,
+    LABEL_KEY,
+    NUM_PIXELS,
+    PIXEL_KEYS,
+    PREDICT_SIGNATURE,
+    PROBABILITIES_OUTPUT,
+    RAW_PIXELS_KEY,
+    SIGNATURES,
+)
 
 __all__ = ["SIGNATURES", "WARMUP_FILE", "export_model", "make_signatures", "write_warmup_requests"]
 
@@ -119,8 +135,7 @@ def write_warmup_requests(export_dir: str) -> str:
     request per signature makes both TF Serving and this project's server trace every path a
     client will take before the version is switched in.
     """
-    from tensorflow_serving.apis import (classification_pb2, predict_pb2,
-                                         prediction_log_pb2)
+    from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
 
     logs = []
     for name, dtype in ((IMAGES_SIGNATURE, tf.float32), (IMAGES_UINT8_SIGNATURE, tf.uint8)):

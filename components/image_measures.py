@@ -12,8 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from schema.contract import (CENTRE_OFFSET, IMAGE_SIZE, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, MEASURES, NEAR_EMPTY,
-                             PREDICTED_LABEL)
+from schema.contract import (
+    CENTRE_OFFSET,
+    IMAGE_SIZE,
+    LIGHT_BACKGROUND,
+    MEAN_BRIGHTNESS,
+    MEASURES,
+    NEAR_EMPTY,
+    PREDICTED_LABEL,
+)
 
 __all__ = ["CENTRE_OFFSET", "LIGHT_BACKGROUND", "MEAN_BRIGHTNESS", "MEASURES", "NEAR_EMPTY", "PREDICTED_LABEL",
            "image_measures"]

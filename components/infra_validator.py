@@ -32,16 +32,22 @@ import tempfile
 import time
 from typing import Any
 
-from tfx import types
-from tfx import v1 as tfx
+from tfx import types, v1 as tfx
 from tfx.components.infra_validator import error_types, executor as stock, serving_bins
 from tfx.components.infra_validator.model_server_runners import base_runner
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ExecutionParameter
 
-from schema.contract import (CLASSIFY_SIGNATURE, EXAMPLES_INPUT, NUM_CLASSES, PIXEL_KEYS, PREDICT_SIGNATURE,
-                             RAW_PIXELS_KEY, TEST_SPLIT)
+from schema.contract import (
+    CLASSIFY_SIGNATURE,
+    EXAMPLES_INPUT,
+    NUM_CLASSES,
+    PIXEL_KEYS,
+    PREDICT_SIGNATURE,
+    RAW_PIXELS_KEY,
+    TEST_SPLIT,
+)
 
 log = logging.getLogger(__name__)
 

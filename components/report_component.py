@@ -9,8 +9,17 @@ from tfx import v1 as tfx
 from tfx.types import artifact, artifact_utils
 
 from components import report
-from schema.contract import (CLASS_ID_OUTPUT, DATA_REPORT_FILE, EVAL_SIGNATURE, EXAMPLES_INPUT, HISTORY_FILE,
-                             LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY, TEST_SPLIT)
+from schema.contract import (
+    CLASS_ID_OUTPUT,
+    DATA_REPORT_FILE,
+    EVAL_SIGNATURE,
+    EXAMPLES_INPUT,
+    HISTORY_FILE,
+    LABEL_KEY,
+    NUM_PIXELS,
+    RAW_PIXELS_KEY,
+    TEST_SPLIT,
+)
 
 
 class RunReportArtifact(artifact.Artifact):

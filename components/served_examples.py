@@ -18,8 +18,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from schema.contract import NUM_PIXELS, PIXEL_KEYS, RAW_PIXELS_KEY
 from components.image_measures import MEASURES, PREDICTED_LABEL, image_measures
+from schema.contract import NUM_PIXELS, PIXEL_KEYS, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from schema.contract import LABEL_KEY, TEST_SPLIT, TRAIN_SPLIT
 from components.image_measures import MEASURES, PREDICTED_LABEL
+from schema.contract import LABEL_KEY, TEST_SPLIT, TRAIN_SPLIT
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,6 @@ def _baseline_statistics(training: Any, schema: Any, out_dir: str) -> Any:
     """Training split's statistics + training images' measures + the test split's label mix
     (as `predicted_label`): what served traffic is compared with."""
     import tensorflow_data_validation as tfdv
-
     from tfx.types import artifact_utils
 
     from components import served_examples
@@ -110,9 +109,8 @@ def _baseline_statistics(training: Any, schema: Any, out_dir: str) -> Any:
     train = _split_statistics(training.statistics, TRAIN_SPLIT)
     test = _split_statistics(training.statistics, TEST_SPLIT)
     pixels = served_examples.read_examples_pixels(artifact_utils.get_split_uri([training.examples], TRAIN_SPLIT))
-    path = served_examples.write_examples(
-        os.path.join(_split_dir(os.path.join(out_dir, "baseline_examples"), TRAIN_SPLIT), served_examples.EXAMPLES_FILE),
-        pixels, None)
+    baseline_dir = _split_dir(os.path.join(out_dir, "baseline_examples"), TRAIN_SPLIT)
+    path = served_examples.write_examples(os.path.join(baseline_dir, served_examples.EXAMPLES_FILE), pixels, None)
     measures = tfdv.generate_statistics_from_tfrecord(path, stats_options=_stats_options(schema, MEASURES))
     baseline = train.datasets[0]
     for name in MEASURES:

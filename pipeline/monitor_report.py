@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from components.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, PREDICTED_LABEL
 from schema.contract import CLASS_NAMES, IMAGE_SIZE, RAW_PIXELS_KEY
-from components.image_measures import (CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS,
-                                     NEAR_EMPTY, PREDICTED_LABEL)
 
 
 def _png(fig: Any) -> str:

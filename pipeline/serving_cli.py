@@ -45,12 +45,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
     """Start a server on an ephemeral loopback port, query it over gRPC, print, stop."""
+    from components.csv_table import CsvFormatError
     from pipeline.config import SAMPLE_DATA
     from serving.client import ServingClient
     from serving.model_manager import models_from_base
     from serving.server import ModelServer
-
-    from components.csv_table import CsvFormatError
 
     try:
         labels, rows = read_csv_rows(Path(args.csv or SAMPLE_DATA / "fashion-mnist_test.csv.gz"))

@@ -3,8 +3,8 @@
 Why generated rather than inferred: TFDV's inferred schema would accept whatever the first data
 set happened to contain (e.g. a pixel column that is always 0 gets a too-narrow domain). The
 domain of Fashion-MNIST is known, so we state it: label an integer in [0, 9]; `pixels` exactly 784
-integers in [0, 255] (ExampleGen stores an image as one feature); both present in every row. The label is excluded from the
-SERVING environment, so serving-time examples validate without it.
+integers in [0, 255] (ExampleGen stores an image as one feature); both present in every row. The
+label is excluded from the SERVING environment, so serving-time examples validate without it.
 
 The production monitor (`fmnist monitor`) keeps its thresholds here too, as TFDV skew comparators:
 training data vs. served requests. The training pipeline never passes serving statistics to TFDV,
@@ -17,11 +17,20 @@ have them -- stay valid.
 """
 from __future__ import annotations
 
-from tensorflow_metadata.proto.v0 import schema_pb2
 from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 
-from schema.contract import (CENTRE_OFFSET, LABEL_KEY, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, NUM_CLASSES,
-                             NUM_PIXELS, PREDICTED_LABEL, RAW_PIXELS_KEY)
+from schema.contract import (
+    CENTRE_OFFSET,
+    LABEL_KEY,
+    LIGHT_BACKGROUND,
+    MEAN_BRIGHTNESS,
+    NEAR_EMPTY,
+    NUM_CLASSES,
+    NUM_PIXELS,
+    PREDICTED_LABEL,
+    RAW_PIXELS_KEY,
+)
 
 LABEL_DRIFT_THRESHOLD = 0.05
 

@@ -9,9 +9,18 @@ import logging
 from typing import Any, Callable
 
 import grpc
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_log_pb2 as plog, prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2 as plog,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 
 from serving import inference, tensors
 from serving.batching import Batchers

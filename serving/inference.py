@@ -11,8 +11,7 @@ import logging
 from typing import Any, Callable
 
 import numpy as np
-from tensorflow_serving.apis import (classification_pb2, inference_pb2, input_pb2, prediction_log_pb2,
-                                     regression_pb2)
+from tensorflow_serving.apis import classification_pb2, inference_pb2, input_pb2, prediction_log_pb2, regression_pb2
 
 from serving.batching import Batchers
 from serving.errors import FailedPrecondition, InvalidArgument, Unimplemented

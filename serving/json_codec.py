@@ -142,9 +142,11 @@ def _ragged_message(rows: Any) -> str:
     sizes = [int(np.prod(s)) for s in shapes]
     for i, (shape, size) in enumerate(zip(shapes, sizes)):
         if size != sizes[0]:
-            return f"Failed to process element: {i} of 'instances' list. Expecting tensor size: {sizes[0]} but got: {size}"
+            return (f"Failed to process element: {i} of 'instances' list. "
+                    f"Expecting tensor size: {sizes[0]} but got: {size}")
         if shape != shapes[0]:
-            return f"Failed to process element: {i} of 'instances' list. Expecting shape {list(shapes[0])} but got: {list(shape)}"
+            return (f"Failed to process element: {i} of 'instances' list. "
+                    f"Expecting shape {list(shapes[0])} but got: {list(shape)}")
     return "Expecting shape to be the same for every element"
 
 

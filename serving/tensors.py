@@ -38,7 +38,8 @@ _BY_NUMPY = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): typ
 
 def numpy_dtype(dtype: int) -> np.dtype:
     if dtype not in _TYPES:
-        raise InvalidArgument(f"tensor type {types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else dtype} is not supported")
+        name = types_pb2.DataType.Name(dtype) if dtype in types_pb2.DataType.values() else dtype
+        raise InvalidArgument(f"tensor type {name} is not supported")
     return _TYPES[dtype][0]
 
 

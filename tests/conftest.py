@@ -4,6 +4,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,13 @@ def data_dir(tmp_path: Path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(SAMPLE_DATA, target)
     return target
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server started as a process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def small_config(tmp_path: Path, data_root: Path, **overrides) -> PipelineConfig:

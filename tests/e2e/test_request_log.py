@@ -2,25 +2,31 @@
 on 127.0.0.1 with TF Serving's half_plus_two model: sampling rate within binomial bounds, records
 that hold request and response, drops counted and shown in the model status, no failed request
 under load at rate 1.0, and readable TFRecord files after SIGTERM in the middle of load."""
+import contextlib
 import math
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+from typing import Iterator
 
 import grpc
 import numpy as np
 import pytest
 import requests
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_log_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_log_pb2,
+    prediction_service_pb2_grpc,
+)
 
 import tfs_models
+from conftest import free_port
 from pipeline.config import PROJECT_ROOT
-from serving.config import ConfigError, parse_model_server_config, models_from_config_proto
 from serving.model_manager import ModelConfig
 from serving.request_log import LoggerLimits, LoggingConfig, log_files, read_logs
 from serving.server import ModelServer
@@ -50,23 +56,6 @@ def _status_message(target: str) -> str:
         request.model_spec.name = MODEL
         status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
     return status.model_version_status[0].status.error_message
-
-
-def test_logging_config_from_text_format(tmp_path):
-    """TF Serving's field names; a relative filename_prefix is taken from the config file's
-    directory like base_path; a sampling rate outside [0, 1] or an empty prefix names the field."""
-    text = """model_config_list { config { name: "m" base_path: "models/m"
-      logging_config { log_collector_config { type: "" filename_prefix: "logs/m" }
-                       sampling_config { sampling_rate: 0.25 } } } }"""
-    source = str(tmp_path / "models.config")
-    [model] = models_from_config_proto(parse_model_server_config(text, source), source)
-    assert model.logging == LoggingConfig(str(tmp_path / "logs" / "m"), 0.25)
-    bad_rate = text.replace("0.25", "1.5")
-    with pytest.raises(ConfigError, match="sampling_rate 1.5 is outside"):
-        models_from_config_proto(parse_model_server_config(bad_rate, source), source)
-    no_prefix = text.replace('filename_prefix: "logs/m"', "")
-    with pytest.raises(ConfigError, match="filename_prefix is empty"):
-        models_from_config_proto(parse_model_server_config(no_prefix, source), source)
 
 
 def test_sampling_rate_and_record_contents(model_base, tmp_path):
@@ -143,10 +132,33 @@ def test_full_queue_drops_are_counted_and_reported(model_base, tmp_path):
     assert len(records) == 2  # the busy one and the one that fitted in the queue
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _config_logging_everything(tmp_path, model_base) -> str:
+    """A TF Serving model config file: the model, every request logged under tmp_path/logs."""
+    config = tmp_path / "models.config"
+    config.write_text(f"""model_config_list {{ config {{ name: "{MODEL}" base_path: "{model_base}"
+      logging_config {{ log_collector_config {{ filename_prefix: "{tmp_path / 'logs' / 'hpt'}" }}
+                       sampling_config {{ sampling_rate: 1.0 }} }} }} }}""")
+    return str(config)
+
+
+@contextlib.contextmanager
+def _serving(config: str, port: int, *flags: str, **popen_args) -> Iterator[subprocess.Popen]:
+    """`python -m serving` as a user starts it, on 127.0.0.1:port with that config file; killed on
+    the way out if the test left it running."""
+    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
+                             f"--model_config_file={config}", *flags], cwd=PROJECT_ROOT, **popen_args)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _stop(clients: list[threading.Thread], stop: threading.Event) -> None:
+    stop.set()
+    for c in clients:
+        c.join(30)
 
 
 def _load(target: str, stop: threading.Event, results: list, limit: int) -> None:
@@ -167,16 +179,11 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
     """`python -m serving` with logging at rate 1.0 and small rotating files: 4 clients, no failed
     request; then SIGTERM while they keep sending: the process exits 0, every file reads to the
     end, and every request answered before the shutdown is in the log."""
-    config = tmp_path / "models.config"
-    config.write_text(f"""model_config_list {{ config {{ name: "{MODEL}" base_path: "{model_base}"
-      logging_config {{ log_collector_config {{ filename_prefix: "{tmp_path / 'logs' / 'hpt'}" }}
-                       sampling_config {{ sampling_rate: 1.0 }} }} }} }}""")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
-                             f"--model_config_file={config}", "--request_log_max_file_mb=0.05", "--grace=10"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    config = _config_logging_everything(tmp_path, model_base)
+    port = free_port()
     target = f"127.0.0.1:{port}"
-    try:
+    with _serving(config, port, "--request_log_max_file_mb=0.05", "--grace=10",
+                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         deadline = time.monotonic() + 180
         while True:
             try:
@@ -202,13 +209,7 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
         time.sleep(1.5)
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=60)[0]
-        stop.set()
-        for c in clients:
-            c.join(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _stop(clients, stop)
     assert proc.returncode == 0, out[-2000:]
     files = log_files(str(tmp_path / "logs"))
     assert len(files) > 1  # rotated at 50 kB
@@ -226,14 +227,8 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
 def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
     """A crash (SIGKILL) under load at rate 1.0 with 0.5 s flushes: the files read back (a torn
     last record is skipped) and hold every request answered more than 2 s before the kill."""
-    config = tmp_path / "models.config"
-    config.write_text(f"""model_config_list {{ config {{ name: "{MODEL}" base_path: "{model_base}"
-      logging_config {{ log_collector_config {{ filename_prefix: "{tmp_path / 'logs' / 'hpt'}" }}
-                       sampling_config {{ sampling_rate: 1.0 }} }} }} }}""")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0",
-                             f"--model_config_file={config}", "--request_log_flush_seconds=0.5"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = _config_logging_everything(tmp_path, model_base)
+    port = free_port()
     target = f"127.0.0.1:{port}"
     answered: list[float] = []
     stop = threading.Event()
@@ -251,7 +246,8 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
                     if answered:  # after the kill
                         return
                     time.sleep(0.2)
-    try:
+    with _serving(config, port, "--request_log_flush_seconds=0.5",
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         clients = [threading.Thread(target=client) for _ in range(2)]
         for c in clients:
             c.start()
@@ -263,28 +259,8 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
         killed_at = time.monotonic()
         proc.kill()
         proc.wait(30)
-        stop.set()
-        for c in clients:
-            c.join(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        _stop(clients, stop)
     records = list(read_logs(log_files(str(tmp_path / "logs"))))
     safe = sum(1 for t in answered if t < killed_at - 2.0)
     assert safe > 0 and len(records) >= safe, (len(records), safe, len(answered))
     assert len(records) <= len(answered)
-
-
-def test_reader_skips_a_torn_last_record(tmp_path):
-    """What a crash mid-write leaves: all complete records are read, the torn one is skipped."""
-    import tensorflow as tf
-
-    path = str(tmp_path / "x-1.tfrecord")
-    with tf.io.TFRecordWriter(path) as writer:
-        for i in range(3):
-            entry = prediction_log_pb2.PredictionLog()
-            entry.log_metadata.model_spec.name = f"m{i}"
-            writer.write(entry.SerializeToString())
-    with open(path, "r+b") as f:
-        f.truncate(f.seek(0, 2) - 3)
-    assert [e.log_metadata.model_spec.name for e in read_logs([path])] == ["m0", "m1"]

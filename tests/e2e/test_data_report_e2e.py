@@ -25,5 +25,6 @@ def test_run_report_has_a_data_row_per_split(sample_run):
     with open(summary.report_path) as f:
         page = f.read()
     assert '<table id="data">' in page
-    assert '<tr id="data-train"><td>train</td><td>fashion-mnist_train.csv.gz</td><td>2500</td><td>0</td><td>0</td>' in page
+    assert ('<tr id="data-train"><td>train</td><td>fashion-mnist_train.csv.gz</td><td>2500</td><td>0</td><td>0</td>'
+            in page)
     assert '<tr id="data-test"><td>test</td><td>fashion-mnist_test.csv.gz</td><td>600</td><td>0</td><td>0</td>' in page

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import served_traffic
-from pipeline import cli
 from components.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY
+from pipeline import cli
 from schema.make_schema import SERVING_THRESHOLDS
 
 
@@ -35,8 +35,8 @@ def test_served_test_rows_raise_no_alarm(served, tmp_path):
     """All 600 test rows served as images: exit 0, every measure under its threshold; the outputs
     are the Examples layout (one row per served image, with the answered class), TFDV statistics,
     an ExampleAnomalies-layout file TFDV reads, and an HTML report with plots."""
-    from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
     import tensorflow as tf
+    from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
 
     serving_dir, metadata = served
     _, images = served_traffic.test_images()

@@ -16,10 +16,14 @@ import time
 import urllib.request
 
 import grpc
-import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 import tfs_models
 from serving.model_manager import AVAILABLE, END, ModelConfig
@@ -216,7 +220,8 @@ def test_chunked_post_is_read(abused):
     chunks = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (5, body[:5], len(body) - 5, body[5:])
     reply = _raw(abused, b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                          b"Connection: close\r\n\r\n" + chunks, shutdown=False)
-    assert reply.startswith(b"HTTP/1.1 200") and json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"predictions": [3.0, 4.0]}
+    assert reply.startswith(b"HTTP/1.1 200")
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1]) == {"predictions": [3.0, 4.0]}
 
 
 def test_deeply_nested_json_is_a_client_error(abused, caplog):

@@ -1,11 +1,12 @@
-"""`fmnist models promote|rollback`: the model config file they write, and -- on a real server
-on 127.0.0.1 serving two versions of the sample run's model -- label moves under load with no
-failed request, by HandleReloadConfigRequest and by the server's config poll."""
+"""`fmnist models promote|rollback` on a real server on 127.0.0.1 serving two versions of the
+sample run's model: label moves under load with no failed request, by HandleReloadConfigRequest and
+by the server's config poll. (The config file the commands write: tests/unit/test_serving_files.py.)"""
 import shutil
 import threading
 import time
 
 import grpc
+import pytest
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 import served_traffic
@@ -13,47 +14,23 @@ from pipeline import cli
 from serving.config import read_model_config_file
 
 
-def _versions(tmp_path, *versions):
-    base = tmp_path / "models" / "fmnist"
-    for v in versions:
-        (base / str(v)).mkdir(parents=True)
-    return base
-
-
-def test_promote_writes_labels_policy_and_history(tmp_path, capsys):
-    """A TF Serving text config the server reads back: labels, `specific` policy with the replaced
-    stable version kept loaded, canary cleared once it becomes stable; rollback undoes in order."""
-    base = _versions(tmp_path, 1, 2, 3)
-    config = str(tmp_path / "models.config")
-    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
-                     "--base-path", str(base)]) == 0
-    assert cli.main(["models", "promote", "2", "--label", "canary", "--config", config]) == 0
-    [m] = read_model_config_file(config)
-    assert dict(m.labels) == {"stable": 1, "canary": 2} and m.policy.specific == (1, 2)
-    assert cli.main(["models", "promote", "2", "--config", config]) == 0
-    [m] = read_model_config_file(config)
-    assert dict(m.labels) == {"stable": 2} and m.policy.specific == (1, 2)
-    assert cli.main(["models", "promote", "3", "--config", config]) == 0
-    [m] = read_model_config_file(config)
-    assert dict(m.labels) == {"stable": 3} and m.policy.specific == (2, 3)
-    assert cli.main(["models", "rollback", "--config", config]) == 0
-    assert dict(read_model_config_file(config)[0].labels) == {"stable": 2}
-    assert cli.main(["models", "rollback", "--config", config]) == 0
-    assert dict(read_model_config_file(config)[0].labels) == {"stable": 1}
-    capsys.readouterr()
-    assert cli.main(["models", "rollback", "--config", config]) == 2
-    assert "no earlier version" in capsys.readouterr().err
-    assert cli.main(["models", "promote", "7", "--config", config]) == 2
-    err = capsys.readouterr().err
-    assert "no version 7 under" in err and str(base) in err
-
-
-def _copy_versions(serving_model_dir: str, base, versions) -> None:
+@pytest.fixture
+def stable_on_1(sample_run, tmp_path):
+    """Copies of the sample run's pushed model as versions under tmp_path/models/fmnist, and a
+    models.config written by `fmnist models promote 1` (stable -> 1); returns (base, config)."""
     from serving.versions import list_versions
 
-    pushed = max(list_versions(serving_model_dir).items())[1]
-    for v in versions:
-        shutil.copytree(pushed, base / str(v))
+    def make(*versions: int) -> tuple:
+        base = tmp_path / "models" / "fmnist"
+        base.mkdir(parents=True)
+        pushed = max(list_versions(sample_run[0].serving_model_dir).items())[1]
+        for v in versions:
+            shutil.copytree(pushed, base / str(v))
+        config = str(tmp_path / "models.config")
+        assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
+                         "--base-path", str(base)]) == 0
+        return base, config
+    return make
 
 
 class _StableLoad:
@@ -106,20 +83,14 @@ class _StableLoad:
         raise AssertionError(f"no answer from version {version} within {timeout} s")
 
 
-def test_promote_and_rollback_under_load(sample_run, tmp_path, capsys):
+def test_promote_and_rollback_under_load(stable_on_1, capsys):
     """Three clients keep asking for `stable`. Promote 2 with --server (HandleReloadConfigRequest):
     when the command returns, `stable` is version 2. Roll back without --server: the server's
     1 s config poll moves `stable` back to version 1, which the promotion kept loaded. Zero failed
     requests throughout; after each move no answer comes from the old version."""
     from serving.server import ModelServer
 
-    config_obj, _ = sample_run
-    base = tmp_path / "models" / "fmnist"
-    base.mkdir(parents=True)
-    _copy_versions(config_obj.serving_model_dir, base, (1, 2))
-    config = str(tmp_path / "models.config")
-    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
-                     "--base-path", str(base)]) == 0
+    base, config = stable_on_1(1, 2)
     server = ModelServer(read_model_config_file(config), port=0, rest_port=None, poll_seconds=0,
                          model_config_file=config, config_poll_seconds=1.0)
     with server, _StableLoad(server.target) as load:
@@ -144,20 +115,14 @@ def test_promote_and_rollback_under_load(sample_run, tmp_path, capsys):
     assert promote_seconds < 60 and rollback_seconds < 10
 
 
-def test_reload_refuses_a_label_on_a_version_that_cannot_load(sample_run, tmp_path):
+def test_reload_refuses_a_label_on_a_version_that_cannot_load(stable_on_1):
     """A label moved to a broken version: the reload fails, the file is left as it was, `stable`
     keeps answering from the version it had."""
     from serving.server import ModelServer
 
-    config_obj, _ = sample_run
-    base = tmp_path / "models" / "fmnist"
-    base.mkdir(parents=True)
-    _copy_versions(config_obj.serving_model_dir, base, (1,))
+    base, config = stable_on_1(1)
     (base / "2").mkdir()
     (base / "2" / "saved_model.pb").write_bytes(b"not a model")
-    config = str(tmp_path / "models.config")
-    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
-                     "--base-path", str(base)]) == 0
     before = open(config).read()
     with ModelServer(read_model_config_file(config), port=0, rest_port=None, poll_seconds=0) as server:
         assert cli.main(["models", "promote", "2", "--config", config, "--server", server.target]) == 2
@@ -165,20 +130,14 @@ def test_reload_refuses_a_label_on_a_version_that_cannot_load(sample_run, tmp_pa
         assert server.manager.resolve("fmnist", label="stable").version == 1
 
 
-def test_config_poll_applies_the_file_over_a_config_sent_by_request(sample_run, tmp_path):
+def test_config_poll_applies_the_file_over_a_config_sent_by_request(stable_on_1):
     """With polling on, the file is the truth: a config sent by HandleReloadConfigRequest that
     differs from an unchanged file is replaced by the file's at the next poll (the poller compares
     the file with the config in force, not with the file's previous text)."""
     from pipeline import model_labels
     from serving.server import ModelServer
 
-    config_obj, _ = sample_run
-    base = tmp_path / "models" / "fmnist"
-    base.mkdir(parents=True)
-    _copy_versions(config_obj.serving_model_dir, base, (1, 2))
-    config = str(tmp_path / "models.config")
-    assert cli.main(["models", "promote", "1", "--config", config, "--model", "fmnist",
-                     "--base-path", str(base)]) == 0
+    base, config = stable_on_1(1, 2)
     with ModelServer(read_model_config_file(config), port=0, rest_port=None, poll_seconds=0,
                      model_config_file=config, config_poll_seconds=0.5) as server:
         sent = model_labels.read_config(config)

@@ -16,9 +16,17 @@ import grpc
 import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     inference_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc, regression_pb2)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    inference_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 import tfs_models
@@ -273,7 +281,8 @@ def test_input_errors(stub):
     request.inputs["q"].dtype = types_pb2.DT_FLOAT
     request.inputs["q"].float_val.append(2.0)
     code, details = _code(lambda: stub.Predict(request, 30))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "Sent extra: {q}" in details and "Missing but required: {x}" in details
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Sent extra: {q}" in details and "Missing but required: {x}" in details
 
 
 def test_metadata_needs_signature_def_field(stub):

@@ -2,7 +2,6 @@
 subprocess with tensorflow_model_server's flags, a text-format ModelServerConfig and
 BatchingParameters. Cases from tensorflow_serving/model_servers/tensorflow_model_server_test.py
 (TMS): testGoodModelConfig, testModelConfigReload, testBadModelConfig, and the batching flags."""
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 import tfs_models
+from conftest import free_port
 from pipeline.config import PROJECT_ROOT
 
 CONFIG = """model_config_list: {{
@@ -21,12 +21,6 @@ CONFIG = """model_config_list: {{
             version_labels {{ key: "stable" value: 123 }} }}
 }}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _predict(target, name, label=None, timeout=5):
@@ -38,7 +32,8 @@ def _predict(target, name, label=None, timeout=5):
     request.inputs["x"].float_val.append(2.0)
     request.inputs["x"].tensor_shape.dim.add().size = 1
     with grpc.insecure_channel(target) as channel:
-        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout).outputs["y"].float_val[0]
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout)
+        return response.outputs["y"].float_val[0]
 
 
 def _until(call, seconds=180):
@@ -70,8 +65,8 @@ def test_model_config_file_reload_and_batching_flags(model_paths, tmp_path):
     batching = tmp_path / "batching.config"
     batching.write_text("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
                         "max_enqueued_batches { value: 1000000 }\nnum_batch_threads { value: 8 }\n")
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", f"--rest_api_port={_free_port()}",
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "serving", f"--port={port}", f"--rest_api_port={free_port()}",
                              f"--model_config_file={config}", "--model_config_file_poll_wait_seconds=1",
                              "--file_system_poll_wait_seconds=1", "--enable_batching=true",
                              f"--batching_parameters_file={batching}", "--rest_api_timeout_in_ms=5000"],

@@ -4,7 +4,6 @@ import datetime
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,9 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from conftest import free_port
 from pipeline.config import PROJECT_ROOT
-from serving.client import ServingClient
 from pipeline.photo_input import fashion_mnist_input
+from serving.client import ServingClient
 
 
 def _trouser_photo(size=(700, 1000), background=(255, 255, 255), colour=(30, 30, 120)) -> Image.Image:
@@ -56,12 +56,6 @@ def test_colour_large_non_square_and_already_dark_inputs():
     assert out[14, 14] > 200 and out[0, 0] < 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_serving(target: str, timeout: float = 120) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     deadline = time.monotonic() + timeout
@@ -87,7 +81,7 @@ def served_base(sample_run, tmp_path_factory):
 
 
 def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
-    port, rest = _free_port(), _free_port()
+    port, rest = free_port(), free_port()
     cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model-base", str(served_base),
            "--port", str(port), "--rest-port", str(rest), "--batching"]
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

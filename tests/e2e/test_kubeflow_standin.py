@@ -163,7 +163,7 @@ def test_two_logical_devices_train_with_mirrored_strategy(sample_run, tmp_path):
     _, summary = sample_run
     transform = summary.component("Transform")
     result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "tests" / "train_worker.py"),
+        [sys.executable, str(PROJECT_ROOT / "tests" / "e2e" / "train_worker.py"),
          transform.outputs["transformed_examples"][0].uri, transform.outputs["transform_graph"][0].uri,
          str(tmp_path / "serving"), str(tmp_path / "run"), "2"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)

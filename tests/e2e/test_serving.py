@@ -14,11 +14,11 @@ import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import read_sample_rows
+from pipeline.serving_cli import pixels_example
 from schema.contract import CLASS_NAMES
 from serving.batching import BatchingParameters
-from pipeline.serving_cli import pixels_example
 from serving.client import ServingClient
-from serving.model_manager import AVAILABLE, END, ModelConfig, VersionPolicy
+from serving.model_manager import AVAILABLE, END, ModelConfig
 from serving.server import ModelServer
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import small_config
+from conftest import free_port, small_config
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT
 
@@ -56,7 +56,7 @@ def test_the_server_replays_the_shipped_warmup_requests_at_load(sample_run, tmp_
     model_dir = summary.pushed_to
     base = tmp_path / "models" / config.model_name
     shutil.copytree(model_dir, base / "1")
-    port = _free_port()
+    port = free_port()
     log_file = tmp_path / "server.log"
     with open(log_file, "w") as out:
         server = subprocess.Popen(
@@ -72,14 +72,6 @@ def test_the_server_replays_the_shipped_warmup_requests_at_load(sample_run, tmp_
     finally:
         server.terminate()
         server.wait(timeout=60)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -110,8 +102,8 @@ def test_a_model_that_misses_the_latency_gate_is_never_pushed(latency_fault_run)
 
 def _validate(model_dir: str, examples_uri: str, tmp_path: Path):
     """The InfraValidator executor run directly on one candidate (real server process)."""
-    from tfx.dsl.components.base import base_executor
     from tfx import types
+    from tfx.dsl.components.base import base_executor
     from tfx.types import standard_artifacts
 
     from components.infra_validator import LocalInfraValidator

@@ -2,13 +2,13 @@
 the serving manifests, and multi-worker training for real on CPU."""
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 import yaml
 
+from conftest import free_port
 from pipeline.config import PROJECT_ROOT, load_config
 from schema import contract
 
@@ -117,7 +117,8 @@ def test_gpus_on_the_trainer_only_in_each_backends_form(specs):
     assert selector == {"nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-tesla-v100"}}}
     vertex_trainer = vertex["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
     assert vertex_trainer["resources"]["accelerator"] == {"count": "2", "type": "NVIDIA_TESLA_V100"}
-    assert "lifecycle" in vertex["pipelineSpec"]["deploymentSpec"]["executors"]["FastCsvExampleGen_executor"]["container"]
+    executors = vertex["pipelineSpec"]["deploymentSpec"]["executors"]
+    assert "lifecycle" in executors["FastCsvExampleGen_executor"]["container"]
 
 
 def test_no_gpu_request_without_gpus(tmp_path):
@@ -166,9 +167,10 @@ def test_runtime_parameters_are_wired_into_the_steps(specs):
 
 def test_runtime_values_reach_the_executors(tmp_path):
     """What the runtime parameters feed is honoured by the executors (no cluster needed)."""
+    from tfx.utils import proto_utils
+
     from components.custom_components import set_lower_bounds
     from pipeline.pipeline import eval_config
-    from tfx.utils import proto_utils
 
     rewritten = json.loads(set_lower_bounds(proto_utils.proto_to_json(eval_config(0.9)), 0.42))
     text = json.dumps(rewritten)
@@ -216,21 +218,15 @@ def test_pipeline_image_carries_the_tf_serving_binary_production_runs():
     assert docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["runtimeVersion"] == stage.group(1)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_workers_train_together_and_the_chief_exports(sample_run, tmp_path):
     """MultiWorkerMirroredStrategy for real: two processes on 127.0.0.1, TF_CONFIG, the real run_fn."""
     _, summary = sample_run
     transform = summary.component("Transform")
     examples = transform.outputs["transformed_examples"][0].uri
     graph = transform.outputs["transform_graph"][0].uri
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    script = PROJECT_ROOT / "tests" / "train_worker.py"
+    script = PROJECT_ROOT / "tests" / "e2e" / "train_worker.py"
     procs = []
     for index in range(2):
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))

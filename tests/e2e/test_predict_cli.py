@@ -3,7 +3,7 @@ folders and globs, CSV rows, chunking under the server's size limits, gRPC and R
 errors, the output formats, and the one-line exit-2 messages for a server that cannot be used.
 
 The command runs in this process (`pipeline.cli.main`), the server in threads of it; one
-subprocess run of the real command is in tests/test_serving_client.py."""
+subprocess run of the real command is in tests/e2e/test_serving_client.py."""
 import argparse
 import csv
 import gzip
@@ -213,8 +213,8 @@ def test_unusable_server_or_arguments_are_one_line_exit_2(server, photos, case, 
 
 
 def test_csv_row_errors_name_file_row_and_column(tmp_path):
-    from schema.contract import PIXEL_KEYS
     from pipeline.predict import csv_items, expand
+    from schema.contract import PIXEL_KEYS
 
     header = "label," + ",".join(PIXEL_KEYS)
     good = "1," + ",".join(["0"] * 784)
