@@ -43,7 +43,7 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
 from components import split_files
-from components.csv_table import CsvFormatError, CsvTable, read_table  # noqa: F401 (public API)
+from components.csv_table import CsvFormatError, CsvReader, CsvTable, read_table  # noqa: F401 (public API)
 from pipeline.features import LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,10 @@ def encode_examples(table: np.ndarray) -> Iterator[bytes]:
 
 
 def csv_file_to_examples(path: str) -> Iterator[bytes]:
-    """Serialized tf.Examples for one CSV file, in file order."""
-    yield from encode_examples(read_table(path).values)
+    """Serialized tf.Examples for one CSV file, in file order, chunk by chunk (raises
+    CsvFormatError at the end if the file is refused)."""
+    for chunk in CsvReader(path):
+        yield from encode_examples(chunk.values)
 
 
 def image_hashes(values: np.ndarray) -> np.ndarray:
@@ -124,20 +126,23 @@ class _ParseFile(beam.DoFn):
 
     def process(self, item: tuple[str, str]) -> Iterator[Any]:
         split, path = item
+        reader = CsvReader(path)
+        hashes, labels, lines = [], [], []
         try:
-            table = read_table(path)
-        except CsvFormatError as e:
+            for chunk in reader:     # examples leave chunk by chunk: memory does not grow with the file
+                yield from encode_examples(chunk.values)
+                hashes.append(image_hashes(chunk.values).tobytes())
+                labels.append(np.ascontiguousarray(chunk.values[:, 0]).tobytes())
+                lines.append(chunk.line_numbers.tobytes())
+        except CsvFormatError as e:  # the run stops in Do; examples already written are never published
             yield beam.pvalue.TaggedOutput("report", {"split": split, "file": path, "error": str(e),
                                                       "rows_refused": e.rows_refused})
             return
-        yield from encode_examples(table.values)
-        log.info("%s: %d rows, %d blank lines skipped", path, len(table.values), table.blank_lines)
+        log.info("%s: %d rows, %d blank lines skipped", path, reader.rows, reader.blank_lines)
         yield beam.pvalue.TaggedOutput("report", {
-            "split": split, "file": path, "rows": int(len(table.values)), "blank_lines": table.blank_lines,
-            "rows_refused": 0, "byte_order_mark": table.byte_order_mark, "crlf": table.crlf,
-            "hashes": image_hashes(table.values).tobytes(),
-            "labels": np.ascontiguousarray(table.values[:, 0]).tobytes(),
-            "lines": table.line_numbers.tobytes()})
+            "split": split, "file": path, "rows": int(reader.rows), "blank_lines": reader.blank_lines,
+            "rows_refused": 0, "byte_order_mark": reader.byte_order_mark, "crlf": reader.crlf,
+            "hashes": b"".join(hashes), "labels": b"".join(labels), "lines": b"".join(lines)})
 
 
 def _write_reports(reports: list[dict[str, Any]], path: str) -> None:
