@@ -35,14 +35,16 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from google.protobuf import any_pb2, json_format, struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs as specs
 from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
-from components import split_files
+from components import split_files, split_writer
 from components.csv_table import CsvFormatError, CsvReader, CsvTable, read_table  # noqa: F401 (public API)
 from pipeline.features import LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
 
@@ -253,6 +255,28 @@ class Executor(BaseExampleGenExecutor):
              | "WriteReports" >> beam.Map(_write_reports, exec_properties[_REPORTS_KEY]))
         return result
 
+    def _generate_without_reshuffle(self, output_dict: dict[str, list[Any]],
+                                    exec_properties: dict[str, Any]) -> None:
+        """BaseExampleGenExecutor.Do on DirectRunner, minus WriteSplit's Reshuffle, which holds
+        every example in memory there (components/split_writer.py): same files, same order."""
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[specs.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[specs.OUTPUT_CONFIG_KEY], output_config)
+        artifacts = output_dict[specs.EXAMPLES_KEY]
+        artifact_utils.get_single_instance(artifacts).split_names = artifact_utils.encode_split_names(
+            example_gen_utils.generate_output_split_names(input_config, output_config))
+        with self._make_beam_pipeline() as pipeline:
+            for split, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = examples | f"WriteSplit[{split}]" >> split_writer.WriteSplitWithoutReshuffle(
+                    artifact_utils.get_split_uri(artifacts, split))
+        payload_format = exec_properties.get(specs.OUTPUT_DATA_FORMAT_KEY)
+        file_format = exec_properties.get(specs.OUTPUT_FILE_FORMAT_KEY)
+        for artifact in artifacts:
+            if payload_format:
+                examples_utils.set_payload_format(artifact, payload_format)
+            if file_format:
+                examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
            exec_properties: dict[str, Any]) -> None:
         input_config = example_gen_pb2.Input()
@@ -264,7 +288,10 @@ class Executor(BaseExampleGenExecutor):
         props = dict(exec_properties)
         props[_FILES_KEY] = {split: sel.files for split, sel in selection.items()}
         props[_REPORTS_KEY] = os.path.join(self._get_tmp_dir(), "file_reports.pkl")
-        super().Do(input_dict, output_dict, props)
+        if split_writer.is_direct_runner(self._beam_pipeline_args):
+            self._generate_without_reshuffle(output_dict, props)
+        else:
+            super().Do(input_dict, output_dict, props)
 
         with fileio.open(props[_REPORTS_KEY], "rb") as f:
             reports = pickle.load(f)
