@@ -8,9 +8,12 @@ This executor keeps the component, its `Examples` artifact and its split handlin
 * chooses each split's files so splits cannot mix (components/split_files.py): anchored globs,
   backups and hidden files ignored, exactly the expected number of files per split, no file in two
   splits -- checked before any data is read;
-* parses each file exactly (components/csv_table.py) and serializes whole batches with tfx_bsl's
-  C++ encoder; a file that is not the table stops the run here, before any training, naming the
-  file, line, column and cell (every refused file of the run, with its count of refused rows);
+* parses each file exactly, in chunks of rows (components/csv_table.py: memory does not grow with
+  the file), and serializes each chunk in batches with tfx_bsl's C++ encoder; a file that is not
+  the table stops the run here, before any training, naming the file, line, column and cell
+  (every refused file of the run, with its count of refused rows);
+* on DirectRunner writes the splits without TFX WriteSplit's Reshuffle, which holds every example
+  in memory there (components/split_writer.py); other runners get WriteSplit unchanged;
 * writes two features per row: `label` (int64) and `pixels` (784 int64 values, row-major), so the
   schema can still say "every pixel an integer in [0, 255], exactly 784 of them";
 * hashes every image and counts images of the other splits that are also in the first (training)
