@@ -306,6 +306,8 @@ class CsvReader:
 
     def __iter__(self) -> Iterator[CsvChunk]:
         path = self.path
+        self.rows = self.blank_lines = 0
+        self.byte_order_mark = self.crlf = False
         header: list[str] | None = None
         order: list[int] = []
         line = 0                                    # lines of the file consumed so far
