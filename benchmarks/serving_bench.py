@@ -8,7 +8,13 @@ In-process references: `tf.saved_model.load(...).signatures[...]` (a TF2 concret
 eagerly) and the server's own session-based path (`serving.savedmodel.LoadedVersion`) without
 gRPC. Figures: p50/p99 latency of one 1-image Predict (sequential calls), and images/s with 8
 concurrent clients sending batches of 1 and of 64 images. Each figure is the median of --repeat
-rounds; a fresh server process per round.
+rounds; fresh server processes per round.
+
+Latency is measured side by side: the four modes take turns in blocks of --block calls (each
+block after 3 untimed calls, so every mode is timed in its own steady state), so a change in the
+machine's load hits all of them alike; the gRPC/in-process ratio is taken within each round, and
+its median reported. --session-parallelism N gives TensorFlow N threads on both sides alike (this
+process: tf.config.threading; the server: TF Serving's --tensorflow_session_parallelism).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -37,14 +44,24 @@ def latest_model(base: Path) -> Path:
     return versions[-1][1]
 
 
-def latency(call, n: int) -> tuple[float, float]:
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2] * 1000, times[int(len(times) * 0.99) - 1] * 1000
+def percentiles(times: list[float]) -> tuple[float, float]:
+    times = sorted(times)
+    return times[len(times) // 2] * 1000, times[max(int(len(times) * 0.99) - 1, 0)] * 1000
+
+
+def interleaved_latency(calls: dict[str, Callable[[], object]], n: int, block: int, untimed: int = 3
+                        ) -> dict[str, tuple[float, float]]:
+    """p50/p99 (ms) of n sequential calls per mode, the modes taking turns in blocks."""
+    times: dict[str, list[float]] = {m: [] for m in calls}
+    while any(len(t) < n for t in times.values()):
+        for mode, call in calls.items():
+            for _ in range(untimed):
+                call()
+            for _ in range(min(block, n - len(times[mode]))):
+                t = time.perf_counter()
+                call()
+                times[mode].append(time.perf_counter() - t)
+    return {m: percentiles(t) for m, t in times.items()}
 
 
 def throughput(make_call, batch: int, clients: int, seconds: float) -> float:
@@ -75,6 +92,9 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=200, help="sequential calls for latency")
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput round")
     p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--block", type=int, default=20, help="latency: calls per mode per turn")
+    p.add_argument("--session-parallelism", type=int, default=0,
+                   help="TensorFlow threads in this process and the server alike (0 = TensorFlow's defaults)")
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "serving.json"))
     args = p.parse_args()
 
@@ -84,6 +104,14 @@ def main() -> int:
     import tempfile
 
     import tensorflow as tf
+
+    threads = args.session_parallelism
+    session_config = None
+    if threads > 0:  # before anything runs: the thread pools are made once per process
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        session_config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                                  inter_op_parallelism_threads=threads)
 
     from serving.client import ServingClient
     from serving.savedmodel import LoadedVersion
@@ -98,7 +126,7 @@ def main() -> int:
     many = rng.integers(0, 256, (64, 28, 28)).astype(np.float32)
 
     fn = tf.saved_model.load(str(model_dir)).signatures["serving_images"]
-    session_model = LoadedVersion("fmnist", 1, str(model_dir))
+    session_model = LoadedVersion("fmnist", 1, str(model_dir), session_config)
     session_sig = session_model.signatures["serving_images"]
     outputs = sorted(session_sig.outputs)
 
@@ -110,8 +138,12 @@ def main() -> int:
                f"--model_base_path={base}"]
         if batching:
             cmd += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
+        if threads > 0:
+            cmd.append(f"--tensorflow_session_parallelism={threads}")
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        target = f"127.0.0.1:{port}"
+        return proc, f"127.0.0.1:{port}"
+
+    def wait_until_up(proc: subprocess.Popen, target: str) -> None:
         client = ServingClient(target, timeout=5)
         deadline = time.monotonic() + 300
         while True:
@@ -120,43 +152,48 @@ def main() -> int:
                 break
             except Exception:
                 if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"server did not come up: {' '.join(cmd)}")
+                    raise SystemExit(f"server did not come up: {' '.join(proc.args)}")
                 time.sleep(0.5)
         client.close()
-        return proc, target
 
     modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
              "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on"}
     rounds: dict[str, list[dict]] = {m: [] for m in modes}
+    ratios: list[float] = []
     for r in range(args.repeat):
-        for mode, kind in modes.items():
-            proc = None
-            if kind == "eager":
-                def make_call(x):
-                    return lambda: fn(images=tf.constant(x))
-            elif kind == "session":
-                def make_call(x):
-                    return lambda: session_model.run(session_sig, {"images": x}, outputs)
-            else:
-                proc, target = start_server(kind == "on")
+        servers = {kind: start_server(kind == "on") for kind in ("off", "on")}  # both load at once
+        for proc, target in servers.values():
+            wait_until_up(proc, target)
 
-                def make_call(x, target=target):
-                    client = ServingClient(target, timeout=60)
-                    return lambda: client.predict_images(x)
-            p50, p99 = latency(make_call(one), args.calls)
+        def make_call(kind: str, x: np.ndarray) -> Callable[[], object]:
+            if kind == "eager":
+                return lambda: fn(images=tf.constant(x))
+            if kind == "session":
+                return lambda: session_model.run(session_sig, {"images": x}, outputs)
+            client = ServingClient(servers[kind][1], timeout=60)  # one channel per client, reused
+            return lambda: client.predict_images(x)
+
+        lat = interleaved_latency({m: make_call(k, one) for m, k in modes.items()}, args.calls, args.block)
+        for mode, kind in modes.items():
             rounds[mode].append({
-                "p50_ms": p50, "p99_ms": p99,
-                "batch1_images_per_s": throughput(lambda: make_call(one), 1, args.clients, args.seconds),
-                "batch64_images_per_s": throughput(lambda: make_call(many), 64, args.clients, args.seconds),
+                "p50_ms": lat[mode][0], "p99_ms": lat[mode][1],
+                "batch1_images_per_s": throughput(lambda: make_call(kind, one), 1, args.clients, args.seconds),
+                "batch64_images_per_s": throughput(lambda: make_call(kind, many), 64, args.clients, args.seconds),
             })
-            if proc:
-                proc.terminate()
-                proc.wait(timeout=60)
             print(f"round {r + 1} {mode}: {json.dumps({k: round(v, 2) for k, v in rounds[mode][-1].items()})}",
                   file=sys.stderr, flush=True)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(timeout=60)
+        ratios.append(lat["gRPC to its own process, batching off"][0] / lat["in-process, tf.saved_model.load"][0])
+        print(f"round {r + 1} gRPC p50 / in-process p50, side by side: {ratios[-1]:.2f}x", file=sys.stderr,
+              flush=True)
     medians = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in rounds.items()}
     ref = medians["in-process, tf.saved_model.load"]
     report = {"model_dir": str(model_dir), "repeat": args.repeat, "clients": args.clients,
+              "calls": args.calls, "block": args.block, "session_parallelism": threads,
+              "grpc_p50_over_in_process_p50_per_round": ratios,
+              "grpc_p50_over_in_process_p50_median": statistics.median(ratios),
               "medians": medians,
               "ratios_vs_in_process": {m: {k: v / ref[k] for k, v in med.items()} for m, med in medians.items()},
               "rounds": rounds}
@@ -167,8 +204,9 @@ def main() -> int:
     for m, med in medians.items():
         print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {med['batch1_images_per_s']:.0f} "
               f"| {med['batch64_images_per_s']:.0f} |")
-    print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50: "
-          f"{medians['gRPC to its own process, batching off']['p50_ms'] / ref['p50_ms']:.2f}x")
+    print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50, side by side per round: "
+          f"{', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x "
+          f"(session parallelism: {threads or 'TensorFlow defaults'})")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
