@@ -13,8 +13,10 @@ rounds; fresh server processes per round.
 Latency is measured side by side: the four modes take turns in blocks of --block calls (each
 block after 3 untimed calls, so every mode is timed in its own steady state), so a change in the
 machine's load hits all of them alike; the gRPC/in-process ratio is taken within each round, and
-its median reported. --session-parallelism N gives TensorFlow N threads on both sides alike (this
-process: tf.config.threading; the server: TF Serving's --tensorflow_session_parallelism).
+its median reported. --intra-op-threads / --inter-op-threads set TensorFlow's thread pools on both
+sides alike (this process: tf.config.threading and the session's ConfigProto; the server: the
+same ConfigProto through TF Serving's --tensorflow_session_config_file); 0 = TensorFlow's default,
+-1 inter-op = run ops in the calling thread.
 """
 from __future__ import annotations
 
@@ -85,7 +87,32 @@ def throughput(make_call, batch: int, clients: int, seconds: float) -> float:
     return sum(counts) / (time.perf_counter() - start)
 
 
+def floor_server(port: int, answer_file: str) -> int:
+    """The gRPC floor: a PredictionService on grpc.server's thread pool, as the model server's,
+    answering every Predict with a canned PredictResponse (the model's own answer to the
+    benchmark image), so a round trip costs everything but the model and its plumbing."""
+    from concurrent import futures
+
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    answer = predict_pb2.PredictResponse.FromString(Path(answer_file).read_bytes())
+
+    class Canned(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802 (gRPC's name)
+            return answer
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Canned(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--floor-server"]:
+        return floor_server(int(sys.argv[2]), sys.argv[3])
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--model-dir", help="a SavedModel version directory (default: newest sample push)")
     p.add_argument("--repeat", type=int, default=3)
@@ -93,8 +120,10 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput round")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--block", type=int, default=20, help="latency: calls per mode per turn")
-    p.add_argument("--session-parallelism", type=int, default=0,
-                   help="TensorFlow threads in this process and the server alike (0 = TensorFlow's defaults)")
+    p.add_argument("--intra-op-threads", type=int, default=0,
+                   help="TensorFlow intra-op threads, this process and the server alike (0 = TensorFlow's default)")
+    p.add_argument("--inter-op-threads", type=int, default=0,
+                   help="TensorFlow inter-op threads, both sides alike (0 = default, -1 = the calling thread)")
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "serving.json"))
     args = p.parse_args()
 
@@ -105,13 +134,12 @@ def main() -> int:
 
     import tensorflow as tf
 
-    threads = args.session_parallelism
-    session_config = None
-    if threads > 0:  # before anything runs: the thread pools are made once per process
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        session_config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads,
-                                                  inter_op_parallelism_threads=threads)
+    # Before anything runs: TensorFlow makes its thread pools once per process.
+    threads = {"intra_op_parallelism_threads": args.intra_op_threads,
+               "inter_op_parallelism_threads": args.inter_op_threads}
+    tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    session_config = tf.compat.v1.ConfigProto(**threads)
 
     from serving.client import ServingClient
     from serving.savedmodel import LoadedVersion
@@ -121,6 +149,7 @@ def main() -> int:
     base = work / "fmnist"
     shutil.copytree(model_dir, base / "1")
     (work / "batching.config").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n")
+    (work / "session.config").write_text("".join(f"{k}: {v}\n" for k, v in threads.items()))
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, 28, 28)).astype(np.float32)
     many = rng.integers(0, 256, (64, 28, 28)).astype(np.float32)
@@ -129,17 +158,30 @@ def main() -> int:
     session_model = LoadedVersion("fmnist", 1, str(model_dir), session_config)
     session_sig = session_model.signatures["serving_images"]
     outputs = sorted(session_sig.outputs)
+    from serving import tensors
+    from tensorflow_serving.apis import predict_pb2
+    answer = predict_pb2.PredictResponse()
+    answer.model_spec.name, answer.model_spec.version.value = "fmnist", 1
+    answer.model_spec.signature_name = "serving_images"
+    for key, value in session_model.run(session_sig, {"images": one}, outputs).items():
+        tensors.fill_proto(answer.outputs[key], value)
+    (work / "answer.pb").write_bytes(answer.SerializeToString())
 
-    def start_server(batching: bool) -> tuple[subprocess.Popen, str]:
+    def start_server(kind: str) -> tuple[subprocess.Popen, str]:
+        batching = kind == "on"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+        if kind == "floor":
+            proc = subprocess.Popen([sys.executable, __file__, "--floor-server", str(port), str(work / "answer.pb")],
+                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return proc, f"127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0", "--model_name=fmnist",
                f"--model_base_path={base}"]
         if batching:
             cmd += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
-        if threads > 0:
-            cmd.append(f"--tensorflow_session_parallelism={threads}")
+        if any(threads.values()):
+            cmd.append(f"--tensorflow_session_config_file={work / 'session.config'}")
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return proc, f"127.0.0.1:{port}"
 
@@ -157,11 +199,12 @@ def main() -> int:
         client.close()
 
     modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
-             "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on"}
+             "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on",
+             "gRPC floor: canned answer, no model (latency only)": "floor"}
     rounds: dict[str, list[dict]] = {m: [] for m in modes}
     ratios: list[float] = []
     for r in range(args.repeat):
-        servers = {kind: start_server(kind == "on") for kind in ("off", "on")}  # both load at once
+        servers = {kind: start_server(kind) for kind in ("off", "on", "floor")}  # all load at once
         for proc, target in servers.values():
             wait_until_up(proc, target)
 
@@ -175,11 +218,12 @@ def main() -> int:
 
         lat = interleaved_latency({m: make_call(k, one) for m, k in modes.items()}, args.calls, args.block)
         for mode, kind in modes.items():
-            rounds[mode].append({
-                "p50_ms": lat[mode][0], "p99_ms": lat[mode][1],
-                "batch1_images_per_s": throughput(lambda: make_call(kind, one), 1, args.clients, args.seconds),
-                "batch64_images_per_s": throughput(lambda: make_call(kind, many), 64, args.clients, args.seconds),
-            })
+            rounds[mode].append({"p50_ms": lat[mode][0], "p99_ms": lat[mode][1]})
+            if kind != "floor":  # its answer is for one image, whatever was sent
+                rounds[mode][-1].update({
+                    "batch1_images_per_s": throughput(lambda: make_call(kind, one), 1, args.clients, args.seconds),
+                    "batch64_images_per_s": throughput(lambda: make_call(kind, many), 64, args.clients,
+                                                       args.seconds)})
             print(f"round {r + 1} {mode}: {json.dumps({k: round(v, 2) for k, v in rounds[mode][-1].items()})}",
                   file=sys.stderr, flush=True)
         for proc, _ in servers.values():
@@ -191,22 +235,25 @@ def main() -> int:
     medians = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in rounds.items()}
     ref = medians["in-process, tf.saved_model.load"]
     report = {"model_dir": str(model_dir), "repeat": args.repeat, "clients": args.clients,
-              "calls": args.calls, "block": args.block, "session_parallelism": threads,
+              "calls": args.calls, "block": args.block, "tensorflow_threads": threads,
               "grpc_p50_over_in_process_p50_per_round": ratios,
               "grpc_p50_over_in_process_p50_median": statistics.median(ratios),
               "medians": medians,
               "ratios_vs_in_process": {m: {k: v / ref[k] for k, v in med.items()} for m, med in medians.items()},
+              "grpc_floor_share_of_grpc_p50": statistics.median(
+                  f["p50_ms"] / g["p50_ms"] for f, g in zip(rounds["gRPC floor: canned answer, no model (latency only)"],
+                                                            rounds["gRPC to its own process, batching off"])),
               "rounds": rounds}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     print("| mode | p50 1 image (ms) | p99 1 image (ms) | 8 clients, batch 1 (img/s) | 8 clients, batch 64 (img/s) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for m, med in medians.items():
-        print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {med['batch1_images_per_s']:.0f} "
-              f"| {med['batch64_images_per_s']:.0f} |")
+        rates = " | ".join(f"{med[k]:.0f}" if k in med else "-" for k in ("batch1_images_per_s", "batch64_images_per_s"))
+        print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {rates} |")
     print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50, side by side per round: "
           f"{', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x "
-          f"(session parallelism: {threads or 'TensorFlow defaults'})")
+          f"(TensorFlow threads, both sides: {threads})")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
