@@ -141,6 +141,9 @@ def main() -> int:
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     session_config = tf.compat.v1.ConfigProto(**threads)
 
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving import tensors
     from serving.client import ServingClient
     from serving.savedmodel import LoadedVersion
 
@@ -158,9 +161,7 @@ def main() -> int:
     session_model = LoadedVersion("fmnist", 1, str(model_dir), session_config)
     session_sig = session_model.signatures["serving_images"]
     outputs = sorted(session_sig.outputs)
-    from serving import tensors
-    from tensorflow_serving.apis import predict_pb2
-    answer = predict_pb2.PredictResponse()
+    answer = predict_pb2.PredictResponse()  # the floor server's canned answer: the model's own
     answer.model_spec.name, answer.model_spec.version.value = "fmnist", 1
     answer.model_spec.signature_name = "serving_images"
     for key, value in session_model.run(session_sig, {"images": one}, outputs).items():
