@@ -148,3 +148,20 @@ def read_batching_parameters_file(path: str) -> BatchingParameters:
             return parse_batching_parameters(f.read(), path)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the batching parameters file: {e}") from None
+
+
+def read_session_config_file(path: str | None) -> Any:
+    """--tensorflow_session_config_file: a text-format tensorflow.ConfigProto (empty when no path)."""
+    from tensorflow.core.protobuf import config_pb2
+
+    config = config_pb2.ConfigProto()
+    if not path:
+        return config
+    try:
+        with open(path) as f:
+            text_format.Parse(f.read(), config)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the session config file: {e}") from None
+    except text_format.ParseError as e:
+        raise ConfigError(f"{path}: Error parsing text-format tensorflow.ConfigProto: {e}") from None
+    return config
