@@ -242,15 +242,17 @@ def main() -> int:
               "medians": medians,
               "ratios_vs_in_process": {m: {k: v / ref[k] for k, v in med.items()} for m, med in medians.items()},
               "grpc_floor_share_of_grpc_p50": statistics.median(
-                  f["p50_ms"] / g["p50_ms"] for f, g in zip(rounds["gRPC floor: canned answer, no model (latency only)"],
-                                                            rounds["gRPC to its own process, batching off"])),
+                  f["p50_ms"] / g["p50_ms"]
+                  for f, g in zip(rounds["gRPC floor: canned answer, no model (latency only)"],
+                                  rounds["gRPC to its own process, batching off"])),
               "rounds": rounds}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     print("| mode | p50 1 image (ms) | p99 1 image (ms) | 8 clients, batch 1 (img/s) | 8 clients, batch 64 (img/s) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for m, med in medians.items():
-        rates = " | ".join(f"{med[k]:.0f}" if k in med else "-" for k in ("batch1_images_per_s", "batch64_images_per_s"))
+        rates = " | ".join(f"{med[k]:.0f}" if k in med else "-"
+                           for k in ("batch1_images_per_s", "batch64_images_per_s"))
         print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {rates} |")
     print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50, side by side per round: "
           f"{', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x "
