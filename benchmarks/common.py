@@ -83,34 +83,46 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_model_server(flags: list[str], ready: Callable[[Any], bool], timeout: float = 300.0
-                       ) -> tuple[subprocess.Popen, str]:
-    """`python -m serving FLAGS` on a free loopback port; returns once `ready(client)` is true.
-
-    `ready` gets a serving.client.ServingClient and may raise while the server is still coming up;
-    the wait is bounded by `timeout` and ends early when the process exits.
-    """
-    from serving.client import ServingClient
-
+def launch_model_server(flags: list[str]) -> tuple[subprocess.Popen, str]:
+    """`python -m serving FLAGS` on a free loopback port, started (not yet ready)."""
     port = free_port()
     cmd = [sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0", *flags]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = f"127.0.0.1:{port}"
+    return proc, f"127.0.0.1:{port}"
+
+
+def wait_until_ready(proc: subprocess.Popen, target: str, ready: Callable[[Any], bool],
+                     timeout: float = 300.0) -> None:
+    """Returns once `ready(client)` is true for a serving.client.ServingClient on `target`.
+
+    `ready` may raise while the server is still coming up; the wait is bounded by `timeout` and
+    ends early when the process exits.
+    """
+    from serving.client import ServingClient
+
     client = ServingClient(target, timeout=5)
     deadline = time.monotonic() + timeout
     try:
         while True:
             try:
                 if ready(client):
-                    return proc, target
+                    return
             except Exception:  # not up yet: connection refused, model still loading
                 pass
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise SystemExit(f"server did not come up: {' '.join(cmd)}")
+                raise SystemExit(f"server did not come up: {' '.join(map(str, proc.args))}")
             time.sleep(0.3)
     finally:
         client.close()
+
+
+def start_model_server(flags: list[str], ready: Callable[[Any], bool], timeout: float = 300.0
+                       ) -> tuple[subprocess.Popen, str]:
+    """launch_model_server, then wait_until_ready."""
+    proc, target = launch_model_server(flags)
+    wait_until_ready(proc, target, ready, timeout)
+    return proc, target
 
 
 def stop(proc: subprocess.Popen | None) -> None:

@@ -8,9 +8,12 @@ This executor keeps the component, its `Examples` artifact and its split handlin
 * chooses each split's files so splits cannot mix (components/split_files.py): anchored globs,
   backups and hidden files ignored, exactly the expected number of files per split, no file in two
   splits -- checked before any data is read;
-* parses each file exactly (components/csv_table.py) and serializes whole batches with tfx_bsl's
-  C++ encoder; a file that is not the table stops the run here, before any training, naming the
-  file, line, column and cell (every refused file of the run, with its count of refused rows);
+* parses each file exactly, in chunks of rows (components/csv_table.py: memory does not grow with
+  the file), and serializes each chunk in batches with tfx_bsl's C++ encoder; a file that is not
+  the table stops the run here, before any training, naming the file, line, column and cell
+  (every refused file of the run, with its count of refused rows);
+* on DirectRunner writes the splits without TFX WriteSplit's Reshuffle, which holds every example
+  in memory there (components/split_writer.py); other runners get WriteSplit unchanged;
 * writes two features per row: `label` (int64) and `pixels` (784 int64 values, row-major), so the
   schema can still say "every pixel an integer in [0, 255], exactly 784 of them";
 * hashes every image and counts images of the other splits that are also in the first (training)
@@ -35,15 +38,17 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 from google.protobuf import any_pb2, json_format, struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.util import examples_utils
 from tfx.dsl.io import fileio
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs as specs
 from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
-from components import split_files
-from components.csv_table import CsvFormatError, CsvTable, read_table  # noqa: F401 (public API)
+from components import split_files, split_writer
+from components.csv_table import CsvFormatError, CsvReader, CsvTable, read_table  # noqa: F401 (public API)
 from schema.contract import DATA_REPORT_FILE, DATA_REPORT_PROPERTY, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
@@ -98,8 +103,10 @@ def encode_examples(table: np.ndarray) -> Iterator[bytes]:
 
 
 def csv_file_to_examples(path: str) -> Iterator[bytes]:
-    """Serialized tf.Examples for one CSV file, in file order."""
-    yield from encode_examples(read_table(path).values)
+    """Serialized tf.Examples for one CSV file, in file order, chunk by chunk (raises
+    CsvFormatError at the end if the file is refused)."""
+    for chunk in CsvReader(path):
+        yield from encode_examples(chunk.values)
 
 
 def image_hashes(values: np.ndarray) -> np.ndarray:
@@ -122,20 +129,23 @@ class _ParseFile(beam.DoFn):
 
     def process(self, item: tuple[str, str]) -> Iterator[Any]:
         split, path = item
+        reader = CsvReader(path)
+        hashes, labels, lines = [], [], []
         try:
-            table = read_table(path)
-        except CsvFormatError as e:
+            for chunk in reader:     # examples leave chunk by chunk: memory does not grow with the file
+                yield from encode_examples(chunk.values)
+                hashes.append(image_hashes(chunk.values).tobytes())
+                labels.append(np.ascontiguousarray(chunk.values[:, 0]).tobytes())
+                lines.append(chunk.line_numbers.tobytes())
+        except CsvFormatError as e:  # the run stops in Do; examples already written are never published
             yield beam.pvalue.TaggedOutput("report", {"split": split, "file": path, "error": str(e),
                                                       "rows_refused": e.rows_refused})
             return
-        yield from encode_examples(table.values)
-        log.info("%s: %d rows, %d blank lines skipped", path, len(table.values), table.blank_lines)
+        log.info("%s: %d rows, %d blank lines skipped", path, reader.rows, reader.blank_lines)
         yield beam.pvalue.TaggedOutput("report", {
-            "split": split, "file": path, "rows": int(len(table.values)), "blank_lines": table.blank_lines,
-            "rows_refused": 0, "byte_order_mark": table.byte_order_mark, "crlf": table.crlf,
-            "hashes": image_hashes(table.values).tobytes(),
-            "labels": np.ascontiguousarray(table.values[:, 0]).tobytes(),
-            "lines": table.line_numbers.tobytes()})
+            "split": split, "file": path, "rows": int(reader.rows), "blank_lines": reader.blank_lines,
+            "rows_refused": 0, "byte_order_mark": reader.byte_order_mark, "crlf": reader.crlf,
+            "hashes": b"".join(hashes), "labels": b"".join(labels), "lines": b"".join(lines)})
 
 
 def _write_reports(reports: list[dict[str, Any]], path: str) -> None:
@@ -246,6 +256,28 @@ class Executor(BaseExampleGenExecutor):
              | "WriteReports" >> beam.Map(_write_reports, exec_properties[_REPORTS_KEY]))
         return result
 
+    def _generate_without_reshuffle(self, output_dict: dict[str, list[Any]],
+                                    exec_properties: dict[str, Any]) -> None:
+        """BaseExampleGenExecutor.Do on DirectRunner, minus WriteSplit's Reshuffle, which holds
+        every example in memory there (components/split_writer.py): same files, same order."""
+        input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[specs.INPUT_CONFIG_KEY], input_config)
+        proto_utils.json_to_proto(exec_properties[specs.OUTPUT_CONFIG_KEY], output_config)
+        artifacts = output_dict[specs.EXAMPLES_KEY]
+        artifact_utils.get_single_instance(artifacts).split_names = artifact_utils.encode_split_names(
+            example_gen_utils.generate_output_split_names(input_config, output_config))
+        with self._make_beam_pipeline() as pipeline:
+            for split, examples in self.GenerateExamplesByBeam(pipeline, exec_properties).items():
+                _ = examples | f"WriteSplit[{split}]" >> split_writer.WriteSplitWithoutReshuffle(
+                    artifact_utils.get_split_uri(artifacts, split))
+        payload_format = exec_properties.get(specs.OUTPUT_DATA_FORMAT_KEY)
+        file_format = exec_properties.get(specs.OUTPUT_FILE_FORMAT_KEY)
+        for artifact in artifacts:
+            if payload_format:
+                examples_utils.set_payload_format(artifact, payload_format)
+            if file_format:
+                examples_utils.set_file_format(artifact, write_split.to_file_format_str(file_format))
+
     def Do(self, input_dict: dict[str, list[Any]], output_dict: dict[str, list[Any]],
            exec_properties: dict[str, Any]) -> None:
         input_config = example_gen_pb2.Input()
@@ -257,7 +289,10 @@ class Executor(BaseExampleGenExecutor):
         props = dict(exec_properties)
         props[_FILES_KEY] = {split: sel.files for split, sel in selection.items()}
         props[_REPORTS_KEY] = os.path.join(self._get_tmp_dir(), "file_reports.pkl")
-        super().Do(input_dict, output_dict, props)
+        if split_writer.is_direct_runner(self._beam_pipeline_args):
+            self._generate_without_reshuffle(output_dict, props)
+        else:
+            super().Do(input_dict, output_dict, props)
 
         with fileio.open(props[_REPORTS_KEY], "rb") as f:
             reports = pickle.load(f)

@@ -14,6 +14,9 @@ nothing but integer literals and commas is handed to NumPy. The grammar, per cel
 What real exports add is accepted: a UTF-8 byte-order mark (Excel's "CSV UTF-8"), CRLF line ends,
 RFC 4180 quoted numbers (pandas' QUOTE_ALL, Google Sheets), blank lines (skipped and counted).
 Anything else stops the file with file, line, column and the cell's text -- never a default.
+
+Files are read in chunks of rows (CsvReader: ~16 MB of text at a time, streamed and gunzipped on
+the fly), so memory stays flat whatever the file's size; the whole-buffer checks run per chunk.
 """
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ import csv
 import dataclasses
 import gzip
 import re
+import zlib
+from typing import Any, BinaryIO, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -29,6 +34,8 @@ from schema.contract import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS
 
 BOM = b"\xef\xbb\xbf"
 MAX_REPORTED = 5
+CHUNK_BYTES = 16 << 20               # text parsed at once: ~9,000 rows, ~60 MB as int64 values
+MAX_LINE_BYTES = 64 << 20            # a longer line is not a row of 785 integers
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 _PLAIN = b"0123456789,"
@@ -61,8 +68,10 @@ class CsvTable:
     crlf: bool
 
 
-def listed(items: list[str], limit: int = MAX_REPORTED) -> str:
-    more = f" (and {len(items) - limit} more)" if len(items) > limit else ""
+def listed(items: list[str], limit: int = MAX_REPORTED, total: int | None = None) -> str:
+    """The first `limit` items, and how many more there are (of `total`, if more than listed)."""
+    total = len(items) if total is None else total
+    more = f" (and {total - limit} more)" if total > limit else ""
     return ", ".join(items[:limit]) + more
 
 
@@ -195,9 +204,10 @@ def cell_problem(cell: bytes) -> str | None:
     return None
 
 
-def _refuse_cells(path: str, header: list[str], rows: list[bytes], line_numbers: list[int]) -> None:
-    """Finds every row that breaks the grammar and raises naming the first cells."""
-    bad_rows, details = 0, []
+def _bad_rows(header: list[str], rows: list[bytes], line_numbers: Any, details: list[str]) -> int:
+    """How many of `rows` break the grammar; the first offending cells appended to `details`
+    (up to MAX_REPORTED + 1, the last one only to say that there are more)."""
+    bad_rows = 0
     for row, line in zip(rows, line_numbers):
         body = canonical_cells(row)
         if body is not None and to_ints(body, len(header)) is not None:
@@ -207,62 +217,188 @@ def _refuse_cells(path: str, header: list[str], rows: list[bytes], line_numbers:
             problem = cell_problem(cell)
             if problem and len(details) <= MAX_REPORTED:
                 details.append(f"line {line} column '{header[c]}' = {shown(cell)} ({problem})")
-    if not bad_rows:  # cannot happen if canonical_cells and cell_problem agree; never pass silently
-        raise CsvFormatError(f"{path}: the cells could not be read as integers", len(rows))
-    raise CsvFormatError(
-        f"{path}: {bad_rows} of {len(rows)} data rows refused; every cell must be an integer "
-        f"(optionally quoted, surrounding spaces allowed), but "
-        f"{', '.join(details[:MAX_REPORTED])}{' (and more)' if len(details) > MAX_REPORTED else ''}",
-        bad_rows)
+    return bad_rows
+
+
+@dataclasses.dataclass
+class CsvChunk:
+    """Consecutive data rows of one file, in (label, pixel1..pixel784) order."""
+    values: np.ndarray          # int64 [rows, 785]
+    line_numbers: np.ndarray    # 1-based line of the file each row came from
+
+
+def _is_gzip(f: BinaryIO) -> bool:
+    magic = f.read(2)
+    f.seek(0)
+    return magic == b"\x1f\x8b"
+
+
+class CsvReader:
+    """One CSV file read as a sequence of row chunks, so memory does not grow with the file.
+
+    Iterating yields CsvChunk after CsvChunk (about `chunk_bytes` of text each, cut at line ends),
+    streamed from the file (plain or gzipped). The whole file is always read: when something is
+    refused, no further chunk is yielded but the rest is still checked, and the iteration ends
+    with one CsvFormatError that names file, lines, columns and cells and counts every refused
+    row of the file -- the same verdict and message as reading the file in one piece. Callers
+    must therefore treat rows already received as void when the iteration raises.
+
+    After the iteration, `rows`, `blank_lines`, `byte_order_mark` and `crlf` describe the file.
+    `data` (the file's bytes, already decompressed) replaces reading `path`, which then only names
+    the file in messages.
+    """
+
+    def __init__(self, path: str, chunk_bytes: int = CHUNK_BYTES, data: bytes | None = None) -> None:
+        self.path = path
+        self.chunk_bytes = chunk_bytes
+        self._data = data
+        self.rows = 0
+        self.blank_lines = 0
+        self.byte_order_mark = False
+        self.crlf = False
+
+    def _blocks(self) -> Iterator[bytes]:
+        """The file's text, `chunk_bytes` at a time (gunzipped on the fly when it is gzip, by
+        magic bytes, not by name)."""
+        if self._data is not None:
+            for start in range(0, len(self._data), self.chunk_bytes):
+                yield self._data[start:start + self.chunk_bytes]
+            return
+        with beam.io.filesystems.FileSystems.open(
+                self.path, compression_type=beam.io.filesystems.CompressionTypes.UNCOMPRESSED) as f:
+            if not _is_gzip(f):
+                yield from iter(lambda: f.read(self.chunk_bytes), b"")
+                return
+            with gzip.GzipFile(fileobj=f, mode="rb") as text:
+                while True:
+                    try:
+                        block = text.read(self.chunk_bytes)
+                    except (OSError, EOFError, zlib.error) as e:
+                        raise CsvFormatError(f"{self.path}: not a readable gzip file ({e})") from None
+                    if not block:
+                        return
+                    yield block
+
+    def _segments(self) -> Iterator[bytes]:
+        """The text in pieces that end at a line end (the last one may not), BOM removed."""
+        pending, first = b"", True
+        for block in self._blocks():
+            data = pending + block if pending else block
+            cut = data.rfind(b"\n") + 1
+            if not cut:
+                if len(data) > MAX_LINE_BYTES:
+                    raise CsvFormatError(f"{self.path}: more than {MAX_LINE_BYTES >> 20} MiB without a "
+                                         "line end; not a CSV text file")
+                pending = data
+                continue
+            segment, pending = data[:cut], data[cut:]
+            if first:
+                first, segment = False, self._without_bom(segment)
+            yield segment
+        if first:
+            pending = self._without_bom(pending)
+        if pending:
+            yield pending
+
+    def _without_bom(self, text: bytes) -> bytes:
+        self.byte_order_mark = text.startswith(BOM)
+        return text[len(BOM):] if self.byte_order_mark else text
+
+    def __iter__(self) -> Iterator[CsvChunk]:
+        path = self.path
+        self.rows = self.blank_lines = 0
+        self.byte_order_mark = self.crlf = False
+        header: list[str] | None = None
+        order: list[int] = []
+        line = 0                                    # lines of the file consumed so far
+        wrong: list[str] = []                       # the first lines with a wrong cell count
+        wrong_lines = bad_rows = 0
+        details: list[str] = []
+        for segment in self._segments():
+            if b"\r" in segment:
+                self.crlf = True
+                segment = segment.replace(b"\r\n", b"\n")
+            lines = segment.split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()                         # the last line's terminator, not a line
+            start = line
+            line += len(lines)
+            if header is None:
+                first = next((i for i, text in enumerate(lines) if text.strip(b" \t\r")), None)
+                if first is None:
+                    self.blank_lines += len(lines)
+                    continue
+                self.blank_lines += first
+                header = parse_header(path, lines[first])
+                order = check_header(path, header)
+                lines = lines[first + 1:]
+                start += first + 1
+            expected = len(header) - 1
+            rows, numbers = lines, None
+            counts = [text.count(b",") for text in rows]
+            if counts.count(expected) != len(counts):   # blank lines or wrong cell counts: sort them out
+                kept, numbers = [], []
+                for i, (text, count) in enumerate(zip(rows, counts), start=start + 1):
+                    if count == expected:
+                        kept.append(text)
+                        numbers.append(i)
+                    elif not text.strip(b" \t\r"):
+                        self.blank_lines += 1
+                    else:
+                        wrong_lines += 1
+                        if len(wrong) < MAX_REPORTED:
+                            wrong.append(f"line {i} has {count + 1} cells")
+                rows = kept
+            self.rows += len(rows)
+            if wrong_lines or not rows:
+                continue                            # the cell-count verdict wins; values are moot
+            numbers = (np.arange(start + 1, start + 1 + len(rows), dtype=np.int64) if numbers is None
+                       else np.asarray(numbers, dtype=np.int64))
+            body = canonical_cells(b",".join(rows))
+            values = None if body is None else to_ints(body, len(rows) * len(header))
+            if values is None:
+                found = _bad_rows(header, rows, numbers, details)
+                if not found:  # cannot happen if canonical_cells and cell_problem agree; never pass
+                    raise CsvFormatError(f"{path}: the cells could not be read as integers", len(rows))
+                bad_rows += found
+                continue
+            if bad_rows:
+                continue                            # the file is refused; keep counting
+            table = values.reshape(len(rows), len(header))
+            if order != list(range(len(order))):
+                table = table[:, order]
+            yield CsvChunk(table, numbers)
+        if header is None:
+            raise CsvFormatError(f"{path}: the file is empty (expected a header line)")
+        if wrong_lines:
+            raise CsvFormatError(f"{path}: the header has {len(header)} columns but "
+                                 f"{listed(wrong, total=wrong_lines)}; the file is truncated or has "
+                                 "stray or missing commas", wrong_lines)
+        if not self.rows:
+            raise CsvFormatError(f"{path}: the file has a header but no data rows"
+                                 + (f" ({self.blank_lines} blank lines)" if self.blank_lines else ""))
+        if bad_rows:
+            raise CsvFormatError(
+                f"{path}: {bad_rows} of {self.rows} data rows refused; every cell must be an integer "
+                f"(optionally quoted, surrounding spaces allowed), but "
+                f"{', '.join(details[:MAX_REPORTED])}{' (and more)' if len(details) > MAX_REPORTED else ''}",
+                bad_rows)
+
+
+def _table(reader: CsvReader) -> CsvTable:
+    chunks = list(reader)
+    values = (np.concatenate([c.values for c in chunks]) if len(chunks) != 1 else chunks[0].values)
+    numbers = (np.concatenate([c.line_numbers for c in chunks]) if len(chunks) != 1
+               else chunks[0].line_numbers)
+    return CsvTable(reader.path, values, numbers, reader.blank_lines, reader.byte_order_mark, reader.crlf)
 
 
 def parse_table(path: str, raw: bytes) -> CsvTable:
-    """The file's bytes as a table; raises CsvFormatError naming file, line, column and cell."""
-    bom = raw.startswith(BOM)
-    text = raw[len(BOM):] if bom else raw
-    crlf = b"\r" in text
-    if crlf:
-        text = text.replace(b"\r\n", b"\n")
-    lines = text.split(b"\n")
-    if lines[-1] == b"":
-        lines.pop()                       # the last line's terminator, not a line
-    first = next((i for i, line in enumerate(lines) if line.strip(b" \t\r")), None)
-    if first is None:
-        raise CsvFormatError(f"{path}: the file is empty (expected a header line)")
-    header = parse_header(path, lines[first])
-    order = check_header(path, header)
-    expected = len(header) - 1
-    rows, numbers, wrong, blank = lines[first + 1:], None, [], first
-    counts = [line.count(b",") for line in rows]
-    if counts.count(expected) != len(counts):      # blank lines or wrong cell counts: sort them out
-        kept, numbers = [], []
-        for i, (line, count) in enumerate(zip(rows, counts), start=first + 2):
-            if count == expected:
-                kept.append(line)
-                numbers.append(i)
-            elif not line.strip(b" \t\r"):
-                blank += 1
-            else:
-                wrong.append(f"line {i} has {count + 1} cells")
-        rows = kept
-    if numbers is None:
-        numbers = np.arange(first + 2, first + 2 + len(rows), dtype=np.int64)
-    if wrong:
-        raise CsvFormatError(f"{path}: the header has {len(header)} columns but {listed(wrong)}; "
-                             "the file is truncated or has stray or missing commas", len(wrong))
-    if not rows:
-        raise CsvFormatError(f"{path}: the file has a header but no data rows"
-                             + (f" ({blank} blank lines)" if blank else ""))
-    body = canonical_cells(b",".join(rows))
-    values = None if body is None else to_ints(body, len(rows) * len(header))
-    if values is None:
-        _refuse_cells(path, header, rows, numbers)
-    table = values.reshape(len(rows), len(header))
-    if order != list(range(len(order))):
-        table = table[:, order]
-    return CsvTable(path, table, np.asarray(numbers, dtype=np.int64), blank, bom, crlf)
+    """The file's bytes (decompressed) as one table; raises CsvFormatError naming file, line,
+    column and cell. Holds the whole table: for files of any size iterate a CsvReader."""
+    return _table(CsvReader(path, data=raw))
 
 
 def read_table(path: str) -> CsvTable:
-    """One CSV file (plain or gzipped) as a CsvTable."""
-    return parse_table(path, read_bytes(path))
+    """One CSV file (plain or gzipped) as one table (see parse_table)."""
+    return _table(CsvReader(path))

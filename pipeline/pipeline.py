@@ -112,6 +112,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        statistics=statistics_gen.outputs["statistics"],     # split size without a counting pass
         # Validation is carved out of the train split inside run_fn; the test split is only
         # drawn in the TensorBoard projector after training.
         train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),

@@ -6,6 +6,8 @@ manifest and with the official image:
     --port --rest_api_port --model_name --model_base_path --model_config_file
     --model_config_file_poll_wait_seconds --file_system_poll_wait_seconds
     --enable_batching --batching_parameters_file --rest_api_timeout_in_ms
+    --tensorflow_session_parallelism --tensorflow_intra_op_parallelism
+    --tensorflow_inter_op_parallelism --tensorflow_session_config_file
 
 Friendlier aliases (`--model-base` for a whole serving root, `--model-config` for the YAML
 alternative, `--batching`...) and what TF Serving does not have (host, TLS, limits) are extra.
@@ -54,6 +56,29 @@ def batching_from_args(args: argparse.Namespace):
     return BatchingParameters(args.max_batch_size, args.batch_timeout_micros)
 
 
+def session_config_from_args(args: argparse.Namespace):
+    """The Session ConfigProto as tensorflow_model_server builds it (server.cc): the session
+    config file first, then either both --tensorflow_*_op_parallelism flags or, when neither is
+    set, --tensorflow_session_parallelism for both (0 = TensorFlow picks). Unlike server.cc, thread
+    counts from the file are kept when no flag is given (the flags' help says they override)."""
+    from serving.config import ConfigError, read_session_config_file
+
+    intra, inter, both = (args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism,
+                          args.tensorflow_session_parallelism)
+    if intra > 0 and inter > 0 and both > 0:
+        raise ConfigError("Either configure --tensorflow_session_parallelism or "
+                          "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) "
+                          "separately. You cannot configure all.")
+    if not (args.tensorflow_session_config_file or intra > 0 or inter > 0 or both > 0):
+        return None  # TensorFlow's defaults, as TF Serving's
+    config = read_session_config_file(args.tensorflow_session_config_file)
+    if intra > 0 or inter > 0:
+        config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = intra, inter
+    elif both > 0:
+        config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = both
+    return config
+
+
 def server_from_args(args: argparse.Namespace):
     from serving.config import ConfigError
 
@@ -63,6 +88,7 @@ def server_from_args(args: argparse.Namespace):
     try:
         models = models_from_args(args)
         batching = batching_from_args(args)
+        session_config = session_config_from_args(args)
     except ConfigError as e:
         raise SystemExit(f"serve: {e}") from None
     from serving.request_log import LoggerLimits
@@ -75,7 +101,7 @@ def server_from_args(args: argparse.Namespace):
         rest_max_connections=args.rest_max_connections, rest_idle_timeout=args.rest_idle_timeout_seconds,
         keep_served_signatures=not args.allow_version_signature_removal,
         model_config_file=args.model_config_file,
-        config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        config_poll_seconds=args.model_config_file_poll_wait_seconds, session_config=session_config,
         request_log_limits=LoggerLimits(queue_size=args.request_log_queue_size,
                                         max_file_bytes=int(args.request_log_max_file_mb * 1024 * 1024),
                                         flush_seconds=args.request_log_flush_seconds))
@@ -107,6 +133,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     tfs.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
     tfs.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
                      help="REST call timeout (0 = none)")
+    tfs.add_argument("--tensorflow_session_parallelism", type=int, default=0,
+                     help="threads for running a Session, intra- and inter-op (0 = TensorFlow picks)")
+    tfs.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                     help="threads parallelising one op (0 = TensorFlow picks)")
+    tfs.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                     help="ops run at the same time (0 = TensorFlow picks)")
+    tfs.add_argument("--tensorflow_session_config_file",
+                     help="text-format tensorflow.ConfigProto for the model Sessions")
     extra = p.add_argument_group("this server's additions")
     extra.add_argument("--model-base", help="serving root: every <root>/<model>/<version>/ is served")
     extra.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")

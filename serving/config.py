@@ -152,3 +152,17 @@ def parse_batching_parameters(text: str, source: str = "<batching>") -> Batching
 
 def read_batching_parameters_file(path: str) -> BatchingParameters:
     return parse_batching_parameters(_read_text(path, "batching parameters"), path)
+
+
+def read_session_config_file(path: str | None) -> Any:
+    """--tensorflow_session_config_file: a text-format tensorflow.ConfigProto (empty when no path)."""
+    from tensorflow.core.protobuf import config_pb2
+
+    config = config_pb2.ConfigProto()
+    if not path:
+        return config
+    try:
+        text_format.Parse(_read_text(path, "session config"), config)
+    except text_format.ParseError as e:
+        raise ConfigError(f"{path}: Error parsing text-format tensorflow.ConfigProto: {e}") from None
+    return config

@@ -80,7 +80,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = predict_pb2.PredictResponse()
         inference.fill_spec(response.model_spec, model, sig.name)
         for key, value in outputs.items():
-            response.outputs[key].CopyFrom(tensors.to_proto(value))
+            tensors.fill_proto(response.outputs[key], value)
         self.logs.offer(model, sig.name, lambda: plog.PredictionLog(
             predict_log=plog.PredictLog(request=request, response=response)))
         return response

@@ -240,9 +240,9 @@ def _predict_log(model: Any, sig_name: str, feeds: dict, outputs: dict) -> Any:
     inference.fill_spec(request.model_spec, model, sig_name)
     inference.fill_spec(response.model_spec, model, sig_name)
     for key, value in feeds.items():
-        request.inputs[key].CopyFrom(tensors.to_proto(value))
+        tensors.fill_proto(request.inputs[key], value)
     for key, value in outputs.items():
-        response.outputs[key].CopyFrom(tensors.to_proto(value))
+        tensors.fill_proto(response.outputs[key], value)
     return prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request, response=response))
 

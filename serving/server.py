@@ -39,12 +39,13 @@ class ModelServer:
                  rest_timeout_ms: int = 30_000, rest_max_connections: int = 512,
                  rest_idle_timeout: float = 30.0, workers: int = 16, tls: tuple[bytes, bytes] | None = None,
                  keep_served_signatures: bool = True, model_config_file: str | None = None,
-                 config_poll_seconds: float = 0.0, request_log_limits: LoggerLimits | None = None) -> None:
+                 config_poll_seconds: float = 0.0, request_log_limits: LoggerLimits | None = None,
+                 session_config: Any = None) -> None:
         self.batchers = Batchers(batching)
         self.request_logs = RequestLogs(request_log_limits)
         self.max_tensor_bytes = max_tensor_bytes
         self.manager = ModelManager(
-            models, poll_seconds, keep_served_signatures=keep_served_signatures,
+            models, poll_seconds, keep_served_signatures=keep_served_signatures, session_config=session_config,
             warm_up=lambda model: inference.warm_up(model, self.batchers, max_tensor_bytes))
         self.host, self.max_message_bytes = host, max_message_bytes
         self.model_config_file, self.config_poll_seconds = model_config_file, config_poll_seconds

@@ -102,22 +102,55 @@ def _fill(values: np.ndarray, count: int, dims: list[int], name: str) -> np.ndar
 
 def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     """An answer tensor with typed `*_val` fields, as TF Serving's Predict writes them."""
-    array = np.asarray(array)
     proto = tensor_pb2.TensorProto()
-    proto.tensor_shape.CopyFrom(shape_proto(array.shape))
-    if array.dtype.kind in "OSU":
+    fill_proto(proto, array)
+    return proto
+
+
+def fill_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
+    """Write `array` into an empty TensorProto in place, e.g. a response's `outputs[key]`: one
+    round of field writes instead of building a message and copying it in (per-request cost)."""
+    array = np.asarray(array)
+    dims = proto.tensor_shape.dim
+    for d in array.shape:
+        dims.add(size=d)
+    kind = array.dtype.kind
+    if kind in "OSU":
         proto.dtype = types_pb2.DT_STRING
         proto.string_val.extend(v if isinstance(v, bytes) else str(v).encode() for v in array.reshape(-1))
-        return proto
-    if array.dtype not in _BY_NUMPY:
+        return
+    dtype = _BY_NUMPY.get(array.dtype)
+    if dtype is None:
         raise InvalidArgument(f"cannot return a tensor of type {array.dtype}")
-    proto.dtype = _BY_NUMPY[array.dtype]
-    flat = array.reshape(-1)
-    if proto.dtype == types_pb2.DT_HALF:
-        proto.half_val.extend(flat.view(np.uint16).tolist())
+    proto.dtype = dtype
+    if dtype == types_pb2.DT_HALF:
+        proto.half_val.extend(array.reshape(-1).view(np.uint16).tolist())
     else:
-        getattr(proto, _TYPES[proto.dtype][1]).extend(flat.tolist())
-    return proto
+        getattr(proto, _TYPES[dtype][1]).extend(array.reshape(-1).tolist())
+
+
+# Types tf.make_tensor_proto writes as raw bytes in `tensor_content` (not bool, half or strings).
+_CONTENT_TYPES = frozenset(d for d in _BY_NUMPY if d not in (np.dtype(np.bool_), np.dtype(np.float16)))
+
+
+def fill_request_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> bool:
+    """A request tensor as `tf.make_tensor_proto` writes it for a NumPy array -- more than one
+    number as raw bytes in `tensor_content`, bytes in `string_val` -- without its generic Python path
+    (a client pays that per request). False, and nothing written, for anything else."""
+    if not isinstance(array, np.ndarray) or not array.dtype.isnative:
+        return False
+    if array.dtype in _CONTENT_TYPES and array.size > 1:  # one value: TF writes a typed field
+        proto.dtype = _BY_NUMPY[array.dtype]
+        proto.tensor_content = array.tobytes()
+    elif array.dtype.kind in "SO" and array.size and all(isinstance(v, bytes) for v in array.flat):
+        proto.dtype = types_pb2.DT_STRING
+        proto.string_val.extend(array.flat)
+    else:
+        return False
+    dims = proto.tensor_shape.dim
+    for d in array.shape:
+        dims.add(size=d)
+    return True
 
 
 def shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:

@@ -121,6 +121,10 @@ def test_first_run_completes_blesses_without_a_baseline_and_pushes(kfp):
     # Runtime parameters reached the executors (not the compiled defaults).
     trainer_input = run.tasks["Trainer"].executor_input["inputs"]["parameterValues"]
     assert trainer_input["epochs"] == 3
+    # StatisticsGen's ExampleStatistics reached the Trainer (type restored by the entrypoint): the
+    # split size comes from TFDV's num_examples, no counting pass.
+    assert f"train split: {_stats_rows(standin, run, 'train')} examples (from the statistics)" in \
+        run.tasks["Trainer"].log
     report = standin.artifact_dir(run.tasks["RunReport"].outputs["report_dir"])
     assert (report / "index.html").exists()
 
