@@ -13,7 +13,6 @@ open-source KFP backend does not run resolver executors ("resolver executors not
 backend/src/v2/compiler/argocompiler/dag.go) -- so the same step runs locally and on Kubeflow.
 The first span has nothing to compare with and passes.
 """
-from __future__ import annotations
 
 import logging
 import os
@@ -30,12 +29,15 @@ class SpanDriftError(RuntimeError):
     """The new span drifted from the previous one beyond the schema's thresholds."""
 
 
+_MEASURES = {"L_INFTY": "L-infinity distance", "JENSEN_SHANNON_DIVERGENCE": "Jensen-Shannon divergence",
+             "NORMALIZED_ABSOLUTE_DIFFERENCE": "normalized absolute difference"}
+
+
 def _measure_name(kind: int) -> str:
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    name = anomalies_pb2.DriftSkewInfo.DriftSkewMeasurement.Type.Name(kind)
-    return name.replace("_", " ").lower().replace("l infty", "L-infinity distance").replace(
-        "jensen shannon divergence", "Jensen-Shannon divergence")
+    name = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name(kind)
+    return _MEASURES.get(name, name.lower())
 
 
 def drift_between(new_stats_path: str, previous_stats_path: str, schema_path: str) -> tuple[list[str], list[str]]:
@@ -75,7 +77,7 @@ def SpanDrift(
 
     from components import spans
 
-    span = int(examples.span)
+    span = spans.artifact_span(examples)
     previous = [s for s in spans.stored_spans(span_store) if s < span]
     if not previous:
         log.info("span %d: no earlier span in %s, nothing to compare with (run %s)", span, span_store, run_token)

@@ -24,7 +24,6 @@ so refused data never joins a window. The window's Examples artifact has three s
 `train` = the train shards of the last `span_window` stored spans up to the new one, `test` = the
 new span's test split, `holdout` = the fixed holdout set (its own ExampleGen, unchanged between runs).
 """
-from __future__ import annotations
 
 import json
 import logging
@@ -39,6 +38,14 @@ SPAN_DIR_PATTERN = "span-{SPAN}"      # TFX ExampleGen's span placeholder inside
 SPAN_MARKER = "span.json"
 TRAIN_SPLIT, TEST_SPLIT, HOLDOUT_SPLIT = "train", "test", "holdout"
 _SPAN_DIR = re.compile(r"span-([0-9]{1,18})")
+
+
+def artifact_span(artifact) -> int:
+    """An Examples artifact's span. TFX's ExampleGen driver records it as the `span` custom
+    property under the portable launchers (the `span` property stays 0), so that is read first."""
+    if artifact.has_custom_property("span"):
+        return int(artifact.get_int_custom_property("span"))
+    return int(artifact.span)
 
 
 def span_dir(span_store: str, span: int) -> str:
@@ -140,7 +147,7 @@ def SpanWindow(
     """
     from tfx.types import artifact_utils
 
-    span = int(examples.span)
+    span = artifact_span(examples)
     fingerprint = examples.get_string_custom_property("input_fingerprint") or examples.uri
     added = store_span(span_store, span, examples.uri, statistics.uri, fingerprint)
     log.info("span %d %s the span store %s", span, "added to" if added else "already in", span_store)

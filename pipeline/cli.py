@@ -42,6 +42,18 @@ def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
     p.add_argument("--output", help="output root (pipeline artifacts, metadata, serving dir)")
 
 
+def newest_span_dir(data_root: str) -> str:
+    """data_root/span-<highest N> (span mode), or a ConfigError saying what the layout must be."""
+    import re
+
+    spans = sorted((int(m.group(1)), name) for name in (os.listdir(data_root) if os.path.isdir(data_root) else [])
+                   if (m := re.fullmatch(r"span-([0-9]{1,18})", name)) and os.path.isdir(os.path.join(data_root, name)))
+    if not spans:
+        raise ConfigError(f"spans=true but {data_root} has no span-<N>/ directory; the layout is "
+                          "DATA/span-1/*_train.csv + *_test.csv, DATA/span-2/..., DATA/holdout/*_test.csv")
+    return os.path.join(data_root, spans[-1][1])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline import runner
 
@@ -49,7 +61,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if "://" not in config.data_root:  # fail in a second, not after TensorFlow's start-up
         from components.split_files import DataSelectionError, select_splits
         try:
-            select_splits(config.data_root, {"train": config.train_pattern, "test": config.test_pattern},
+            root = config.data_root
+            if config.spans:  # the newest span directory is what ExampleGen will read
+                root = newest_span_dir(config.data_root)
+            select_splits(root, {"train": config.train_pattern, "test": config.test_pattern},
                           config.data_input_options()["file_counts"])
         except DataSelectionError as e:
             raise ConfigError(str(e)) from None
