@@ -2,11 +2,10 @@
 
     python tools/make_span_sample.py data/sample data/sample-spans
 
-Each class's rows are dealt out in file order: the training rows alternate between span 1 and
-span 2 (125 per class each); of the test rows, every third goes to the holdout and the rest
-alternate between the spans (20 + 20 per class, 20 per class in the holdout). No row is in two
-places, every part is class-balanced (so the drift check between the spans passes), and the gzip
-files are written with mtime=0, so a rebuild is byte-identical.
+Each class's rows are dealt out in file order: the training rows in turn to span 1 and span 2
+(125 per class each), the test rows in turn to span 1, span 2 and the holdout (20 per class
+each). No row is in two places, every part is class-balanced (so the drift check between the
+spans passes), and the gzip files are written with mtime=0, so a rebuild is byte-identical.
 """
 from __future__ import annotations
 
