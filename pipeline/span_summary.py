@@ -46,6 +46,24 @@ def describe_spans(summary: Any) -> list[str]:
     start = facts.get("warm_start")
     if start:
         lines.append(f"training start: {start['reason']} ({start['epochs']} epochs)")
-    lines.append(f"compared with: served version {facts['baseline_version']}" if facts.get("baseline_version")
-                 else "compared with: nothing served before this run")
+    if facts.get("baseline_version"):
+        served = served_accuracy(summary.evaluation_uri)
+        lines.append(f"compared with: served version {facts['baseline_version']}"
+                     + (f" (accuracy {served:.4f} on the same rows)" if served is not None else ""))
+    else:
+        lines.append("compared with: nothing served before this run")
     return lines
+
+
+def served_accuracy(evaluation_uri: str | None) -> float | None:
+    """The served (baseline) model's overall accuracy in the Evaluator's output, if it ran."""
+    if not evaluation_uri:
+        return None
+    try:
+        import tensorflow_model_analysis as tfma
+
+        result = tfma.load_eval_result(evaluation_uri, model_name="baseline")
+        overall = next(m for key, m in result.slicing_metrics if not key)
+        return float(next(iter(overall.values()))[""]["sparse_categorical_accuracy"]["doubleValue"])
+    except Exception:  # no baseline evaluated (nothing served) or no evaluation written
+        return None
