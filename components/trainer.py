@@ -20,7 +20,7 @@ import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
 
-from components import export, projector, strategy, train_input  # noqa: E402
+from components import export, projector, strategy, train_input, warm_start  # noqa: E402
 from components.model import HParams, build_model  # noqa: E402
 from pipeline.features import IMAGE_KEY, TRANSFORMED_LABEL_KEY  # noqa: E402
 
@@ -49,6 +49,22 @@ def training_rows(cfg: dict[str, Any], files: list[str], settings: train_input.I
         total = train_input.count_records(files, settings.read_parallelism)
         log.info("train split: %d examples (counted, streaming)", total)
     return train_input.split_sizes(int(total), settings.validation_every)
+
+
+def _warm_start(model: keras.Model, fn_args: FnArgs, cfg: dict[str, Any], hp: HParams, steps: int,
+                epochs: int, dist: Any) -> tuple[keras.Model, int]:
+    """From the served model's weights when the architecture matches (components/warm_start.py),
+    with warm_start_epochs and a learning-rate schedule over that shorter run; else unchanged."""
+    result = warm_start.check(model, fn_args.base_model)
+    if result.warm:
+        epochs = int(cfg.get("warm_start_epochs", epochs))
+        with dist.scope():
+            model = build_model(hp, steps_per_epoch=steps, epochs=epochs)
+            warm_start.restore(model, fn_args.base_model)
+    result.epochs = epochs
+    log.info("%s (base model %s, %d epochs)", result.reason, result.base_model, epochs)
+    warm_start.write_record(result, fn_args.model_run_dir)
+    return model, epochs
 
 
 def run_fn(fn_args: FnArgs) -> None:
@@ -81,6 +97,8 @@ def run_fn(fn_args: FnArgs) -> None:
                                                 settings).with_options(options)
     with dist.scope():
         model = build_model(hp, steps_per_epoch=steps, epochs=epochs)
+    if cfg.get("warm_start"):
+        model, epochs = _warm_start(model, fn_args, cfg, hp, steps, epochs, dist)
     model.summary(print_fn=log.info)
 
     callbacks = [

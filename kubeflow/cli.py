@@ -5,7 +5,7 @@ import argparse
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kubeflow.runner import RUNTIME_PARAMETERS, compile_pipeline
+    from kubeflow.runner import compile_pipeline, defaults
     from pipeline.cli import config_from_args
     from pipeline.config import ConfigError
 
@@ -30,7 +30,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = compile_pipeline(config, args.image, args.pipeline_root, spec, target=args.target,
                            gpus=args.gpus, accelerator=args.accelerator, gpu_node_selector=selector)
     gpu = f"{args.gpus} GPU(s)" if args.gpus else "no GPU"
-    print(f"wrote {out} for {args.target}: runtime parameters {', '.join(RUNTIME_PARAMETERS)}; "
+    print(f"wrote {out} for {args.target}: runtime parameters {', '.join(defaults(config))}; "
           f"Trainer requests {gpu}")
     return 0
 
