@@ -3,12 +3,23 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image
+.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
 	$(STACK) fmnist run --preset sample
 	$(STACK) fmnist serve-demo --model-base outputs/sample/serving
+
+## run-spans: continuous training on the committed sample spans -- span 1 arrives and is trained and
+## pushed, then span 2 arrives: only span 2 ingested, warm start, compared with span 1's served model
+## (exit 3 = the candidate was not better, so span 1's model stays served: a valid outcome)
+SPANS_DATA := outputs/sample-spans/data
+run-spans:
+	rm -rf outputs/sample-spans && mkdir -p $(SPANS_DATA)
+	cp -r data/sample-spans/span-1 data/sample-spans/holdout $(SPANS_DATA)/
+	$(STACK) fmnist run --preset sample-spans --data $(SPANS_DATA)
+	cp -r data/sample-spans/span-2 $(SPANS_DATA)/
+	$(STACK) fmnist run --preset sample-spans --data $(SPANS_DATA) || [ $$? -eq 3 ]
 
 ## serve: the model server on the sample's pushed models (gRPC 127.0.0.1:8500, REST :8501)
 serve:
@@ -85,6 +96,10 @@ bench-infra:
 FACTORS ?= 1 3 10
 bench-scale:
 	$(STACK) python benchmarks/scale.py --data $(FULL_DATA) --factors $(FACTORS) --png benchmarks/scale.png
+
+## bench-spans: full data as two spans -- span 2 retrained warm vs. cold, time and accuracy (BENCHMARKS.md)
+bench-spans:
+	nice $(STACK) python benchmarks/spans_bench.py --data $(FULL_DATA)
 
 ## kubeflow-compile: the open-source KFP PipelineSpec YAML (set IMAGE, PIPELINE_ROOT; TARGET=vertex for Vertex AI JSON)
 IMAGE ?= fmnist-tfx:latest

@@ -31,9 +31,10 @@ class FastCsvExampleGen(tfx.components.CsvExampleGen):
     """
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(csv_example_gen.Executor)
 
-    def __init__(self, *, input_base: Any, input_config: Any, custom_config: Any = None) -> None:
+    def __init__(self, *, input_base: Any, input_config: Any, custom_config: Any = None,
+                 output_config: Any = None) -> None:
         FileBasedExampleGen.__init__(self, input_base=input_base, input_config=input_config,
-                                     custom_config=custom_config)
+                                     custom_config=custom_config, output_config=output_config)
 
 
 # --- Stock components with one more execution property --------------------------------------------
@@ -90,14 +91,16 @@ class _EpochsTrainerExecutor(trainer_executor.GenericExecutor):
 
 class EpochsTrainer(tfx.components.Trainer):
     """Trainer with `epochs` as its own property (overrides custom_config['epochs']) and optional
-    `statistics` of its examples (their training-split size reaches run_fn as `train_examples`)."""
+    `statistics` of its examples (their training-split size reaches run_fn as `train_examples`).
+    `base_model` (TFX's own input) is the served model a span run warm-starts from."""
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_EpochsTrainerExecutor)
 
     def __init__(self, *, examples: Any, transform_graph: Any, schema: Any, train_args: Any,
                  eval_args: Any, run_fn: str, custom_config: dict, epochs: Any = None,
-                 statistics: Any = None) -> None:
+                 statistics: Any = None, base_model: Any = None) -> None:
         spec = _TrainerSpec(
             examples=examples, transform_graph=transform_graph, schema=schema, statistics=statistics,
+            base_model=base_model,
             train_args=train_args, eval_args=eval_args, run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config), epochs=epochs,
             model=tfx_types.Channel(type=standard_artifacts.Model),

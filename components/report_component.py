@@ -81,6 +81,12 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
         serving(**{EXAMPLES_INPUT: tf.constant(serialized[i:i + 1000])})[CLASS_ID_OUTPUT].numpy()
         for i in range(0, len(serialized), 1000)])
     wrong = np.nonzero(predicted != labels)[0]
+    run_info = {"model": model.uri, "evaluation": evaluation.uri,
+                "test examples": str(len(labels)), "misclassified": str(len(wrong))}
+    from components.warm_start import read_record
+    start = read_record(model_run.uri)   # span mode: warm or cold start, and why
+    if start:
+        run_info["training start"] = f"{start['reason']}; {start['epochs']} epochs"
     report.write_report(
         report_dir.uri,
         history=history,
@@ -88,5 +94,4 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
         blessing=report.blessing_from_tfma(evaluation.uri, blessed),
         misclassified=(pixels[wrong], labels[wrong], predicted[wrong]),
         data_input=_data_input(examples.uri),
-        run_info={"model": model.uri, "evaluation": evaluation.uri,
-                  "test examples": str(len(labels)), "misclassified": str(len(wrong))})
+        run_info=run_info)

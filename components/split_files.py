@@ -89,9 +89,14 @@ def match_split(data_root: str, split: str, pattern: str) -> SplitFiles:
     """The regular files of data_root whose whole name matches `pattern`, backups left out."""
     files, ignored = [], []
     fileio = _fs(data_root)
+    # A span's pattern carries its directory (`span-3/*_train.csv*`, after TFX's driver has put
+    # the span number in); the name part is matched as for a plain pattern.
+    name_pattern = os.path.basename(pattern)
+    if not fileio.isdir(os.path.dirname(os.path.join(data_root, pattern))):
+        return SplitFiles(split, pattern, files, ignored)
     for path in sorted(fileio.glob(os.path.join(data_root, pattern))):
         name = os.path.basename(path.rstrip("/"))
-        if not fnmatch.fnmatchcase(name, pattern):
+        if not fnmatch.fnmatchcase(name, name_pattern):
             continue
         why = "directory" if fileio.isdir(path) else ignored_reason(name)
         if why:
@@ -117,8 +122,10 @@ def select_splits(data_root: str, patterns: dict[str, str],
         ignored = (f"; ignored: {', '.join(f'{n} ({why})' for n, why in sel.ignored)}"
                    if sel.ignored else "")
         if not sel.files:
-            present = sorted(n for n in _fs(data_root).listdir(data_root) if not ignored_reason(n))
-            problems.append(f"split '{split}': no file in {data_root} matches {sel.pattern!r}"
+            folder = os.path.dirname(os.path.join(data_root, sel.pattern))
+            present = (sorted(n for n in _fs(data_root).listdir(folder) if not ignored_reason(n))
+                       if _fs(data_root).isdir(folder) else [])
+            problems.append(f"split '{split}': no file in {folder} matches {os.path.basename(sel.pattern)!r}"
                             f"{ignored} (files there: {', '.join(present) or 'none'}); set "
                             f"{split}_pattern to the file's name")
         elif len(sel.files) != want:

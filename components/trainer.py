@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -17,7 +18,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import export, projector, strategy, train_input
+from components import export, projector, strategy, train_input, warm_start
 from components.model import build_model
 from components.training_config import TrainingConfig
 from schema.contract import HISTORY_FILE, IMAGE_KEY, TRANSFORMED_LABEL_KEY
@@ -47,6 +48,23 @@ def training_rows(train_examples: int, files: list[str], settings: train_input.I
     return train_input.split_sizes(int(total), settings.validation_every)
 
 
+def _warm_start(model: keras.Model, fn_args: FnArgs, config: TrainingConfig, steps: int,
+                dist: Any) -> tuple[keras.Model, int]:
+    """From the served model's weights when the architecture matches (components/warm_start.py),
+    with warm_start_epochs and a learning-rate schedule over that shorter run; else unchanged."""
+    result = warm_start.check(model, fn_args.base_model)
+    epochs = config.epochs
+    if result.warm:
+        epochs = config.warm_start_epochs
+        with dist.scope():
+            model = build_model(config, steps_per_epoch=steps, epochs=epochs)
+            warm_start.restore(model, fn_args.base_model)
+    result.epochs = epochs
+    log.info("%s (base model %s, %d epochs)", result.reason, result.base_model, epochs)
+    warm_start.write_record(result, fn_args.model_run_dir)
+    return model, epochs
+
+
 def run_fn(fn_args: FnArgs) -> None:
     """Train, keep the best validation epoch, export the SavedModel with serving signatures."""
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
@@ -73,6 +91,9 @@ def run_fn(fn_args: FnArgs) -> None:
                                                 settings).with_options(options)
     with dist.scope():
         model = build_model(config, steps_per_epoch=steps, epochs=config.epochs)
+    epochs = config.epochs
+    if config.warm_start:
+        model, epochs = _warm_start(model, fn_args, config, steps, dist)
     model.summary(print_fn=log.info)
 
     callbacks = [
@@ -80,7 +101,7 @@ def run_fn(fn_args: FnArgs) -> None:
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
                                       patience=config.early_stopping_patience),
     ]
-    history = model.fit(train, validation_data=validation, epochs=config.epochs, callbacks=callbacks,
+    history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,
                         verbose=2)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:

@@ -49,6 +49,11 @@ class TrainingConfig:
     pool_before_norm: bool = False
     augment: bool = False
     label_smoothing: float = 0.0
+    # Warm start (components/warm_start.py; span mode only -- create_pipeline turns it off for the
+    # plain pipeline): from the served model when the architecture matches, training
+    # warm_start_epochs instead of epochs.
+    warm_start: bool = True
+    warm_start_epochs: int = 3
     # Set by the Trainer (components/custom_components.py) from StatisticsGen's num_examples of the
     # training split; 0 = unknown, run_fn counts the records in one streaming pass.
     train_examples: int = 0
@@ -65,6 +70,7 @@ class TrainingConfig:
             ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1"),
             ("cache_max_mb", self.cache_max_mb >= 0, "must be >= 0 (0: never cache)"),
             ("projector_examples", self.projector_examples >= 0, "must be >= 0 (0: no projector)"),
+            ("warm_start_epochs", self.warm_start_epochs >= 1, "must be >= 1"),
             ("train_examples", self.train_examples >= 0, "must be >= 0 (0: count the records)"),
         ]
         for field, ok, why in checks:

@@ -115,15 +115,22 @@ def ValidationGate(
         statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
         schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
         input_base: tfx.dsl.components.Parameter[str],
-        split_patterns: tfx.dsl.components.Parameter[str]) -> None:
+        split_patterns: tfx.dsl.components.Parameter[str],
+        examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples] = None,
+) -> None:
     """Raises DataValidationError if any split has anomalies.
 
     split_patterns: JSON {split name: file pattern under input_base}, as given to ExampleGen;
       the first two are the training and test splits compared for label drift.
+    examples: ExampleGen's output, only needed to resolve `{SPAN}` in span patterns.
     """
     splits = artifact_utils.decode_split_names(anomalies.split_names)
     problems = describe_anomalies(anomalies, splits)
+    # A span pattern (`span-{SPAN}/...`) is read with the span ExampleGen ingested (`examples`).
     patterns = json.loads(split_patterns)
+    if examples is not None:
+        from components.spans import artifact_span
+        patterns = {split: p.replace("{SPAN}", str(artifact_span(examples))) for split, p in patterns.items()}
     train_split, test_split = list(patterns)[:2]
     if {train_split, test_split} <= set(splits):
         drift = label_drift(statistics, schema.uri, train_split, test_split)

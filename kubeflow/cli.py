@@ -8,7 +8,7 @@ from pipeline.config_args import add_config_arguments, config_from_args
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kubeflow.runner import RUNTIME_PARAMETERS, compile_pipeline
+    from kubeflow.runner import compile_pipeline, defaults
 
     overrides = {}
     if args.data_root:
@@ -31,7 +31,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out = compile_pipeline(config, args.image, args.pipeline_root, spec, target=args.target,
                            gpus=args.gpus, accelerator=args.accelerator, gpu_node_selector=selector)
     gpu = f"{args.gpus} GPU(s)" if args.gpus else "no GPU"
-    print(f"wrote {out} for {args.target}: runtime parameters {', '.join(RUNTIME_PARAMETERS)}; "
+    print(f"wrote {out} for {args.target}: runtime parameters {', '.join(defaults(config))}; "
           f"Trainer requests {gpu}")
     return 0
 

@@ -41,6 +41,7 @@ TARGETS = ("kfp", "vertex")
 ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 EXAMPLE_GEN_DRIVER_FLAG = "--example-gen-driver"
 EXAMPLE_GEN_TASK = contract.EXAMPLE_GEN
+HOLDOUT_EXAMPLE_GEN_TASK = contract.HOLDOUT_EXAMPLE_GEN   # span mode: the fixed holdout (pipeline/pipeline.py)
 TRAINER_TASK = contract.TRAINER
 # What the open-source launcher can download from / upload to (LocalPathForURI in
 # backend/src/v2/component/launcher_v2.go); Vertex AI only reads and writes Cloud Storage.
@@ -50,8 +51,11 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 
 def defaults(config: PipelineConfig) -> dict[str, Any]:
-    return {"data_root": config.data_root, "serving_model_dir": config.serving_model_dir,
-            "epochs": config.training.epochs, "accuracy_threshold": config.accuracy_threshold}
+    values = {"data_root": config.data_root, "serving_model_dir": config.serving_model_dir,
+              "epochs": config.training.epochs, "accuracy_threshold": config.accuracy_threshold}
+    if config.spans:  # continuous training: where accepted spans are kept (components/spans.py)
+        values["span_store"] = config.span_store_dir
+    return values
 
 
 def check_pipeline_root(pipeline_root: str, target: str) -> None:
@@ -88,6 +92,7 @@ def build_kubeflow_pipeline(config: PipelineConfig, pipeline_root: str, *, targe
         serving_model_dir=rp(name="serving_model_dir", ptype=str, default=config.serving_model_dir),
         epochs=rp(name="epochs", ptype=int, default=config.training.epochs),
         accuracy_threshold=rp(name="accuracy_threshold", ptype=float, default=config.accuracy_threshold),
+        span_store=rp(name="span_store", ptype=str, default=config.span_store_dir) if config.spans else None,
         pipeline_root=pipeline_root,
         beam_pipeline_args=list(config.beam_args),
         run_token=KFP_RUN_ID_PLACEHOLDER)
@@ -121,10 +126,14 @@ def _to_open_source_spec(job: dict[str, Any], gpus: int, node_selector: dict[str
             value = int(value)
         definition["defaultValue"] = value
     executors = spec["deploymentSpec"]["executors"]
-    example_gen = executors[f"{EXAMPLE_GEN_TASK}_executor"]["container"]
-    example_gen.pop("lifecycle", None)
-    example_gen["args"] = [EXAMPLE_GEN_DRIVER_FLAG] + example_gen["args"]
-    spec["root"]["dag"]["tasks"][EXAMPLE_GEN_TASK]["cachingOptions"] = {"enableCache": False}
+    # Every ExampleGen (span mode adds HoldoutExampleGen): TFX's driver runs in the step, no cache.
+    for task in (EXAMPLE_GEN_TASK, HOLDOUT_EXAMPLE_GEN_TASK):
+        if f"{task}_executor" not in executors:
+            continue
+        example_gen = executors[f"{task}_executor"]["container"]
+        example_gen.pop("lifecycle", None)
+        example_gen["args"] = [EXAMPLE_GEN_DRIVER_FLAG] + example_gen["args"]
+        spec["root"]["dag"]["tasks"][task]["cachingOptions"] = {"enableCache": False}
     documents = [spec]
     if gpus:
         documents.append({"platforms": {"kubernetes": {"deploymentSpec": {"executors": {

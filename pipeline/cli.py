@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,22 +17,55 @@ from pipeline.config_args import add_config_arguments, config_from_args
 log = logging.getLogger("fmnist")
 
 
+def newest_span_dir(data_root: str) -> str:
+    """data_root/span-<highest N> (span mode), or a ConfigError saying what the layout must be."""
+    import re
+
+    spans = sorted((int(m.group(1)), name) for name in (os.listdir(data_root) if os.path.isdir(data_root) else [])
+                   if (m := re.fullmatch(r"span-([0-9]{1,18})", name)) and os.path.isdir(os.path.join(data_root, name)))
+    if not spans:
+        raise ConfigError(f"spans=true but {data_root} has no span-<N>/ directory; the layout is "
+                          "DATA/span-1/*_train.csv + *_test.csv, DATA/span-2/..., DATA/holdout/*_test.csv")
+    return os.path.join(data_root, spans[-1][1])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    watching = getattr(args, "watch", None) is not None or getattr(args, "if_new_span", False)
+    if getattr(args, "watch", None):
+        args.data = args.watch          # `fmnist run --watch DATA`
     config = config_from_args(args)
-    if "://" not in config.data_root:  # fail in a second, not after TensorFlow's start-up
+    if watching and not config.spans:   # watching only makes sense for the span layout
+        config = config.replace(spans=True)
+    if "://" not in config.data_root and not watching:  # fail in a second, not after TensorFlow's start-up
         from components.split_files import DataSelectionError, select_splits
         try:
-            select_splits(config.data_root, {"train": config.train_pattern, "test": config.test_pattern},
+            root = config.data_root
+            if config.spans:  # the newest span directory is what ExampleGen will read
+                root = newest_span_dir(config.data_root)
+            select_splits(root, {"train": config.train_pattern, "test": config.test_pattern},
                           config.data_input_options()["file_counts"])
         except DataSelectionError as e:
             raise ConfigError(str(e)) from None
     from pipeline import runner
 
-    print(f"running pipeline '{config.pipeline_name}' on {config.data_root}\n"
-          f"  outputs under {config.output_root}; serving dir {config.serving_model_dir}", file=sys.stderr)
-    summary = runner.run_local(config)
-    print(runner.format_summary(summary, config))
-    return runner.exit_code(summary)
+    def run_once() -> int:
+        print(f"running pipeline '{config.pipeline_name}' on {config.data_root}\n"
+              f"  outputs under {config.output_root}; serving dir {config.serving_model_dir}", file=sys.stderr)
+        summary = runner.run_local(config)
+        print(runner.format_summary(summary, config))
+        return runner.exit_code(summary)
+
+    if watching:
+        from pipeline import watch
+        if args.if_new_span:
+            span = watch.pending_span(config)
+            if span is None:
+                print(f"no new span in {config.data_root} (stored: {watch.stored_spans(config.span_store_dir)})",
+                      file=sys.stderr)
+                return 0
+            return run_once()
+        return watch.watch(config, run_once, args.interval, args.max_polls, args.max_runs)
+    return run_once()
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -54,6 +88,15 @@ def register_pipeline_commands(sub: argparse._SubParsersAction) -> None:
 
     run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
     add_config_arguments(run, "default")
+    spans = run.add_argument_group("continuous training (span layout, README \"Continuous training\")")
+    spans.add_argument("--watch", nargs="?", const="", metavar="DATA",
+                       help="poll DATA (or --data) for a new span-<N>/ and run the pipeline for each "
+                            "(bounded by --max-polls / --max-runs); implies spans=true")
+    spans.add_argument("--if-new-span", action="store_true",
+                       help="run only if the newest span is not in the span store yet (for cron); implies spans=true")
+    spans.add_argument("--interval", type=float, default=60.0, help="--watch: seconds between polls (60)")
+    spans.add_argument("--max-polls", type=int, default=1440, help="--watch: polls before exiting (1440)")
+    spans.add_argument("--max-runs", type=int, default=100, help="--watch: runs before exiting (100)")
     run.set_defaults(func=cmd_run)
 
     data = sub.add_parser("data", help="data set utilities").add_subparsers(dest="data_command", required=True)

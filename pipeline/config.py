@@ -51,6 +51,15 @@ class PipelineConfig:
     infra_num_examples: int = 10
     infra_latency_requests: int = 200
     infra_latency_p99_ms: float = 250.0
+    # Continuous training (README "Continuous training"; components/spans.py): data_root holds
+    # span-<N>/ directories, only the newest span is ingested, training uses the last span_window
+    # spans (older ones from span_store, never re-parsed), evaluation the newest span's test split
+    # plus the fixed holdout (holdout_root, default <data_root>/holdout).
+    spans: bool = False
+    span_window: int = 3
+    holdout_root: str = ""
+    span_store: str = ""            # default: <output_root>/spans/<pipeline_name>
+    # Warm start (span mode): TrainingConfig.warm_start / warm_start_epochs.
     # Execution.
     enable_cache: bool = True
     # DirectRunner in_memory: faster and smaller than multi_processing x2 here (1x: 3.0x faster,
@@ -72,6 +81,16 @@ class PipelineConfig:
         base = self.serving_root or os.path.join(self.output_root, "serving")
         return os.path.join(base, self.model_name)
 
+    @property
+    def span_store_dir(self) -> str:
+        """Where each accepted span's Examples and statistics are kept for later windows."""
+        return self.span_store or os.path.join(self.output_root, "spans", self.pipeline_name)
+
+    @property
+    def holdout_dir(self) -> str:
+        """The fixed holdout's directory (span mode): never changes between runs."""
+        return self.holdout_root or self.data_root.rstrip("/") + "/holdout"
+
     def validate(self) -> "PipelineConfig":
         self.training.validate()
         checks = [
@@ -84,6 +103,7 @@ class PipelineConfig:
             ("train_file_count", self.train_file_count >= 1, "must be >= 1"),
             ("test_file_count", self.test_file_count >= 1, "must be >= 1"),
             ("max_duplicate_share", 0 <= self.max_duplicate_share <= 1, "must be in [0, 1]"),
+            ("span_window", self.span_window >= 1, "must be >= 1 (spans in the training window)"),
             ("test_pattern", self.test_pattern != self.train_pattern,
              "must differ from train_pattern (a file may feed one split only)"),
         ]
@@ -116,6 +136,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sample": {"pipeline_name": "fmnist-sample", "output_root": str(DEFAULT_OUTPUT / "sample"),
                "epochs": 8, "batch_size": 64, "accuracy_threshold": 0.6,
                "early_stopping_patience": 3},
+    # The committed sample split into two spans (data/sample-spans, tools/make_span_sample.py):
+    # `make run-spans` runs span 1, then span 2 (warm start, compared with span 1's served model).
+    "sample-spans": {"pipeline_name": "fmnist-sample-spans", "output_root": str(DEFAULT_OUTPUT / "sample-spans"),
+                     "data_root": str(PROJECT_ROOT / "data" / "sample-spans"), "spans": True,
+                     "epochs": 8, "warm_start_epochs": 3, "batch_size": 64, "accuracy_threshold": 0.6,
+                     "early_stopping_patience": 3},
     # The full data set's production settings: two convolutions per block, label smoothing.
     "default": {"convs_per_block": 2, "dropout": 0.35, "conv_dropout": 0.175, "label_smoothing": 0.1,
                 "epochs": 18, "early_stopping_patience": 5},

@@ -7,6 +7,7 @@ LocalDagRunner runs it here; kubeflow/ compiles the very same function for Kubef
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -19,12 +20,22 @@ from tfx import v1 as tfx
 from components.baseline import ServedModelBaseline
 from components.csv_example_gen import input_options
 from components.custom_components import AtomicPusher, EpochsTrainer, FastCsvExampleGen, ThresholdEvaluator
+from components.drift import SpanDrift
 from components.infra_validator import LocalInfraValidator
 from components.report_component import RunReport
+from components.spans import SPAN_DIR_PATTERN, SpanWindow
 from components.validation_gate import ValidationGate
 from pipeline.config import PipelineConfig
 from schema import contract
-from schema.contract import EVAL_SIGNATURE, LABEL_KEY, PROBABILITIES_OUTPUT, SCHEMA_FILE, TEST_SPLIT, TRAIN_SPLIT
+from schema.contract import (
+    EVAL_SIGNATURE,
+    HOLDOUT_SPLIT,
+    LABEL_KEY,
+    PROBABILITIES_OUTPUT,
+    SCHEMA_FILE,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+)
 
 
 def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
@@ -46,11 +57,39 @@ def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
         ])])
 
 
+def span_steps(config: PipelineConfig, example_gen: Any, statistics_gen: Any, schema_gen: Any, gate: Any,
+               run_token: str, span_store: Any = None) -> list[Any]:
+    """[HoldoutExampleGen, SpanDrift, SpanWindow]: the fixed holdout, the drift check against the
+    previous span, and the rolling window Transform, Trainer and Evaluator read."""
+    store = config.span_store_dir if span_store is None else span_store
+    holdout_gen = FastCsvExampleGen(
+        input_base=config.holdout_dir,
+        input_config=tfx.proto.Input(splits=[
+            tfx.proto.Input.Split(name=HOLDOUT_SPLIT, pattern=config.test_pattern)]),
+        # One input split would be hash-partitioned into train/eval by default; keep it whole.
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(splits=[
+            tfx.proto.SplitConfig.Split(name=HOLDOUT_SPLIT, hash_buckets=1)])),
+        custom_config=input_options(file_counts={HOLDOUT_SPLIT: 1},
+                                    max_duplicate_share=config.max_duplicate_share),
+    ).with_id(contract.HOLDOUT_EXAMPLE_GEN)
+    drift = SpanDrift(examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
+                      schema=schema_gen.outputs["schema"], span_store=store,
+                      run_token=run_token).with_id(contract.SPAN_DRIFT)
+    window = SpanWindow(examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
+                        holdout=holdout_gen.outputs["examples"], span_store=store,
+                        window_size=config.span_window, run_token=run_token).with_id(contract.SPAN_WINDOW)
+    # Only validated, non-drifting spans enter the store and the window.
+    window.add_upstream_node(gate)
+    window.add_upstream_node(drift)
+    return [holdout_gen, drift, window]
+
+
 def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_model_dir: Any = None,
                     epochs: Any = None, accuracy_threshold: Any = None,
                     pipeline_root: str | None = None, metadata_connection_config: Any = None,
                     beam_pipeline_args: list[str] | None = None,
-                    run_token: str | None = None, data_only: bool = False) -> tfx.dsl.Pipeline:
+                    run_token: str | None = None, data_only: bool = False,
+                    span_store: Any = None) -> tfx.dsl.Pipeline:
     """The TFX pipeline for `config`.
 
     The keyword arguments let a runner replace a config value with a runtime parameter (Kubeflow)
@@ -58,17 +97,24 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     run_token makes the baseline step's cache key unique per run (default: a fresh UUID; Kubeflow
     passes KFP's run-id placeholder).
     data_only stops after Transform (the data components, e.g. to benchmark Beam runners).
+    span_store replaces config.span_store_dir (span mode, see components/spans.py).
     """
     data_root = config.data_root if data_root is None else data_root
     serving_model_dir = config.serving_model_dir if serving_model_dir is None else serving_model_dir
     accuracy_threshold = config.accuracy_threshold if accuracy_threshold is None else accuracy_threshold
     epochs = config.training.epochs if epochs is None else epochs
+    # Warm start only in span mode, from the served model (the baseline step's output).
+    warm_start = config.spans and config.training.warm_start
+    training = dataclasses.replace(config.training, warm_start=warm_start)
 
+    run_token = run_token or uuid.uuid4().hex
+    # Span mode: only the newest span directory is parsed (TFX's driver resolves {SPAN}).
+    span_dir = f"{SPAN_DIR_PATTERN}/" if config.spans else ""
     example_gen = FastCsvExampleGen(
         input_base=data_root,
         input_config=tfx.proto.Input(splits=[
-            tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=config.train_pattern),
-            tfx.proto.Input.Split(name=TEST_SPLIT, pattern=config.test_pattern),
+            tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=span_dir + config.train_pattern),
+            tfx.proto.Input.Split(name=TEST_SPLIT, pattern=span_dir + config.test_pattern),
         ]),
         custom_config=input_options(**config.data_input_options())).with_id(contract.EXAMPLE_GEN)
     schema_gen = tfx.components.ImportSchemaGen(
@@ -84,12 +130,21 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
                           statistics=statistics_gen.outputs["statistics"],
                           schema=schema_gen.outputs["schema"], input_base=data_root,
-                          split_patterns=json.dumps({TRAIN_SPLIT: config.train_pattern,
-                                                     TEST_SPLIT: config.test_pattern})
+                          examples=example_gen.outputs["examples"] if config.spans else None,
+                          split_patterns=json.dumps({TRAIN_SPLIT: span_dir + config.train_pattern,
+                                                     TEST_SPLIT: span_dir + config.test_pattern})
                           ).with_id(contract.VALIDATION_GATE)
+    examples = example_gen.outputs["examples"]
+    span_components: list[Any] = []
+    if config.spans:
+        # components/spans.py: drift vs. the previous span, then the rolling window of stored spans
+        # (+ the new span's test split and the fixed holdout) is what Transform and Evaluator read.
+        span_components = span_steps(config, example_gen, statistics_gen, schema_gen, gate, run_token,
+                                     span_store=span_store)
+        examples = span_components[-1].outputs["window"]
 
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=examples,
         schema=schema_gen.outputs["schema"],
         preprocessing_fn="components.preprocessing.preprocessing_fn",
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN_SPLIT],
@@ -99,13 +154,20 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         # Transform's peak at 10x data vs. 1.31 GB without (BENCHMARKS.md, "Scale").
         disable_statistics=True).with_id(contract.TRANSFORM)
     transform.add_upstream_node(gate)
-    data_components = [example_gen, statistics_gen, schema_gen, example_validator, gate, transform]
+    data_components = [example_gen, statistics_gen, schema_gen, example_validator, gate,
+                       *span_components, transform]
     if data_only:
         return tfx.dsl.Pipeline(
             pipeline_name=config.pipeline_name, pipeline_root=pipeline_root or config.pipeline_root,
             components=data_components, enable_cache=config.enable_cache,
             metadata_connection_config=metadata_connection_config,
             beam_pipeline_args=list(beam_pipeline_args or config.beam_args))
+
+    # What the candidate must beat: the model served now (empty on the first run); see
+    # components/baseline.py for why this is not TFX's LatestBlessedModel resolver. In span mode it
+    # is also the model the Trainer warm-starts from (components/warm_start.py).
+    baseline = ServedModelBaseline(serving_model_dir=serving_model_dir,
+                                   run_token=run_token).with_id(contract.BASELINE)
 
     trainer = EpochsTrainer(
         run_fn="components.trainer.run_fn",
@@ -117,16 +179,15 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         # drawn in the TensorBoard projector after training.
         train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[TEST_SPLIT]),
-        custom_config=config.training.to_custom_config(), epochs=epochs).with_id(contract.TRAINER)
-
-    # What the candidate must beat: the model served now (empty on the first run); see
-    # components/baseline.py for why this is not TFX's LatestBlessedModel resolver.
-    baseline = ServedModelBaseline(serving_model_dir=serving_model_dir,
-                                   run_token=run_token or uuid.uuid4().hex).with_id(contract.BASELINE)
+        custom_config=training.to_custom_config(), epochs=epochs,
+        base_model=baseline.outputs["baseline"] if warm_start else None,
+    ).with_id(contract.TRAINER)
 
     evaluator = ThresholdEvaluator(
-        examples=example_gen.outputs["examples"],
-        example_splits=[TEST_SPLIT],
+        examples=examples,
+        # Span mode: the new span's test split plus the fixed holdout, so a comparison with the
+        # served model is never only on data that happens to suit one of them.
+        example_splits=[TEST_SPLIT, HOLDOUT_SPLIT] if config.spans else [TEST_SPLIT],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline"],
         eval_config=eval_config(config.accuracy_threshold),
@@ -154,8 +215,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, gate, transform,
-                    trainer, baseline, evaluator, infra_validator, pusher, run_report],
+        components=[*data_components, baseline, trainer, evaluator, infra_validator, pusher, run_report],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or config.beam_args))

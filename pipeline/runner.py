@@ -237,6 +237,8 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
             lines.append(f"servable: NO -- {s.get('failed_check', '?')} check failed: {s.get('failure', '')}")
     lines.append(f"pushed to: {summary.pushed_to}" if summary.pushed_to
                  else "pushed: nothing (the serving directory is unchanged)")
+    from pipeline.span_summary import describe_spans
+    lines.extend(describe_spans(summary))
     if summary.report_path:
         lines.append(f"report: {summary.report_path}")
     for failure in summary.failures:

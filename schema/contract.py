@@ -43,6 +43,7 @@ MEASURES: tuple[str, ...] = (MEAN_BRIGHTNESS, LIGHT_BACKGROUND, NEAR_EMPTY, CENT
 
 # --- Splits ----------------------------------------------------------------------------------------
 TRAIN_SPLIT, TEST_SPLIT = "train", "test"
+HOLDOUT_SPLIT = "holdout"    # span mode: the fixed holdout every model is also evaluated on
 
 # --- Serving signatures (components/export.py writes them; clients and the Evaluator call them) ------
 PREDICT_SIGNATURE = "serving_default"            # serialized tf.Examples, one int64 feature per CSV pixel column
@@ -74,6 +75,11 @@ PUSHER = "AtomicPusher"
 RUN_REPORT = "RunReport"
 COMPONENT_IDS: tuple[str, ...] = (EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, VALIDATION_GATE,
                                   TRANSFORM, TRAINER, BASELINE, EVALUATOR, INFRA_VALIDATOR, PUSHER, RUN_REPORT)
+# Continuous training (span mode, components/spans.py) adds these three.
+HOLDOUT_EXAMPLE_GEN = "HoldoutExampleGen"
+SPAN_DRIFT = "SpanDrift"
+SPAN_WINDOW = "SpanWindow"
+SPAN_COMPONENT_IDS: tuple[str, ...] = (HOLDOUT_EXAMPLE_GEN, SPAN_DRIFT, SPAN_WINDOW)
 
 # --- Artifact file and property names ---------------------------------------------------------------
 SCHEMA_FILE = "schema.pbtxt"

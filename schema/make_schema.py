@@ -33,6 +33,10 @@ from schema.contract import (
 )
 
 LABEL_DRIFT_THRESHOLD = 0.05
+# Between spans (continuous training, components/drift.py): a new span's grey-value distribution vs.
+# the previous span's, Jensen-Shannon divergence. Spans drawn from the same data set stay far
+# below (BENCHMARKS.md "Continuous training"); inverted or re-exposed images go well above.
+PIXELS_DRIFT_THRESHOLD = 0.1
 
 # Monitoring thresholds (training vs. served traffic). Jensen-Shannon divergence for numeric
 # features (TFDV's histogram-based approximation), L-infinity distance -- the largest difference
@@ -69,7 +73,9 @@ def build_schema() -> schema_pb2.Schema:
     # means one of the CSVs is not the data set the model is meant to learn.
     label.drift_comparator.infinity_norm.threshold = LABEL_DRIFT_THRESHOLD
     # One feature holds the 784 pixels of an image (row-major), each an integer in [0, 255].
-    add_int_feature(RAW_PIXELS_KEY, 0, 255, NUM_PIXELS)
+    pixels = add_int_feature(RAW_PIXELS_KEY, 0, 255, NUM_PIXELS)
+    # Drift between spans (the label's comparator above serves both checks).
+    pixels.drift_comparator.jensen_shannon_divergence.threshold = PIXELS_DRIFT_THRESHOLD
 
     # Features only the monitor computes (per served or training image); not in TRAINING data.
     def add_monitor_feature(name: str, kind: int) -> schema_pb2.Feature:
