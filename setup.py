@@ -12,8 +12,9 @@ setup(
     description="TFX/Keras pipeline that classifies Fashion-MNIST and serves the model over gRPC",
     python_requires=">=3.10",
     packages=find_packages(include=["pipeline", "pipeline.*", "components", "components.*",
-                                    "serving", "serving.*", "kubeflow", "kubeflow.*"]),
-    package_data={"kubeflow": ["manifests/*.yaml", "Dockerfile"]},
+                                    "serving", "serving.*", "kubeflow", "kubeflow.*",
+                                    "schema", "schema.*"]),
+    package_data={"kubeflow": ["manifests/*.yaml", "Dockerfile"], "schema": ["schema.pbtxt"]},
     install_requires=[
         "tfx==1.21.0",
         "tensorflow>=2.21,<2.22",

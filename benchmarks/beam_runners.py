@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT, medians as median_rounds, write_result
 
 MODES = {
     "in_memory": ("--direct_running_mode=in_memory", "--direct_num_workers=1"),
@@ -57,9 +54,8 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix="fmnist-beam-") as out:
                 rounds[mode].append(run_data_components(args.data, beam_args, out))
             print(f"round {r + 1} {mode}: {rounds[mode][-1]}", file=sys.stderr, flush=True)
-    medians = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in rounds.items()}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"medians": medians, "rounds": rounds}, indent=1))
+    medians = median_rounds(rounds)
+    write_result(args.json, {"medians": medians, "rounds": rounds}, echo=False)
     print(json.dumps(medians, indent=1))
     return 0
 

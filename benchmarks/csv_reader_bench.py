@@ -19,14 +19,12 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, write_result
 
 
 def read_once(version: str, baseline_file: str, path: str) -> dict[str, float]:
     """Runs in the child: one read of `path`, its seconds and the process's peak RSS."""
-    sys.path.insert(0, str(ROOT))
     if version == "baseline":
         spec = importlib.util.spec_from_file_location("baseline_csv_table", baseline_file)
         module = importlib.util.module_from_spec(spec)
@@ -70,8 +68,7 @@ def main() -> int:
         results[path] = {"rows": runs["current"][0]["rows"], "medians": medians,
                          "current_over_baseline": {k: medians["current"][k] / medians["baseline"][k]
                                                    for k in ("seconds", "peak_rss_gb")}}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rounds": args.rounds, "files": results}, indent=1))
+    write_result(args.json, {"rounds": args.rounds, "files": results}, echo=False)
     print(json.dumps(results, indent=1))
     return 0
 

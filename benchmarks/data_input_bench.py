@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, write_result
 
 
 def load_baseline(rev: str, file: str | None, tmp: str):
@@ -154,8 +154,7 @@ def main() -> int:
     ratios = {k: medians["current"][k] / medians["baseline"][k] for k in medians["current"]}
     result = {"baseline_rev": args.baseline_rev, "data": args.data, "rounds": args.rounds,
               "medians_s": medians, "current_over_baseline": ratios, "all_s": figures}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(result, indent=1))
+    write_result(args.json, result, echo=False)
     print(json.dumps({"medians_s": medians, "current_over_baseline": ratios}, indent=1))
     return 0
 

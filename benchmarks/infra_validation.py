@@ -15,12 +15,9 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pipeline import runner  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from pipeline import runner
+from pipeline.config import load_config
 
 
 def validate_once(model_uri: str, examples_uri: str, config, workdir: str) -> dict:

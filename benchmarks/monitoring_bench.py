@@ -17,28 +17,16 @@ Medians over --repeat rounds.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import socket
-import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from serving_bench import latency, latest_model, throughput  # noqa: E402
+from benchmarks import common
 
 CONFIG = """model_config_list {{ config {{ name: "fmnist" base_path: "{base}" model_platform: "tensorflow"
 {logging} }} }}"""
@@ -46,33 +34,11 @@ LOGGING = """logging_config {{ log_collector_config {{ filename_prefix: "{prefix
                  sampling_config {{ sampling_rate: {rate} }} }}"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(config: Path, poll: float = 0.0) -> tuple[subprocess.Popen, str]:
-    from serving.client import ServingClient
-
-    port = free_port()
-    cmd = [sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0", f"--model_config_file={config}",
-           f"--model_config_file_poll_wait_seconds={poll}", "--file_system_poll_wait_seconds=0"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = f"127.0.0.1:{port}"
-    client = ServingClient(target, timeout=5)
-    deadline = time.monotonic() + 300
-    while True:
-        try:
-            client.status()
-            if client.status().model_version_status:
-                break
-        except Exception:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit(f"server did not come up: {' '.join(cmd)}")
-        time.sleep(0.3)
-    client.close()
-    return proc, target
+    """The server on `config`, once it reports a model version."""
+    flags = [f"--model_config_file={config}", f"--model_config_file_poll_wait_seconds={poll}",
+             "--file_system_poll_wait_seconds=0"]
+    return common.start_model_server(flags, lambda client: bool(client.status().model_version_status))
 
 
 def logging_overhead(base: Path, work: Path, repeat: int, calls: int, seconds: float) -> dict:
@@ -90,21 +56,19 @@ def logging_overhead(base: Path, work: Path, repeat: int, calls: int, seconds: f
             client = ServingClient(target, timeout=60)
             for _ in range(20):
                 client.predict_images(one)  # warm the connection
-            p50, p99 = latency(lambda: client.predict_images(one), calls)
+            p50, p99 = common.latency(lambda: client.predict_images(one), calls)
 
             def make_call():
                 c = ServingClient(target, timeout=60)
                 return lambda: c.predict_images(one)
             rounds[mode].append({"p50_ms": p50, "p99_ms": p99,
-                                 "images_per_s_4_clients": throughput(make_call, 1, 4, seconds)})
+                                 "images_per_s_4_clients": common.throughput(make_call, 1, 4, seconds)})
             client.close()
-            proc.terminate()
-            proc.wait(timeout=60)
-            print(f"round {r + 1} {mode}: {json.dumps({k: round(v, 3) for k, v in rounds[mode][-1].items()})}",
-                  file=sys.stderr, flush=True)
-    medians = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in rounds.items()}
-    off, on = medians["no logging"], medians["logging, sampling_rate 1.0"]
-    return {"medians": medians, "ratio_logging_vs_off": {k: on[k] / off[k] for k in off}, "rounds": rounds}
+            common.stop(proc)
+            common.print_round(f"round {r + 1} {mode}", rounds[mode][-1])
+    figures = common.medians(rounds)
+    off, on = figures["no logging"], figures["logging, sampling_rate 1.0"]
+    return {"medians": figures, "ratio_logging_vs_off": {k: on[k] / off[k] for k in off}, "rounds": rounds}
 
 
 class StableLoad:
@@ -164,7 +128,10 @@ def label_moves(model_dir: Path, work: Path, repeat: int) -> dict:
     proc, target = start_server(Path(config), poll=1.0)
     load = StableLoad(target)
     load.wait_for(1, 0)
-    reload = lambda c: model_labels.reload_server(target, c, config)  # noqa: E731
+
+    def reload(server_config: object) -> None:
+        model_labels.reload_server(target, server_config, config)
+
     rounds: list[dict] = []
     try:
         for r in range(repeat):
@@ -186,13 +153,11 @@ def label_moves(model_dir: Path, work: Path, repeat: int) -> dict:
             figures["rollback_config_poll_s"] = load.wait_for(1, t)
             time.sleep(1.5)
             rounds.append(figures)
-            print(f"round {r + 1}: {json.dumps({k: round(v, 3) for k, v in figures.items()})}", file=sys.stderr,
-                  flush=True)
+            common.print_round(f"round {r + 1}", figures)
     finally:
         load.close()
-        proc.terminate()
-        proc.wait(timeout=60)
-    return {"medians": {k: statistics.median(x[k] for x in rounds) for k in rounds[0]},
+        common.stop(proc)
+    return {"medians": common.medians({"label moves": rounds})["label moves"],
             "failed_requests": load.failures, "answered_requests": len(load.answers), "rounds": rounds}
 
 
@@ -203,20 +168,16 @@ def main() -> int:
     p.add_argument("--calls", type=int, default=300)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--parts", default="overhead,labels", help="comma-separated: overhead, labels")
-    p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "monitoring.json"))
+    p.add_argument("--json", default=str(common.ROOT / "outputs" / "bench" / "monitoring.json"))
     args = p.parse_args()
-    model_dir = Path(args.model_dir) if args.model_dir else latest_model(ROOT / "outputs/sample/serving/fmnist")
-    work = Path(tempfile.mkdtemp(prefix="fmnist-monitoring-bench-"))
-    base = work / "fmnist"
-    shutil.copytree(model_dir, base / "1")
+    model_dir, work, base = common.served_copy(args.model_dir, "monitoring")
     parts = set(args.parts.split(","))
     report = {"model_dir": str(model_dir), "repeat": args.repeat}
     if "overhead" in parts:
         report["logging_overhead"] = logging_overhead(base, work, args.repeat, args.calls, args.seconds)
     if "labels" in parts:
         report["label_moves"] = label_moves(model_dir, work, args.repeat)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
+    common.write_result(args.json, report, echo=False)
     if "logging_overhead" in report:
         o = report["logging_overhead"]
         print("| server | p50 1 image (ms) | p99 1 image (ms) | 4 clients, batch 1 (img/s) |")

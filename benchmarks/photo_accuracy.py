@@ -29,11 +29,12 @@ def newest_version(model: Path) -> Path:
     """A SavedModel directory, or the newest numeric version under a model base directory."""
     if (model / "saved_model.pb").exists():
         return model
-    versions = sorted((p for p in model.iterdir() if p.name.isdigit() and (p / "saved_model.pb").exists()),
-                      key=lambda p: int(p.name))
+    from serving.versions import list_versions
+
+    versions = {v: path for v, path in list_versions(str(model)).items() if (Path(path) / "saved_model.pb").exists()}
     if not versions:
         raise SystemExit(f"{model}: neither a SavedModel nor a directory of numbered versions")
-    return versions[-1]
+    return Path(versions[max(versions)])
 
 
 def classify(model_dir: Path, images: np.ndarray) -> np.ndarray:

@@ -18,9 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchmarks.common import ROOT, write_result
 
 
 def one_run(args: argparse.Namespace) -> dict:
@@ -81,9 +80,7 @@ def main() -> int:
         "median_accuracy": statistics.median(r["accuracy"] or 0 for r in results),
         "median_peak_rss_gb": statistics.median(r["peak_rss_gb"] for r in results),
     }
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
-    print(json.dumps(report, indent=1))
+    write_result(args.json, report)
     return 0
 
 

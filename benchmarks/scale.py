@@ -31,9 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks.common import ROOT, write_result
 
 GB = 1024 ** 3
 BEAM_MODES = {
@@ -241,7 +239,7 @@ def main() -> int:
         return 0
     if args.set is None:
         args.set = ["epochs=1"]
-    import scale_data
+    from benchmarks import scale_data
 
     results = []
     modes = BEAM_MODES if args.beam_modes else {"config": None}
@@ -253,8 +251,7 @@ def main() -> int:
                       **run_child(args, data, sets)}
             results.append(result)
             print(json.dumps(result, indent=1), file=sys.stderr, flush=True)
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(results, indent=1))
+            write_result(args.json, results, echo=False)
     if args.png:
         plot([r for r in results if r["mode"] == next(iter(modes))], Path(args.png))
     print(markdown(results))

@@ -21,29 +21,15 @@ same ConfigProto through TF Serving's --tensorflow_session_config_file); 0 = Ten
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def latest_model(base: Path) -> Path:
-    versions = sorted((int(p.name), p) for p in base.iterdir() if p.name.isdigit()) if base.exists() else []
-    if not versions:
-        raise SystemExit(f"no model version under {base}; run `make run` first (or pass --model-dir)")
-    return versions[-1][1]
+from benchmarks import common
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -64,27 +50,6 @@ def interleaved_latency(calls: dict[str, Callable[[], object]], n: int, block: i
                 call()
                 times[mode].append(time.perf_counter() - t)
     return {m: percentiles(t) for m, t in times.items()}
-
-
-def throughput(make_call, batch: int, clients: int, seconds: float) -> float:
-    stop = threading.Event()
-    counts = [0] * clients
-
-    def worker(i: int) -> None:
-        call = make_call()
-        while not stop.is_set():
-            call()
-            counts[i] += batch
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
-    return sum(counts) / (time.perf_counter() - start)
 
 
 def floor_server(port: int, answer_file: str) -> int:
@@ -124,13 +89,11 @@ def main() -> int:
                    help="TensorFlow intra-op threads, this process and the server alike (0 = TensorFlow's default)")
     p.add_argument("--inter-op-threads", type=int, default=0,
                    help="TensorFlow inter-op threads, both sides alike (0 = default, -1 = the calling thread)")
-    p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "serving.json"))
+    p.add_argument("--json", default=str(common.ROOT / "outputs" / "bench" / "serving.json"))
     args = p.parse_args()
 
     import shutil
-    import socket
     import subprocess
-    import tempfile
 
     import tensorflow as tf
 
@@ -147,10 +110,7 @@ def main() -> int:
     from serving.client import ServingClient
     from serving.savedmodel import LoadedVersion
 
-    model_dir = Path(args.model_dir) if args.model_dir else latest_model(ROOT / "outputs/sample/serving/fmnist")
-    work = Path(tempfile.mkdtemp(prefix="fmnist-serving-bench-"))
-    base = work / "fmnist"
-    shutil.copytree(model_dir, base / "1")
+    model_dir, work, base = common.served_copy(args.model_dir, "serving")
     (work / "batching.config").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n")
     (work / "session.config").write_text("".join(f"{k}: {v}\n" for k, v in threads.items()))
     rng = np.random.default_rng(0)
@@ -169,35 +129,17 @@ def main() -> int:
     (work / "answer.pb").write_bytes(answer.SerializeToString())
 
     def start_server(kind: str) -> tuple[subprocess.Popen, str]:
-        batching = kind == "on"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         if kind == "floor":
+            port = common.free_port()
             proc = subprocess.Popen([sys.executable, __file__, "--floor-server", str(port), str(work / "answer.pb")],
-                                    cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    cwd=common.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return proc, f"127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0", "--model_name=fmnist",
-               f"--model_base_path={base}"]
-        if batching:
-            cmd += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
+        flags = ["--model_name=fmnist", f"--model_base_path={base}"]
+        if kind == "on":
+            flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
         if any(threads.values()):
-            cmd.append(f"--tensorflow_session_config_file={work / 'session.config'}")
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return proc, f"127.0.0.1:{port}"
-
-    def wait_until_up(proc: subprocess.Popen, target: str) -> None:
-        client = ServingClient(target, timeout=5)
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                client.predict_images(one)
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit(f"server did not come up: {' '.join(proc.args)}")
-                time.sleep(0.5)
-        client.close()
+            flags.append(f"--tensorflow_session_config_file={work / 'session.config'}")
+        return common.launch_model_server(flags)
 
     modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
              "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on",
@@ -207,7 +149,7 @@ def main() -> int:
     for r in range(args.repeat):
         servers = {kind: start_server(kind) for kind in ("off", "on", "floor")}  # all load at once
         for proc, target in servers.values():
-            wait_until_up(proc, target)
+            common.wait_until_ready(proc, target, lambda client: client.predict_images(one) is not None)
 
         def make_call(kind: str, x: np.ndarray) -> Callable[[], object]:
             if kind == "eager":
@@ -222,18 +164,17 @@ def main() -> int:
             rounds[mode].append({"p50_ms": lat[mode][0], "p99_ms": lat[mode][1]})
             if kind != "floor":  # its answer is for one image, whatever was sent
                 rounds[mode][-1].update({
-                    "batch1_images_per_s": throughput(lambda: make_call(kind, one), 1, args.clients, args.seconds),
-                    "batch64_images_per_s": throughput(lambda: make_call(kind, many), 64, args.clients,
-                                                       args.seconds)})
-            print(f"round {r + 1} {mode}: {json.dumps({k: round(v, 2) for k, v in rounds[mode][-1].items()})}",
-                  file=sys.stderr, flush=True)
+                    "batch1_images_per_s": common.throughput(lambda: make_call(kind, one), 1, args.clients,
+                                                             args.seconds),
+                    "batch64_images_per_s": common.throughput(lambda: make_call(kind, many), 64, args.clients,
+                                                              args.seconds)})
+            common.print_round(f"round {r + 1} {mode}", rounds[mode][-1], digits=2)
         for proc, _ in servers.values():
-            proc.terminate()
-            proc.wait(timeout=60)
+            common.stop(proc)
         ratios.append(lat["gRPC to its own process, batching off"][0] / lat["in-process, tf.saved_model.load"][0])
         print(f"round {r + 1} gRPC p50 / in-process p50, side by side: {ratios[-1]:.2f}x", file=sys.stderr,
               flush=True)
-    medians = {m: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for m, rs in rounds.items()}
+    medians = common.medians(rounds)
     ref = medians["in-process, tf.saved_model.load"]
     report = {"model_dir": str(model_dir), "repeat": args.repeat, "clients": args.clients,
               "calls": args.calls, "block": args.block, "tensorflow_threads": threads,
@@ -246,8 +187,7 @@ def main() -> int:
                   for f, g in zip(rounds["gRPC floor: canned answer, no model (latency only)"],
                                   rounds["gRPC to its own process, batching off"])),
               "rounds": rounds}
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
+    common.write_result(args.json, report, echo=False)
     print("| mode | p50 1 image (ms) | p99 1 image (ms) | 8 clients, batch 1 (img/s) | 8 clients, batch 64 (img/s) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for m, med in medians.items():

@@ -19,10 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import ROOT, write_result
 
 VARIANTS = {
     "streamed (defaults)": {},
@@ -43,7 +41,7 @@ def child(args: argparse.Namespace) -> dict:
     from components.trainer import run_fn
     from pipeline.config import load_config
 
-    cfg = load_config(args.preset, overrides={"epochs": args.epochs}).trainer_config()
+    cfg = load_config(args.preset, overrides={"epochs": args.epochs}).training.to_custom_config()
     cfg.update(json.loads(args.overrides))
     examples = newest(os.path.join(args.pipeline_root, "Transform", "transformed_examples", "*"))
     graph = newest(os.path.join(args.pipeline_root, "Transform", "transform_graph", "*"))
@@ -86,9 +84,7 @@ def main() -> int:
             raise SystemExit(f"{name}: failed (exit {proc.returncode})")
         results[name] = json.loads(line[len("RESULT "):])
         print(f"{name}: {results[name]}", file=sys.stderr, flush=True)
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    write_result(args.json, results)
     return 0
 
 

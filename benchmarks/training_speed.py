@@ -19,24 +19,17 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from components.model import HParams, build_model  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from benchmarks.common import ROOT, write_result
+from components.model import build_model
+from pipeline.config import load_config
 
 TARGET = 0.915
 
@@ -101,12 +94,12 @@ def run_baseline(x, y, xt, yt, seed: int) -> dict:
 
 
 def run_ours(x, y, xt, yt, preset: str, overrides: dict | None = None) -> dict:
-    cfg = load_config(preset, overrides=overrides)
+    cfg = load_config(preset, overrides=overrides).training
     keras.utils.set_random_seed(cfg.seed)
     k = max(2, round(1 / cfg.validation_fraction))
     val = np.arange(len(x)) % k == k - 1
     steps = -(-int((~val).sum()) // cfg.batch_size)
-    model = build_model(HParams.from_config(cfg.trainer_config()), steps_per_epoch=steps, epochs=cfg.epochs)
+    model = build_model(cfg, steps_per_epoch=steps, epochs=cfg.epochs)
     clock = TestAccuracyClock(xt, yt)
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
                                          patience=cfg.early_stopping_patience)
@@ -165,9 +158,7 @@ def main() -> int:
     for preset in args.presets.split(","):
         ours = results[preset]["median_seconds_to_target"]
         results[preset]["speedup_to_target_vs_baseline"] = round(base / ours, 2) if base and ours else None
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    write_result(args.json, results)
     return 0
 
 

@@ -20,35 +20,27 @@ with the run's id (backend/src/v2/driver/resolve.go) -- so every cache key diffe
 
 import logging
 import os
-import re
 
 from tfx import v1 as tfx
 
+from schema.contract import SAVED_MODEL_FILE
+from serving.versions import list_versions
+
 log = logging.getLogger(__name__)
 
-# TF Serving's own rule for version directories: a base-10 integer name (ASCII digits only).
-_VERSION_NAME = re.compile(r"[0-9]{1,18}")
-SAVED_MODEL_FILE = "saved_model.pb"
 KFP_RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"
 
 
 def served_versions(serving_model_dir: str) -> "list[int]":
     """Complete version directories under `serving_model_dir`, oldest first.
 
-    Hidden staging directories (AtomicPusher's `.staging-*`) and anything without a
-    saved_model.pb are not versions a model server would load.
+    Version directories by TF Serving's rule (serving/versions.py: hidden staging directories of
+    AtomicPusher are skipped), and only those with a saved_model.pb: a model server loads no other.
     """
     import tensorflow as tf
 
-    if not tf.io.gfile.isdir(serving_model_dir):
-        return []
-    versions = []
-    for name in tf.io.gfile.listdir(serving_model_dir):
-        name = name.rstrip("/")
-        if _VERSION_NAME.fullmatch(name) and tf.io.gfile.exists(
-                os.path.join(serving_model_dir, name, SAVED_MODEL_FILE)):
-            versions.append(int(name))
-    return sorted(versions)
+    return sorted(version for version, path in list_versions(serving_model_dir).items()
+                  if tf.io.gfile.exists(os.path.join(path, SAVED_MODEL_FILE)))
 
 
 def copy_tree(src: str, dst: str) -> None:

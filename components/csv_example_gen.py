@@ -49,13 +49,11 @@ from tfx_bsl.coders import example_coder
 
 from components import split_files, split_writer
 from components.csv_table import CsvFormatError, CsvReader, CsvTable, read_table  # noqa: F401 (public API)
-from pipeline.features import LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
+from schema.contract import DATA_REPORT_FILE, DATA_REPORT_PROPERTY, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 4096
-DATA_REPORT_FILE = "data_input.json"
-DATA_REPORT_PROPERTY = "data_input"
 DEFAULT_MAX_DUPLICATE_SHARE = 0.01
 _FILES_KEY = "_fmnist_split_files"
 _REPORTS_KEY = "_fmnist_file_reports"

@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Iterator
 import apache_beam as beam
 import numpy as np
 
-from pipeline.features import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS
+from schema.contract import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS
 
 BOM = b"\xef\xbb\xbf"
 MAX_REPORTED = 5

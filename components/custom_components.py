@@ -6,13 +6,21 @@ stock ones.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from tfx import v1 as tfx
+from tfx import types as tfx_types, v1 as tfx
+from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
+from tfx.components.trainer import executor as trainer_executor
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import json_utils, proto_utils
 
 from components import csv_example_gen, pusher
+from components.baseline import has_saved_model
+from schema.contract import TRAIN_SPLIT
 
 
 class FastCsvExampleGen(tfx.components.CsvExampleGen):
@@ -29,30 +37,12 @@ class FastCsvExampleGen(tfx.components.CsvExampleGen):
                                      custom_config=custom_config, output_config=output_config)
 
 
-class AtomicPusher(tfx.components.Pusher):
-    """Pusher whose new version directory appears by one rename, after a load check."""
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(pusher.Executor)
-
-
 # --- Stock components with one more execution property --------------------------------------------
 # Kubeflow runtime parameters can only fill top-level execution properties, while epochs live in
 # the Trainer's custom_config, the accuracy threshold inside the Evaluator's EvalConfig and the
 # serving directory inside the Pusher's PushDestination. These subclasses add that value as its own
 # (optional, runtime-parameterisable) property; their executors fold it back into the stock
 # property before running the stock executor, so artifacts and behaviour stay TFX's own.
-
-import json  # noqa: E402
-import os  # noqa: E402
-
-from tfx import types as tfx_types  # noqa: E402
-from tfx.components.evaluator import executor as evaluator_executor  # noqa: E402
-from tfx.components.trainer import executor as trainer_executor  # noqa: E402
-from tfx.dsl.components.base import base_component  # noqa: E402
-from tfx.types import standard_artifacts, standard_component_specs as specs  # noqa: E402
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter  # noqa: E402
-from tfx.utils import json_utils, proto_utils  # noqa: E402
-
-from components.baseline import has_saved_model  # noqa: E402
 
 EPOCHS_KEY, THRESHOLD_KEY, SERVING_DIR_KEY = "epochs", "accuracy_threshold", "serving_model_dir"
 
@@ -70,17 +60,16 @@ class _TrainerSpec(specs.TrainerSpec):
 
 def train_examples(statistics: list[Any], train_args_json: str | None) -> int | None:
     """Examples in the Trainer's training splits, from StatisticsGen's TFDV statistics."""
-    import tensorflow_data_validation as tfdv
-    from tfx.types import artifact_utils
+    from tfx.components.statistics_gen import stats_artifact_utils
 
     if not statistics:
         return None
     train_args = tfx.proto.TrainArgs()
     proto_utils.json_to_proto(train_args_json or "{}", train_args)
     total = 0
-    for split in train_args.splits or ["train"]:
-        path = os.path.join(artifact_utils.get_split_uri(statistics, split), "FeatureStats.pb")
-        total += sum(d.num_examples for d in tfdv.load_stats_binary(path).datasets)
+    for split in train_args.splits or [TRAIN_SPLIT]:
+        stats = stats_artifact_utils.load_statistics(artifact_utils.get_single_instance(statistics), split)
+        total += sum(d.num_examples for d in stats.proto().datasets)
     return total
 
 
@@ -176,7 +165,7 @@ class _PusherSpec(specs.PusherSpec):
     PARAMETERS = {**specs.PusherSpec.PARAMETERS, SERVING_DIR_KEY: ExecutionParameter(type=str, optional=True)}
 
 
-class _ServingDirPusherExecutor(pusher.Executor):
+class _AtomicPusherExecutor(pusher.Executor):
     def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
         props = dict(exec_properties)
         serving_dir = props.pop(SERVING_DIR_KEY, None)
@@ -188,9 +177,10 @@ class _ServingDirPusherExecutor(pusher.Executor):
         return super().Do(input_dict, output_dict, props)
 
 
-class ServingDirPusher(tfx.components.Pusher):
-    """AtomicPusher with the serving model directory as its own property."""
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_ServingDirPusherExecutor)
+class AtomicPusher(tfx.components.Pusher):
+    """Pusher whose new version directory appears by one rename, after a load check
+    (components/pusher.py), with the serving model directory as its own property."""
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_AtomicPusherExecutor)
 
     def __init__(self, *, model_blessing: Any, serving_model_dir: Any, model: Any = None,
                  infra_blessing: Any = None) -> None:

@@ -25,28 +25,41 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
 
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-import tf_keras as keras  # noqa: E402
+from schema.contract import (
+    CLASS_ID_OUTPUT,
+    CLASS_NAME_OUTPUT,
+    CLASS_NAMES,
+    CLASSIFY_INPUT,
+    CLASSIFY_SIGNATURE,
+    EVAL_SIGNATURE,
+    EXAMPLES_INPUT,
+    IMAGE_SIZE,
+    IMAGES_INPUT,
+    IMAGES_SIGNATURE,
+    IMAGES_UINT8_SIGNATURE,
+    LABEL_KEY,
+    NUM_PIXELS,
+    PIXEL_KEYS,
+    PREDICT_SIGNATURE,
+    PROBABILITIES_OUTPUT,
+    RAW_PIXELS_KEY,
+    SIGNATURES,
+)
 
-from pipeline.features import CLASS_NAMES, IMAGE_SIZE, LABEL_KEY, NUM_PIXELS, PIXEL_KEYS, RAW_PIXELS_KEY  # noqa: E402
+__all__ = ["SIGNATURES", "WARMUP_FILE", "export_model", "make_signatures", "write_warmup_requests"]
 
-EXAMPLES_INPUT = "examples"
-IMAGES_INPUT = "images"
-SIGNATURES = ("serving_default", "serving_images", "serving_images_uint8", "serving_pixels_examples",
-              "classification")
-CLASSIFY_INPUT = "inputs"          # tf.saved_model.CLASSIFY_INPUTS
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-EVAL_SIGNATURE = "serving_pixels_examples"
 
 
 def _answers(model: keras.Model, transformed: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     probabilities = model(transformed, training=False)
     class_id = tf.argmax(probabilities, axis=1, output_type=tf.int64)
     class_name = tf.gather(tf.constant(CLASS_NAMES), class_id)
-    return {"probabilities": probabilities, "class_id": class_id, "class_name": class_name}
+    return {PROBABILITIES_OUTPUT: probabilities, CLASS_ID_OUTPUT: class_id, CLASS_NAME_OUTPUT: class_name}
 
 
 def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput
@@ -86,18 +99,18 @@ def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutp
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=CLASSIFY_INPUT)])
     def classify_examples(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores = serve_examples(inputs)["probabilities"]
+        scores = serve_examples(inputs)[PROBABILITIES_OUTPUT]
         classes = tf.tile(tf.constant([CLASS_NAMES]), [tf.shape(scores)[0], 1])
         return {"classes": classes, "scores": scores}
 
     # tf.functions with input signatures, not concrete functions: only these can be saved when the
     # model's variables are distributed (MultiWorkerMirroredStrategy / MirroredStrategy).
     return {
-        "serving_default": serve_examples,
-        "serving_images": serve_images,
-        "serving_images_uint8": serve_images_uint8,
+        PREDICT_SIGNATURE: serve_examples,
+        IMAGES_SIGNATURE: serve_images,
+        IMAGES_UINT8_SIGNATURE: serve_images_uint8,
         EVAL_SIGNATURE: serve_pixels_examples,
-        "classification": classify_examples,
+        CLASSIFY_SIGNATURE: classify_examples,
     }
 
 
@@ -125,18 +138,18 @@ def write_warmup_requests(export_dir: str) -> str:
     from tensorflow_serving.apis import classification_pb2, predict_pb2, prediction_log_pb2
 
     logs = []
-    for name, dtype in (("serving_images", tf.float32), ("serving_images_uint8", tf.uint8)):
+    for name, dtype in ((IMAGES_SIGNATURE, tf.float32), (IMAGES_UINT8_SIGNATURE, tf.uint8)):
         request = predict_pb2.PredictRequest()
         request.model_spec.signature_name = name
         request.inputs[IMAGES_INPUT].CopyFrom(tf.make_tensor_proto(tf.zeros([1, IMAGE_SIZE, IMAGE_SIZE], dtype)))
         logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
     example = _pixels_example()
     request = predict_pb2.PredictRequest()
-    request.model_spec.signature_name = "serving_default"
+    request.model_spec.signature_name = PREDICT_SIGNATURE
     request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto([example.SerializeToString()]))
     logs.append(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request)))
     classify = classification_pb2.ClassificationRequest()
-    classify.model_spec.signature_name = "classification"
+    classify.model_spec.signature_name = CLASSIFY_SIGNATURE
     classify.input.example_list.examples.append(example)
     logs.append(prediction_log_pb2.PredictionLog(
         classify_log=prediction_log_pb2.ClassifyLog(request=classify)))

@@ -22,7 +22,6 @@ sending the requests, and `make_warmup` writing the requests into the validated 
 """
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import shutil
@@ -37,15 +36,23 @@ from tfx import types, v1 as tfx
 from tfx.components.infra_validator import error_types, executor as stock, serving_bins
 from tfx.components.infra_validator.model_server_runners import base_runner
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import standard_artifacts, standard_component_specs as specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ExecutionParameter
+
+from schema.contract import (
+    CLASSIFY_SIGNATURE,
+    EXAMPLES_INPUT,
+    NUM_CLASSES,
+    PIXEL_KEYS,
+    PREDICT_SIGNATURE,
+    RAW_PIXELS_KEY,
+    TEST_SPLIT,
+)
 
 log = logging.getLogger(__name__)
 
 TF_SERVING_BINARY = "tensorflow_model_server"
 LATENCY_P99_KEY, LATENCY_REQUESTS_KEY = "latency_p99_ms", "latency_requests"
-EXAMPLES_INPUT, CLASSIFY_SIGNATURE, PREDICT_SIGNATURE = "examples", "classification", "serving_default"
-NUM_CLASSES = 10
 
 
 class CheckFailed(Exception):
@@ -122,22 +129,20 @@ def csv_layout_example(pixels: list[int]) -> Any:
     import tensorflow as tf
 
     return tf.train.Example(features=tf.train.Features(feature={
-        f"pixel{i}": tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-        for i, v in enumerate(pixels, start=1)}))
+        key: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])) for key, v in zip(PIXEL_KEYS, pixels)}))
 
 
-def test_rows(examples_uri: str, split: str, count: int) -> list[list[int]]:
+def test_rows(examples: types.Artifact, split: str, count: int) -> list[list[int]]:
     """The first `count` images of a split of the Examples artifact, as pixel lists."""
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*"))) or \
-        sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
     rows = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(count):
         example = tf.train.Example.FromString(record.numpy())
-        rows.append(list(example.features.feature["pixels"].int64_list.value))
+        rows.append(list(example.features.feature[RAW_PIXELS_KEY].int64_list.value))
     if not rows:
-        raise CheckFailed("query", f"no test examples in {examples_uri} split {split!r}")
+        raise CheckFailed("query", f"no test examples in {examples.uri} split {split!r}")
     return rows
 
 
@@ -229,7 +234,7 @@ class Executor(stock.Executor):
             serving_spec: Any, validation_spec: Any, request_spec: Any) -> None:
         rows = []
         if examples is not None and request_spec is not None:
-            rows = test_rows(examples.uri, request_spec.split_name or "test", request_spec.num_examples or 10)
+            rows = test_rows(examples, request_spec.split_name or TEST_SPLIT, request_spec.num_examples or 10)
         requests = build_requests(serving_spec.model_name, rows)
         model_path = self._PrepareModelPath(model, serving_spec)
         binary = serving_bins.parse_serving_binaries(serving_spec)[0]

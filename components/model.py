@@ -1,51 +1,21 @@
-"""The Keras CNN, built from a few hyperparameters so configs and tests can size it.
+"""The Keras CNN, sized by the model fields of the TrainingConfig so configs and tests can size it.
 
-Why tf_keras (Keras 2) and not Keras 3: TensorFlow Transform 1.21 sets TF_USE_LEGACY_KERAS and
-its `transform_features_layer` is a tf_keras layer; the SavedModel we export wraps that layer
-and this model in one graph, so both must come from the same Keras.
+Why tf_keras (Keras 2) and not Keras 3: TensorFlow Transform 1.21's `transform_features_layer` is a
+tf_keras layer; the SavedModel we export wraps that layer and this model in one graph, so both must
+come from the same Keras (components/__init__.py).
 """
 from __future__ import annotations
 
-import dataclasses
-import os
-from typing import Any, Mapping
+from typing import Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import tensorflow as tf
+import tf_keras as keras
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
-
-from pipeline.features import IMAGE_KEY, IMAGE_SIZE, NUM_CLASSES  # noqa: E402
+from components.training_config import TrainingConfig
+from schema.contract import IMAGE_KEY, IMAGE_SIZE, NUM_CLASSES, PROBABILITIES_OUTPUT
 
 
-@dataclasses.dataclass(frozen=True)
-class HParams:
-    """Model and optimisation settings; built from the Trainer's custom_config."""
-    conv_filters: tuple[int, ...] = (32, 64)
-    convs_per_block: int = 1
-    dense_units: int = 128
-    dropout: float = 0.3
-    # Dropout after each conv block; early blocks overfit less than the dense head, hence half.
-    conv_dropout: float = 0.15
-    # Pool each block right after its last convolution, before batch norm and ReLU: max-pooling
-    # commutes with ReLU and with a positively scaled BN, so the function class is nearly the
-    # same, but BN and ReLU then run on a quarter of the activations (~25% less time per epoch
-    # on CPU, measured in benchmarks/training_speed.py).
-    pool_before_norm: bool = False
-    augment: bool = False
-    learning_rate: float = 2e-3
-    label_smoothing: float = 0.0
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "HParams":
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in config.items() if k in names}
-        if "conv_filters" in values:
-            values["conv_filters"] = tuple(int(v) for v in values["conv_filters"])
-        return cls(**values)
-
-
-def build_model(hp: HParams = HParams(), steps_per_epoch: int | None = None,
+def build_model(hp: TrainingConfig = TrainingConfig(), steps_per_epoch: int | None = None,
                 epochs: int | None = None) -> keras.Model:
     """CNN over the transformed `image` feature [N, 28, 28, 1] in [0, 1]; softmax over 10 classes.
 
@@ -76,7 +46,7 @@ def build_model(hp: HParams = HParams(), steps_per_epoch: int | None = None,
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU(name="embedding")(x)
     x = keras.layers.Dropout(hp.dropout)(x)
-    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name="probabilities")(x)
+    outputs = keras.layers.Dense(NUM_CLASSES, activation="softmax", name=PROBABILITIES_OUTPUT)(x)
     model = keras.Model(inputs, outputs, name="fmnist_cnn")
 
     lr: Any = hp.learning_rate

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from pipeline.features import IMAGE_KEY, IMAGE_SIZE, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY, TRANSFORMED_LABEL_KEY
+from schema.contract import IMAGE_KEY, IMAGE_SIZE, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY, TRANSFORMED_LABEL_KEY
 
 
 def _dense(x: tf.Tensor | tf.SparseTensor, width: int) -> tf.Tensor:

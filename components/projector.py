@@ -14,7 +14,7 @@ import tf_keras as keras
 from PIL import Image
 from tensorboard.plugins import projector
 
-from pipeline.features import CLASS_NAMES
+from schema.contract import CLASS_NAMES
 
 EMBEDDING_LAYER = "embedding"
 SPRITE_FILE = "sprite.png"

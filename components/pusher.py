@@ -21,16 +21,18 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
+from schema.contract import PREDICT_SIGNATURE
+from serving.versions import list_versions
+
 log = logging.getLogger(__name__)
 
 STAGING_PREFIX = ".staging-"
 
 
 def existing_versions(base: str) -> list[int]:
-    """Integer version directories under `base` (staging directories are hidden, so skipped)."""
-    if not fileio.exists(base):
-        return []
-    return sorted(int(name.rstrip("/")) for name in fileio.listdir(base) if name.rstrip("/").isdigit())
+    """Version directories under `base` by TF Serving's rule (serving/versions.py; staging
+    directories are hidden, so skipped)."""
+    return sorted(list_versions(base))
 
 
 def next_version(base: str, now: float | None = None) -> int:
@@ -45,7 +47,7 @@ def check_loadable(path: str) -> None:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
-    if "serving_default" not in loaded.signatures:
+    if PREDICT_SIGNATURE not in loaded.signatures:
         raise RuntimeError(f"{path}: SavedModel has no serving_default signature "
                            f"(has {sorted(loaded.signatures)})")
 

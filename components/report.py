@@ -14,17 +14,13 @@ import logging
 import os
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipeline.features import CLASS_NAMES, NUM_CLASSES  # noqa: E402
+from schema.contract import ACCURACY_METRIC, CLASS_NAMES, NUM_CLASSES, REPORT_FILE
 
 log = logging.getLogger(__name__)
 
-REPORT_FILE = "index.html"
 METRICS_FILE = "per_class.json"
 
 
@@ -88,7 +84,7 @@ def blessing_from_tfma(evaluation_uri: str, blessed: bool) -> Blessing:
         if metrics.slice_key.single_slice_keys:
             continue
         for kv in metrics.metric_keys_and_values:
-            if kv.key.name != "sparse_categorical_accuracy" or kv.key.is_diff:
+            if kv.key.name != ACCURACY_METRIC or kv.key.is_diff:
                 continue
             value = kv.value.double_value.value
             if kv.key.model_name == "baseline":
@@ -109,11 +105,11 @@ def blessing_from_tfma(evaluation_uri: str, blessed: bool) -> Blessing:
 def _save(fig: Any, path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def plot_history(history: dict[str, list[float]], path: str) -> None:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for prefix, label in (("", "training"), ("val_", "validation")):
             values = history.get(prefix + metric)
@@ -127,7 +123,8 @@ def plot_history(history: dict[str, list[float]], path: str) -> None:
 
 
 def plot_confusion(confusion: np.ndarray, path: str) -> None:
-    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    fig = Figure(figsize=(7.5, 6.5))
+    ax = fig.subplots()
     ax.imshow(confusion, cmap="Blues")
     ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=45, ha="right")
     ax.set_yticks(range(NUM_CLASSES), CLASS_NAMES)
@@ -147,7 +144,8 @@ def plot_misclassified(images: np.ndarray, actual: np.ndarray, predicted: np.nda
     n = min(limit, len(images))
     cols = 6
     rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.7, rows * 1.9))
+    fig = Figure(figsize=(cols * 1.7, rows * 1.9))
+    axes = fig.subplots(rows, cols)
     for k, ax in enumerate(np.atleast_1d(axes).reshape(-1)):
         ax.axis("off")
         if k < n:

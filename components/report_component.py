@@ -6,9 +6,20 @@ import json
 import os
 
 from tfx import v1 as tfx
-from tfx.types import artifact
+from tfx.types import artifact, artifact_utils
 
 from components import report
+from schema.contract import (
+    CLASS_ID_OUTPUT,
+    DATA_REPORT_FILE,
+    EVAL_SIGNATURE,
+    EXAMPLES_INPUT,
+    HISTORY_FILE,
+    LABEL_KEY,
+    NUM_PIXELS,
+    RAW_PIXELS_KEY,
+    TEST_SPLIT,
+)
 
 
 class RunReportArtifact(artifact.Artifact):
@@ -22,13 +33,11 @@ class RunReportArtifact(artifact.Artifact):
     TYPE_NAME = "components.RunReportArtifact"
 
 
-def _test_split(examples_uri: str, split: str):
+def _test_split(examples: tfx.types.standard_artifacts.Examples, split: str):
     import numpy as np
     import tensorflow as tf
 
-    from pipeline.features import LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
-
-    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    files = tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
     spec = {LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64),
             RAW_PIXELS_KEY: tf.io.FixedLenFeature([NUM_PIXELS], tf.int64)}
     serialized, labels, pixels = [], [], []
@@ -44,8 +53,6 @@ def _data_input(examples_uri: str):
     """FastCsvExampleGen's per-split data report, if the Examples artifact has one."""
     from tfx.dsl.io import fileio
 
-    from components.csv_example_gen import DATA_REPORT_FILE
-
     path = os.path.join(examples_uri, DATA_REPORT_FILE)
     if not fileio.exists(path):
         return None
@@ -60,21 +67,19 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
               blessing: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ModelBlessing],
               examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
               report_dir: tfx.dsl.components.OutputArtifact[RunReportArtifact],
-              test_split: tfx.dsl.components.Parameter[str] = "test") -> None:
+              test_split: tfx.dsl.components.Parameter[str] = TEST_SPLIT) -> None:
     import numpy as np
     import tensorflow as tf
     from tfx.utils import path_utils
-
-    from components.export import EVAL_SIGNATURE
-    from components.trainer import HISTORY_FILE
 
     with tf.io.gfile.GFile(os.path.join(model_run.uri, HISTORY_FILE)) as f:
         history = json.load(f)
     blessed = bool(blessing.get_int_custom_property("blessed"))
     serving = tf.saved_model.load(path_utils.serving_model_path(model.uri)).signatures[EVAL_SIGNATURE]
-    serialized, labels, pixels = _test_split(examples.uri, test_split)
-    predicted = np.concatenate([serving(examples=tf.constant(serialized[i:i + 1000]))["class_id"].numpy()
-                                for i in range(0, len(serialized), 1000)])
+    serialized, labels, pixels = _test_split(examples, test_split)
+    predicted = np.concatenate([
+        serving(**{EXAMPLES_INPUT: tf.constant(serialized[i:i + 1000])})[CLASS_ID_OUTPUT].numpy()
+        for i in range(0, len(serialized), 1000)])
     wrong = np.nonzero(predicted != labels)[0]
     run_info = {"model": model.uri, "evaluation": evaluation.uri,
                 "test examples": str(len(labels)), "misclassified": str(len(wrong))}

@@ -32,11 +32,12 @@ import re
 
 from tfx import v1 as tfx
 
+from schema.contract import HOLDOUT_SPLIT, TEST_SPLIT, TRAIN_SPLIT
+
 log = logging.getLogger(__name__)
 
 SPAN_DIR_PATTERN = "span-{SPAN}"      # TFX ExampleGen's span placeholder inside the input pattern
 SPAN_MARKER = "span.json"
-TRAIN_SPLIT, TEST_SPLIT, HOLDOUT_SPLIT = "train", "test", "holdout"
 _SPAN_DIR = re.compile(r"span-([0-9]{1,18})")
 
 

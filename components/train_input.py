@@ -12,7 +12,7 @@ Trainer held the data set two to three times over. Here:
   (with one shard, as Transform writes at Fashion-MNIST's size, exactly the old split);
 * the parsed split is cached in memory only when its estimated size fits `cache_max_mb`;
 * steps per epoch come from the number of records: the statistics' `num_examples` when the
-  pipeline passes it (`train_examples` in custom_config), else a streaming record count that
+  pipeline passes it (TrainingConfig.train_examples), else a streaming record count that
   holds nothing (decompression only, no parsing). Keras runs each epoch to the end of the data, so
   the count only sizes the learning-rate schedule and a few rows off would not matter.
 """
@@ -24,6 +24,8 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
+from components.training_config import TrainingConfig
+
 log = logging.getLogger(__name__)
 
 PARSE_BATCH = 1024
@@ -32,22 +34,20 @@ MB = 1024 ** 2
 
 @dataclasses.dataclass(frozen=True)
 class InputSettings:
-    """How the training split is read; from the Trainer's custom_config (pipeline/config.py)."""
-    batch_size: int = 128
+    """How the training split is read; derived from the TrainingConfig (its defaults are those)."""
+    batch_size: int = TrainingConfig.batch_size
     validation_every: int = 10        # every k-th record of a shard is validation
-    shuffle_buffer: int = 60_000      # examples; ~190 MB of 28x28 float images
-    cache_max_mb: float = 1024.0      # cache a parsed split in memory only below this size
-    seed: int = 42
+    shuffle_buffer: int = TrainingConfig.shuffle_buffer
+    cache_max_mb: float = TrainingConfig.cache_max_mb
+    seed: int = TrainingConfig.seed
     read_parallelism: int = 4         # shards read at once
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any], batch_size: int | None = None) -> "InputSettings":
-        fraction = float(cfg.get("validation_fraction", 0.1))
-        return cls(batch_size=int(batch_size or cfg.get("batch_size", 128)),
-                   validation_every=max(2, round(1.0 / fraction)),
-                   shuffle_buffer=int(cfg.get("shuffle_buffer", cls.shuffle_buffer)),
-                   cache_max_mb=float(cfg.get("cache_max_mb", cls.cache_max_mb)),
-                   seed=int(cfg.get("seed", cls.seed)))
+    def from_training(cls, config: TrainingConfig) -> "InputSettings":
+        return cls(batch_size=config.batch_size,
+                   validation_every=max(2, round(1.0 / config.validation_fraction)),
+                   shuffle_buffer=config.shuffle_buffer, cache_max_mb=float(config.cache_max_mb),
+                   seed=config.seed)
 
 
 def shard_files(patterns: list[str]) -> list[str]:
@@ -92,7 +92,9 @@ def read_split(files: list[str], settings: InputSettings, validation: bool,
     shards = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_shards and len(files) > 1:
         shards = shards.shuffle(len(files), seed=settings.seed, reshuffle_each_iteration=True)
-    read = lambda f: _one_split(f, settings.validation_every, validation)  # noqa: E731
+    def read(shard: tf.Tensor) -> tf.data.Dataset:
+        return _one_split(shard, settings.validation_every, validation)
+
     if len(files) == 1:
         return shards.flat_map(read)
     # Deterministic: the same seed gives the same order (parallel reads, fixed interleaving).

@@ -12,21 +12,18 @@ import logging
 import os
 from typing import Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx.components.trainer.fn_args_utils import FnArgs
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_transform as tft  # noqa: E402
-import tf_keras as keras  # noqa: E402
-from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
-
-from components import export, projector, strategy, train_input, warm_start  # noqa: E402
-from components.model import HParams, build_model  # noqa: E402
-from pipeline.features import IMAGE_KEY, TRANSFORMED_LABEL_KEY  # noqa: E402
+from components import export, projector, strategy, train_input, warm_start
+from components.model import build_model
+from components.training_config import TrainingConfig
+from schema.contract import HISTORY_FILE, IMAGE_KEY, TRANSFORMED_LABEL_KEY
 
 log = logging.getLogger(__name__)
-
-HISTORY_FILE = "history.json"
 
 
 def load_split(patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
@@ -36,13 +33,13 @@ def load_split(patterns: list[str], tf_transform_output: tft.TFTransformOutput) 
                              TRANSFORMED_LABEL_KEY)
 
 
-def training_rows(cfg: dict[str, Any], files: list[str], settings: train_input.InputSettings
+def training_rows(train_examples: int, files: list[str], settings: train_input.InputSettings
                   ) -> tuple[int, int]:
     """(training, validation) row counts without holding the data.
 
     From `train_examples` (the train split's num_examples in the statistics) when the pipeline
-    passes it, else from one streaming count of the records."""
-    total = cfg.get("train_examples")
+    passes it (non-zero), else from one streaming count of the records."""
+    total = train_examples
     if total:
         log.info("train split: %d examples (from the statistics)", int(total))
     else:
@@ -51,15 +48,16 @@ def training_rows(cfg: dict[str, Any], files: list[str], settings: train_input.I
     return train_input.split_sizes(int(total), settings.validation_every)
 
 
-def _warm_start(model: keras.Model, fn_args: FnArgs, cfg: dict[str, Any], hp: HParams, steps: int,
-                epochs: int, dist: Any) -> tuple[keras.Model, int]:
+def _warm_start(model: keras.Model, fn_args: FnArgs, config: TrainingConfig, steps: int,
+                dist: Any) -> tuple[keras.Model, int]:
     """From the served model's weights when the architecture matches (components/warm_start.py),
     with warm_start_epochs and a learning-rate schedule over that shorter run; else unchanged."""
     result = warm_start.check(model, fn_args.base_model)
+    epochs = config.epochs
     if result.warm:
-        epochs = int(cfg.get("warm_start_epochs", epochs))
+        epochs = config.warm_start_epochs
         with dist.scope():
-            model = build_model(hp, steps_per_epoch=steps, epochs=epochs)
+            model = build_model(config, steps_per_epoch=steps, epochs=epochs)
             warm_start.restore(model, fn_args.base_model)
     result.epochs = epochs
     log.info("%s (base model %s, %d epochs)", result.reason, result.base_model, epochs)
@@ -69,24 +67,20 @@ def _warm_start(model: keras.Model, fn_args: FnArgs, cfg: dict[str, Any], hp: HP
 
 def run_fn(fn_args: FnArgs) -> None:
     """Train, keep the best validation epoch, export the SavedModel with serving signatures."""
-    cfg: dict[str, Any] = dict(fn_args.custom_config or {})
-    epochs = int(cfg.get("epochs", 10))
-    batch_size = int(cfg.get("batch_size", 128))
-    seed = int(cfg.get("seed", 42))
-    hp = HParams.from_config(cfg)
+    config = TrainingConfig.from_custom_config(fn_args.custom_config)
     # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     dist = strategy.choose_strategy()
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(config.seed)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = tf_transform_output.transformed_feature_spec()
-    settings = train_input.InputSettings.from_config(cfg, batch_size)
+    settings = train_input.InputSettings.from_training(config)
     files = train_input.shard_files(fn_args.train_files)
-    n_train, n_val = training_rows(cfg, files, settings)
+    n_train, n_val = training_rows(config.train_examples, files, settings)
     log.info("training on ~%d examples, validating on ~%d (every %d-th row of each of %d shard(s))",
              n_train, n_val, settings.validation_every, len(files))
 
-    global_batch = batch_size * dist.num_replicas_in_sync
+    global_batch = config.batch_size * dist.num_replicas_in_sync
     steps = -(-n_train // global_batch)
     # Several workers: every worker reads the same files and keeps its share of the batches.
     options = tf.data.Options()
@@ -96,15 +90,16 @@ def run_fn(fn_args: FnArgs) -> None:
     validation = train_input.validation_dataset(files, spec, IMAGE_KEY, TRANSFORMED_LABEL_KEY, n_val,
                                                 settings).with_options(options)
     with dist.scope():
-        model = build_model(hp, steps_per_epoch=steps, epochs=epochs)
-    if cfg.get("warm_start"):
-        model, epochs = _warm_start(model, fn_args, cfg, hp, steps, epochs, dist)
+        model = build_model(config, steps_per_epoch=steps, epochs=config.epochs)
+    epochs = config.epochs
+    if config.warm_start:
+        model, epochs = _warm_start(model, fn_args, config, steps, dist)
     model.summary(print_fn=log.info)
 
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
-                                      patience=int(cfg.get("early_stopping_patience", 3))),
+                                      patience=config.early_stopping_patience),
     ]
     history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,
                         verbose=2)
@@ -115,9 +110,9 @@ def run_fn(fn_args: FnArgs) -> None:
     # Every worker takes part in the projector's predict and in the export (both are collective
     # under MultiWorkerMirroredStrategy); only the chief's files are kept.
     scratch = os.path.join(fn_args.model_run_dir, f"worker-tmp-{os.getpid()}")
-    if fn_args.eval_files:
+    if fn_args.eval_files and config.projector_examples:
         # The eval split is the test split: shown in the projector after training, never trained on.
-        sample = load_split(fn_args.eval_files, tf_transform_output).take(int(cfg.get("projector_examples", 2000)))
+        sample = load_split(fn_args.eval_files, tf_transform_output).take(config.projector_examples)
         images, labels = (np.stack(a) for a in zip(*sample.as_numpy_iterator()))
         projector.write_projector(model, images, labels, fn_args.model_run_dir if strategy.is_chief() else scratch)
 

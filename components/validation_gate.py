@@ -14,12 +14,12 @@ import os
 import numpy as np
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
+from tfx.types.artifact import Artifact
 
-from pipeline.features import CSV_COLUMNS, LABEL_KEY, RAW_PIXELS_KEY
+from schema.contract import CSV_COLUMNS, LABEL_KEY, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
 
-ANOMALIES_FILE = "SchemaDiff.pb"
 MAX_CELLS_SHOWN = 5
 
 
@@ -27,13 +27,15 @@ class DataValidationError(RuntimeError):
     """The data does not match the schema; the message lists what to fix."""
 
 
-def describe_anomalies(anomalies_uri: str, split_names: list[str]) -> dict[str, list[str]]:
+def describe_anomalies(anomalies_artifact: Artifact, split_names: list[str]) -> dict[str, list[str]]:
     """{split: ["feature 'x': description", ...]} for the splits that have anomalies."""
     from tensorflow_data_validation.utils.anomalies_util import load_anomalies_binary
+    from tfx.components.example_validator.executor import DEFAULT_FILE_NAME as ANOMALIES_FILE
 
     problems: dict[str, list[str]] = {}
     for split in split_names:
-        anomalies = load_anomalies_binary(os.path.join(anomalies_uri, f"Split-{split}", ANOMALIES_FILE))
+        split_dir = artifact_utils.get_split_uri([anomalies_artifact], split)
+        anomalies = load_anomalies_binary(os.path.join(split_dir, ANOMALIES_FILE))
         lines = []
         for feature, info in sorted(anomalies.anomaly_info.items()):
             reasons = "; ".join(r.description or r.short_description for r in info.reason)
@@ -85,15 +87,16 @@ def offending_cells(input_base: str, split: str, pattern: str,
     return found
 
 
-def label_drift(statistics_uri: str, schema_uri: str, train_split: str, test_split: str) -> list[str]:
+def label_drift(statistics: Artifact, schema_uri: str, train_split: str, test_split: str) -> list[str]:
     """TFDV's drift check of the schema's drift comparators, training split vs. test split."""
     import tensorflow_data_validation as tfdv
+    from tfx.components.statistics_gen import stats_artifact_utils
     from tfx.utils import io_utils
 
     schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(schema_uri))
 
     def load(split: str):
-        return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb"))
+        return stats_artifact_utils.load_statistics(statistics, split).proto()
 
     anomalies = tfdv.validate_statistics(load(train_split), schema, previous_statistics=load(test_split))
     return [f"feature '{name}': {'; '.join(r.description for r in info.reason)}"
@@ -122,7 +125,7 @@ def ValidationGate(
     examples: ExampleGen's output, only needed to resolve `{SPAN}` in span patterns.
     """
     splits = artifact_utils.decode_split_names(anomalies.split_names)
-    problems = describe_anomalies(anomalies.uri, splits)
+    problems = describe_anomalies(anomalies, splits)
     # A span pattern (`span-{SPAN}/...`) is read with the span ExampleGen ingested (`examples`).
     patterns = json.loads(split_patterns)
     if examples is not None:
@@ -130,7 +133,7 @@ def ValidationGate(
         patterns = {split: p.replace("{SPAN}", str(artifact_span(examples))) for split, p in patterns.items()}
     train_split, test_split = list(patterns)[:2]
     if {train_split, test_split} <= set(splits):
-        drift = label_drift(statistics.uri, schema.uri, train_split, test_split)
+        drift = label_drift(statistics, schema.uri, train_split, test_split)
         if drift:
             problems.setdefault(train_split, []).extend(
                 f"{d} (class balance of '{train_split}' vs. '{test_split}')" for d in drift)

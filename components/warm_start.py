@@ -21,9 +21,7 @@ import logging
 import os
 from typing import Any
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 log = logging.getLogger(__name__)
 

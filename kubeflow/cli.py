@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from pipeline.config import ConfigError
+from pipeline.config_args import add_config_arguments, config_from_args
+
 
 def cmd_compile(args: argparse.Namespace) -> int:
     from kubeflow.runner import compile_pipeline, defaults
-    from pipeline.cli import config_from_args
-    from pipeline.config import ConfigError
 
     overrides = {}
     if args.data_root:
@@ -36,11 +37,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _add_config_args
-
     kf = sub.add_parser("kubeflow", help="Kubeflow Pipelines").add_subparsers(dest="kubeflow_command", required=True)
     c = kf.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (YAML) or Vertex AI (JSON)")
-    _add_config_args(c, "default")
+    add_config_arguments(c, "default")
     c.add_argument("--image", required=True, help="container image of kubeflow/Dockerfile")
     c.add_argument("--target", choices=("kfp", "vertex"), default="kfp",
                    help="kfp: PipelineSpec YAML for open-source KFP 2.x; vertex: PipelineJob JSON for Vertex AI")

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from pipeline.config import ConfigError, PipelineConfig
+from schema import contract
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,9 @@ RUNTIME_PARAMETERS = ("data_root", "serving_model_dir", "epochs", "accuracy_thre
 TARGETS = ("kfp", "vertex")
 ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 EXAMPLE_GEN_DRIVER_FLAG = "--example-gen-driver"
-EXAMPLE_GEN_TASK = "FastCsvExampleGen"
-HOLDOUT_EXAMPLE_GEN_TASK = "HoldoutExampleGen"   # span mode: the fixed holdout (pipeline/pipeline.py)
-TRAINER_TASK = "Trainer"
+EXAMPLE_GEN_TASK = contract.EXAMPLE_GEN
+HOLDOUT_EXAMPLE_GEN_TASK = contract.HOLDOUT_EXAMPLE_GEN   # span mode: the fixed holdout (pipeline/pipeline.py)
+TRAINER_TASK = contract.TRAINER
 # What the open-source launcher can download from / upload to (LocalPathForURI in
 # backend/src/v2/component/launcher_v2.go); Vertex AI only reads and writes Cloud Storage.
 ROOT_SCHEMES = {"kfp": ("minio://", "s3://", "gs://"), "vertex": ("gs://",)}
@@ -51,7 +52,7 @@ GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 
 def defaults(config: PipelineConfig) -> dict[str, Any]:
     values = {"data_root": config.data_root, "serving_model_dir": config.serving_model_dir,
-              "epochs": config.epochs, "accuracy_threshold": config.accuracy_threshold}
+              "epochs": config.training.epochs, "accuracy_threshold": config.accuracy_threshold}
     if config.spans:  # continuous training: where accepted spans are kept (components/spans.py)
         values["span_store"] = config.span_store_dir
     return values
@@ -89,7 +90,7 @@ def build_kubeflow_pipeline(config: PipelineConfig, pipeline_root: str, *, targe
         config,
         data_root=rp(name="data_root", ptype=str, default=config.data_root),
         serving_model_dir=rp(name="serving_model_dir", ptype=str, default=config.serving_model_dir),
-        epochs=rp(name="epochs", ptype=int, default=config.epochs),
+        epochs=rp(name="epochs", ptype=int, default=config.training.epochs),
         accuracy_threshold=rp(name="accuracy_threshold", ptype=float, default=config.accuracy_threshold),
         span_store=rp(name="span_store", ptype=str, default=config.span_store_dir) if config.spans else None,
         pipeline_root=pipeline_root,

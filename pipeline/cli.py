@@ -1,4 +1,8 @@
-"""`fmnist`: the one command users type. Sub-commands import TensorFlow only when they need it."""
+"""`fmnist`: the one command users type. Sub-commands import TensorFlow only when they need it.
+
+Quiet by default: TFX's per-artifact INFO logging and TensorFlow's native start-up lines are hidden
+(pipeline/quiet.py), the progress display and warnings stay; `fmnist --verbose ...` shows all of it.
+"""
 from __future__ import annotations
 
 import argparse
@@ -6,40 +10,11 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable
 
-from pipeline.config import PRESETS, ConfigError, PipelineConfig, load_config
+from pipeline.config import ConfigError
+from pipeline.config_args import add_config_arguments, config_from_args
 
 log = logging.getLogger("fmnist")
-
-
-def _overrides(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects key=value, got {pair!r}")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = value
-    return out
-
-
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    overrides = _overrides(args.set or [])
-    if args.data:
-        overrides["data_root"] = str(Path(args.data).resolve())
-    if args.output:
-        overrides["output_root"] = str(Path(args.output).resolve())
-    return load_config(args.preset, args.config, overrides)
-
-
-def _add_config_args(p: argparse.ArgumentParser, default_preset: str) -> None:
-    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
-                   help=f"named settings (default: {default_preset})")
-    p.add_argument("--data", help="directory with a training and a test CSV (Kaggle layout, .csv or .csv.gz); "
-                                  "default: the committed sample")
-    p.add_argument("--config", help="YAML file of config fields")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
-    p.add_argument("--output", help="output root (pipeline artifacts, metadata, serving dir)")
 
 
 def newest_span_dir(data_root: str) -> str:
@@ -55,8 +30,6 @@ def newest_span_dir(data_root: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline import runner
-
     watching = getattr(args, "watch", None) is not None or getattr(args, "if_new_span", False)
     if getattr(args, "watch", None):
         args.data = args.watch          # `fmnist run --watch DATA`
@@ -73,6 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                           config.data_input_options()["file_counts"])
         except DataSelectionError as e:
             raise ConfigError(str(e)) from None
+    from pipeline import runner
 
     def run_once() -> int:
         print(f"running pipeline '{config.pipeline_name}' on {config.data_root}\n"
@@ -108,13 +82,12 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fmnist", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="show TFX's own logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def register_pipeline_commands(sub: argparse._SubParsersAction) -> None:
+    """`fmnist run` and `fmnist data download`."""
+    from pipeline.download import MIRROR
 
     run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
-    _add_config_args(run, "default")
+    add_config_arguments(run, "default")
     spans = run.add_argument_group("continuous training (span layout, README \"Continuous training\")")
     spans.add_argument("--watch", nargs="?", const="", metavar="DATA",
                        help="poll DATA (or --data) for a new span-<N>/ and run the pipeline for each "
@@ -129,69 +102,71 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="data set utilities").add_subparsers(dest="data_command", required=True)
     dl = data.add_parser("download", help="fetch the official IDX files and convert them to CSV")
     dl.add_argument("--out", default="data/fashion-mnist", help="directory for the CSVs")
-    from pipeline.download import MIRROR
     dl.add_argument("--mirror", default=MIRROR)
     dl.set_defaults(func=cmd_download)
 
-    for register in _extensions:
+
+def register_serve(sub: argparse._SubParsersAction) -> None:
+    from serving.cli import register
+    register(sub)
+
+
+def register_clients(sub: argparse._SubParsersAction) -> None:
+    from pipeline.serving_cli import register
+    register(sub)
+
+
+def register_kubeflow(sub: argparse._SubParsersAction) -> None:
+    # The command table names every package's commands; this is the one import of kubeflow/
+    # from pipeline/ (tests/unit/test_layers.py allows exactly this one).
+    from kubeflow.cli import register
+    register(sub)
+
+
+def register_report(sub: argparse._SubParsersAction) -> None:
+    from pipeline.report_cli import register
+    register(sub)
+
+
+def register_monitor(sub: argparse._SubParsersAction) -> None:
+    from pipeline.monitor_cli import register
+    register(sub)
+
+
+# The sub-commands, in --help order. Each registrar imports its module only when the parser is
+# built; none of those modules imports TensorFlow at import time.
+SUBCOMMANDS = (register_pipeline_commands, register_serve, register_clients, register_kubeflow,
+               register_report, register_monitor)
+
+
+# Sub-commands that load TensorFlow (quiet mode imports it up front, with its start-up lines hidden).
+TENSORFLOW_COMMANDS = frozenset({"run", "serve", "serve-demo", "predict", "monitor"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fmnist", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TFX's own logging and TensorFlow's native log lines")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in SUBCOMMANDS:
         register(sub)
     return parser
 
 
-# Other packages (serving, kubeflow, reports) add their sub-commands here.
-_extensions: list[Callable[[argparse._SubParsersAction], None]] = []
-
-
-def _load_extensions() -> None:
-    if _extensions:  # main() may run more than once in one process (tests)
-        return
-    for module in ("serving.cli", "pipeline.serving_cli", "kubeflow.cli", "pipeline.report_cli",
-                   "pipeline.monitor_cli"):
-        try:
-            mod = __import__(module, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        _extensions.append(mod.register)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _load_extensions()
+    from pipeline import quiet
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not args.verbose:
-        _quiet_tfx()
+        quiet.quiet_by_default(uses_tensorflow=args.command in TENSORFLOW_COMMANDS)
     try:
         return args.func(args)
     except ConfigError as e:
         print(f"fmnist: {e}", file=sys.stderr)
         return 2
-
-
-_NOISE = ("ZetaSQL", "property_predicate is not supported")
-
-
-def _drop_known_noise(record: logging.LogRecord) -> bool:
-    """TFX 1.21 warns on every MLMD query that its optional ZetaSQL backend is absent."""
-    return not any(n in record.getMessage() for n in _NOISE)
-
-
-def _quiet_tfx() -> None:
-    """TFX logs every artifact at INFO; keep warnings, and our own progress display."""
-    from absl import logging as absl_logging
-
-    # Through absl's verbosity flag, not the logger: a later absl flags parse would reset the
-    # logger's level and silence the 'Component X is running' lines the progress display reads.
-    absl_logging.set_verbosity(absl_logging.INFO)
-    for name in ("tensorflow", "apache_beam"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger("absl").addFilter(_drop_known_noise)
-    # absl's own handler would print everything at INFO; only our progress handler should.
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,14 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.training_config import ConfigError, TrainingConfig, field_names as training_fields
+
+__all__ = ["PRESETS", "ConfigError", "PipelineConfig", "TrainingConfig", "load_config"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = PROJECT_ROOT / "data" / "sample"
 SCHEMA_DIR = PROJECT_ROOT / "schema"
 DEFAULT_OUTPUT = PROJECT_ROOT / "outputs"
-
-
-class ConfigError(ValueError):
-    """A config value a user set is unusable; the message names the field."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,28 +40,9 @@ class PipelineConfig:
     output_root: str = str(DEFAULT_OUTPUT)
     model_name: str = "fmnist"
     serving_root: str = ""          # default: <output_root>/serving
-    # Training.
-    epochs: int = 12
-    batch_size: int = 128
-    learning_rate: float = 2e-3
-    validation_fraction: float = 0.1
-    early_stopping_patience: int = 3
-    seed: int = 42
-    # Trainer input (components/train_input.py): a bounded shuffle buffer (examples; 60,000 images
-    # are ~190 MB, the whole Fashion-MNIST split, so 1x shuffles fully as before), and the parsed
-    # split cached in memory only when it is at most cache_max_mb (1x: ~170 MB, cached; 10x:
-    # ~1.7 GB, streamed from Transform's shards every epoch).
-    shuffle_buffer: int = 60_000
-    cache_max_mb: int = 1024
-    # Model (see components/model.py HParams).
-    conv_filters: tuple[int, ...] = (32, 64)
-    convs_per_block: int = 1
-    dense_units: int = 128
-    dropout: float = 0.3
-    conv_dropout: float = 0.15
-    pool_before_norm: bool = False
-    augment: bool = False
-    label_smoothing: float = 0.0
+    # Training, model and Trainer input: components/training_config.py (its fields are set by name,
+    # e.g. `--set epochs=20`, like this class's own).
+    training: TrainingConfig = TrainingConfig()
     # Blessing.
     accuracy_threshold: float = 0.915
     # Servability (InfraValidator): test rows sent as Predict + Classify requests (and shipped in the
@@ -78,10 +59,7 @@ class PipelineConfig:
     span_window: int = 3
     holdout_root: str = ""
     span_store: str = ""            # default: <output_root>/spans/<pipeline_name>
-    # Warm start (components/warm_start.py, span mode): from the served model when the
-    # architecture matches, training warm_start_epochs instead of epochs.
-    warm_start: bool = True
-    warm_start_epochs: int = 3
+    # Warm start (span mode): TrainingConfig.warm_start / warm_start_epochs.
     # Execution.
     enable_cache: bool = True
     # DirectRunner in_memory: faster and smaller than multi_processing x2 here (1x: 3.0x faster,
@@ -114,27 +92,18 @@ class PipelineConfig:
         return self.holdout_root or self.data_root.rstrip("/") + "/holdout"
 
     def validate(self) -> "PipelineConfig":
+        self.training.validate()
         checks = [
-            ("epochs", self.epochs >= 1, "must be >= 1"),
-            ("batch_size", self.batch_size >= 1, "must be >= 1"),
-            ("learning_rate", self.learning_rate > 0, "must be > 0"),
-            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
-            ("conv_dropout", 0 <= self.conv_dropout < 1, "must be in [0, 1)"),
-            ("validation_fraction", 0 < self.validation_fraction < 1, "must be in (0, 1)"),
             ("accuracy_threshold", 0 <= self.accuracy_threshold <= 1, "must be in [0, 1]"),
-            ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),
             ("infra_num_examples", self.infra_num_examples >= 1, "must be >= 1"),
             ("infra_latency_requests", self.infra_latency_requests >= 1, "must be >= 1"),
             ("infra_latency_p99_ms", self.infra_latency_p99_ms >= 0, "must be >= 0 (0: no latency gate)"),
-            ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1"),
-            ("cache_max_mb", self.cache_max_mb >= 0, "must be >= 0 (0: never cache)"),
             ("model_name", self.model_name.replace("_", "").replace("-", "").isalnum(),
              "must be letters, digits, '-' or '_'"),
             ("train_file_count", self.train_file_count >= 1, "must be >= 1"),
             ("test_file_count", self.test_file_count >= 1, "must be >= 1"),
             ("max_duplicate_share", 0 <= self.max_duplicate_share <= 1, "must be in [0, 1]"),
             ("span_window", self.span_window >= 1, "must be >= 1 (spans in the training window)"),
-            ("warm_start_epochs", self.warm_start_epochs >= 1, "must be >= 1"),
             ("test_pattern", self.test_pattern != self.train_pattern,
              "must differ from train_pattern (a file may feed one split only)"),
         ]
@@ -153,19 +122,11 @@ class PipelineConfig:
         return {"file_counts": {"train": self.train_file_count, "test": self.test_file_count},
                 "max_duplicate_share": self.max_duplicate_share}
 
-    def trainer_config(self) -> dict[str, Any]:
-        """What the Trainer's run_fn reads from custom_config (JSON-serialisable)."""
-        keys = ("epochs", "batch_size", "learning_rate", "validation_fraction",
-                "early_stopping_patience", "seed", "shuffle_buffer", "cache_max_mb",
-                "convs_per_block", "dense_units", "dropout", "conv_dropout", "pool_before_norm",
-                "augment", "label_smoothing")
-        out: dict[str, Any] = {k: getattr(self, k) for k in keys}
-        out["conv_filters"] = list(self.conv_filters)
-        if self.spans:  # the non-span pipeline's Trainer config (and cache key) stays as it was
-            out.update(warm_start=self.warm_start, warm_start_epochs=self.warm_start_epochs)
-        return out
-
     def replace(self, **changes: Any) -> "PipelineConfig":
+        """A copy with fields changed; training fields are given by name like the others."""
+        training = {k: changes.pop(k) for k in list(changes) if k in training_fields()}
+        if training:
+            changes["training"] = dataclasses.replace(changes.get("training", self.training), **training)
         return dataclasses.replace(self, **changes).validate()
 
 
@@ -229,8 +190,12 @@ def load_config(preset: str = "default", file: str | None = None,
             raise ConfigError(f"{file}: expected a mapping of config fields")
         values.update(loaded)
     values.update(overrides or {})
-    fields = {f.name: f for f in dataclasses.fields(PipelineConfig)}
-    unknown = sorted(set(values) - set(fields))
+    own = {f.name: f for f in dataclasses.fields(PipelineConfig) if f.name != "training"}
+    training = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+    unknown = sorted(set(values) - set(own) - set(training))
     if unknown:
-        raise ConfigError(f"unknown config field(s) {unknown}; known: {sorted(fields)}")
-    return PipelineConfig(**{k: _coerce(fields[k], v) for k, v in values.items()}).validate()
+        raise ConfigError(f"unknown config field(s) {unknown}; known: {sorted({**own, **training})}")
+    return PipelineConfig(
+        **{k: _coerce(own[k], v) for k, v in values.items() if k in own},
+        training=TrainingConfig(**{k: _coerce(training[k], v) for k, v in values.items() if k in training}),
+    ).validate()

@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from pipeline.features import CSV_COLUMNS
+from schema.contract import CSV_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,8 @@ class TrainingData:
     examples_uri: str          # ExampleGen's Examples artifact (Split-train/, Split-test/)
     statistics_uri: str        # StatisticsGen's ExampleStatistics of those Examples
     split_names: tuple[str, ...]
+    examples: Any = None       # the same two as TFX artifacts, for artifact_utils / TFDV's loaders
+    statistics: Any = None
 
 
 def open_store(path: str) -> metadata_store.MetadataStore:
@@ -108,4 +110,14 @@ def training_data(metadata_path: str, version: int) -> TrainingData:
     import json
     split_names = tuple(json.loads(splits.string_value)) if splits is not None else ()
     return TrainingData(version, pushed_model.custom_properties["pushed_destination"].string_value,
-                        models[0].uri, raw.uri, stats.uri, split_names)
+                        models[0].uri, raw.uri, stats.uri, split_names,
+                        examples=_tfx_artifact(raw, "Examples"), statistics=_tfx_artifact(stats, "ExampleStatistics"))
+
+
+def _tfx_artifact(mlmd_artifact: Any, type_name: str) -> Any:
+    """The ML Metadata record as a TFX artifact of the standard type (split names, version props)."""
+    from tfx.types import standard_artifacts
+
+    artifact = getattr(standard_artifacts, type_name)()
+    artifact.set_mlmd_artifact(mlmd_artifact)
+    return artifact

@@ -37,13 +37,10 @@ def history_path(config_path: str) -> str:
 
 
 def read_config(path: str) -> Any:
-    from serving.config import ConfigError, parse_model_server_config
+    from serving.config import ConfigError, read_model_server_config
 
     try:
-        with open(path) as f:
-            return parse_model_server_config(f.read(), path)
-    except OSError as e:
-        raise LabelError(f"{path}: cannot read the model config file: {e}") from None
+        return read_model_server_config(path)
     except ConfigError as e:
         raise LabelError(str(e)) from None
 
@@ -77,7 +74,7 @@ def _base_path(entry: Any, config_path: str) -> str:
 
 
 def _check_version(entry: Any, version: int, config_path: str) -> None:
-    from serving.model_manager import list_versions
+    from serving.versions import list_versions
 
     base = _base_path(entry, config_path)
     if version not in list_versions(base):

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.features import LABEL_KEY
-from pipeline.image_measures import MEASURES, PREDICTED_LABEL
+from components.image_measures import MEASURES, PREDICTED_LABEL
+from schema.contract import LABEL_KEY, TEST_SPLIT, TRAIN_SPLIT
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,21 @@ class MonitorResult:
         return 1 if self.alarms else 0
 
 
-def _stats_list(path: str):
-    import tensorflow_data_validation as tfdv
-    return tfdv.load_stats_binary(path)
+def _split_dir(uri: str, split: str) -> str:
+    """Where split `split` of an artifact directory `uri` goes in TFX's layout (artifact_utils), so
+    TFDV tools and TFX read the monitor's outputs like a pipeline's."""
+    from tfx.types import artifact_utils, standard_artifacts
+
+    artifact = standard_artifacts.Examples()
+    artifact.uri = uri
+    artifact.split_names = artifact_utils.encode_split_names([split])
+    return artifact_utils.get_split_uri([artifact], split)
+
+
+def _split_statistics(statistics: Any, split: str) -> Any:
+    """StatisticsGen's DatasetFeatureStatisticsList of one split (TFX's own loader)."""
+    from tfx.components.statistics_gen import stats_artifact_utils
+    return stats_artifact_utils.load_statistics(statistics, split).proto()
 
 
 def _feature(dataset: Any, name: str) -> Any:
@@ -90,14 +102,15 @@ def _baseline_statistics(training: Any, schema: Any, out_dir: str) -> Any:
     """Training split's statistics + training images' measures + the test split's label mix
     (as `predicted_label`): what served traffic is compared with."""
     import tensorflow_data_validation as tfdv
+    from tfx.types import artifact_utils
 
     from components import served_examples
 
-    train = _stats_list(os.path.join(training.statistics_uri, "Split-train", STATS_FILE))
-    test = _stats_list(os.path.join(training.statistics_uri, "Split-test", STATS_FILE))
-    pixels = served_examples.read_examples_pixels(os.path.join(training.examples_uri, "Split-train"))
-    path = served_examples.write_examples(os.path.join(out_dir, "baseline_examples", "Split-train",
-                                                       served_examples.EXAMPLES_FILE), pixels, None)
+    train = _split_statistics(training.statistics, TRAIN_SPLIT)
+    test = _split_statistics(training.statistics, TEST_SPLIT)
+    pixels = served_examples.read_examples_pixels(artifact_utils.get_split_uri([training.examples], TRAIN_SPLIT))
+    baseline_dir = _split_dir(os.path.join(out_dir, "baseline_examples"), TRAIN_SPLIT)
+    path = served_examples.write_examples(os.path.join(baseline_dir, served_examples.EXAMPLES_FILE), pixels, None)
     measures = tfdv.generate_statistics_from_tfrecord(path, stats_options=_stats_options(schema, MEASURES))
     baseline = train.datasets[0]
     for name in MEASURES:
@@ -180,13 +193,14 @@ def monitor(logs_dir: str, metadata_path: str, out_dir: str, schema_path: str, m
     schema = tfdv.load_schema_text(schema_path)
     os.makedirs(out_dir, exist_ok=True)
     examples_path = served_examples.write_examples(
-        os.path.join(out_dir, "examples", f"Split-{SERVING_SPLIT}", served_examples.EXAMPLES_FILE),
+        os.path.join(_split_dir(os.path.join(out_dir, "examples"), SERVING_SPLIT), served_examples.EXAMPLES_FILE),
         rows.pixels, rows.predicted)
     served = tfdv.generate_statistics_from_tfrecord(examples_path, stats_options=_stats_options(schema))
     baseline = _baseline_statistics(training, schema, out_dir)
     for split, stats in ((SERVING_SPLIT, served), ("baseline", baseline)):
-        os.makedirs(os.path.join(out_dir, "statistics", f"Split-{split}"), exist_ok=True)
-        with open(os.path.join(out_dir, "statistics", f"Split-{split}", STATS_FILE), "wb") as f:
+        split_dir = _split_dir(os.path.join(out_dir, "statistics"), split)
+        os.makedirs(split_dir, exist_ok=True)
+        with open(os.path.join(split_dir, STATS_FILE), "wb") as f:
             f.write(stats.SerializeToString())
 
     data_anomalies = tfdv.validate_statistics(served, schema, environment=ENVIRONMENT)
@@ -198,7 +212,7 @@ def monitor(logs_dir: str, metadata_path: str, out_dir: str, schema_path: str, m
         if not merged.anomaly_info[name].description:
             merged.anomaly_info[name].description = info.description
     merged.drift_skew_info.extend(skew.drift_skew_info)
-    anomalies_dir = os.path.join(out_dir, "anomalies", f"Split-{SERVING_SPLIT}")
+    anomalies_dir = _split_dir(os.path.join(out_dir, "anomalies"), SERVING_SPLIT)
     os.makedirs(anomalies_dir, exist_ok=True)
     with open(os.path.join(anomalies_dir, ANOMALIES_FILE), "wb") as f:
         f.write(merged.SerializeToString())

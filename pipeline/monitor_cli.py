@@ -7,6 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -37,44 +38,38 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _reloader(args: argparse.Namespace):
-    if not args.server:
-        return None
+def _move_label(args: argparse.Namespace, verb: str, move: Callable[..., str]) -> int:
+    """Run one label move, reloading `--server` if given; print what moved and how it is served."""
     from pipeline import model_labels
 
-    return lambda config: model_labels.reload_server(args.server, config, args.config)
+    def reload(server_config: Any) -> None:
+        model_labels.reload_server(args.server, server_config, args.config)
+
+    started = time.monotonic()
+    try:
+        moved = move(model_labels, reload if args.server else None)
+    except model_labels.LabelError as e:
+        print(f"fmnist models {verb}: {e}", file=sys.stderr)
+        return 2
+    how = (f"server {args.server} serves it ({time.monotonic() - started:.1f} s)" if args.server
+           else "a server polling the file picks it up")
+    print(f"{args.label}: {moved} in {args.config}; {how}")
+    return 0
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from pipeline import model_labels
-
-    started = time.monotonic()
-    try:
+    def move(model_labels: Any, reload: Any) -> str:
         _, previous = model_labels.promote(args.config, args.version, args.label, args.model, args.base_path,
-                                           reload=_reloader(args))
-    except model_labels.LabelError as e:
-        print(f"fmnist models promote: {e}", file=sys.stderr)
-        return 2
-    how = (f"server {args.server} serves it ({time.monotonic() - started:.1f} s)" if args.server
-           else "a server polling the file picks it up")
-    print(f"{args.label}: {previous if previous is not None else '(none)'} -> {args.version} in {args.config}; {how}")
-    return 0
+                                           reload=reload)
+        return f"{previous if previous is not None else '(none)'} -> {args.version}"
+    return _move_label(args, "promote", move)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from pipeline import model_labels
-
-    started = time.monotonic()
-    try:
-        _, current, target = model_labels.rollback(args.config, args.label, args.model,
-                                                   reload=_reloader(args))
-    except model_labels.LabelError as e:
-        print(f"fmnist models rollback: {e}", file=sys.stderr)
-        return 2
-    how = (f"server {args.server} serves it ({time.monotonic() - started:.1f} s)" if args.server
-           else "a server polling the file picks it up")
-    print(f"{args.label}: {current} -> {target} (rolled back) in {args.config}; {how}")
-    return 0
+    def move(model_labels: Any, reload: Any) -> str:
+        _, current, target = model_labels.rollback(args.config, args.label, args.model, reload=reload)
+        return f"{current} -> {target} (rolled back)"
+    return _move_label(args, "rollback", move)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,20 +8,16 @@ import html
 import io
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipeline.features import CLASS_NAMES, IMAGE_SIZE, RAW_PIXELS_KEY  # noqa: E402
-from pipeline.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, PREDICTED_LABEL  # noqa: E402
+from components.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, PREDICTED_LABEL
+from schema.contract import CLASS_NAMES, IMAGE_SIZE, RAW_PIXELS_KEY
 
 
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
@@ -57,7 +53,8 @@ def _shares(feature: Any, n: int) -> np.ndarray:
 
 
 def _numeric_plot(baseline: Any, served: Any, name: str, title: str) -> str:
-    fig, ax = plt.subplots(figsize=(4.6, 2.8))
+    fig = Figure(figsize=(4.6, 2.8))
+    ax = fig.subplots()
     for stats, label, colour in ((baseline, "training", "tab:blue"), (served, "served", "tab:orange")):
         feature = _feature(stats, name)
         if feature is not None:
@@ -73,7 +70,8 @@ def _numeric_plot(baseline: Any, served: Any, name: str, title: str) -> str:
 def _class_mix_plot(baseline: Any, served: Any) -> str:
     expected = _shares(_feature(baseline, PREDICTED_LABEL), len(CLASS_NAMES))
     answered = _shares(_feature(served, PREDICTED_LABEL), len(CLASS_NAMES))
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig = Figure(figsize=(7, 3))
+    ax = fig.subplots()
     x = np.arange(len(CLASS_NAMES))
     ax.bar(x - 0.2, expected, 0.4, label="test split labels")
     ax.bar(x + 0.2, answered, 0.4, label="served answers")
@@ -85,7 +83,8 @@ def _class_mix_plot(baseline: Any, served: Any) -> str:
 
 
 def _flags_plot(baseline: Any, served: Any) -> str:
-    fig, ax = plt.subplots(figsize=(4.6, 2.8))
+    fig = Figure(figsize=(4.6, 2.8))
+    ax = fig.subplots()
     names = [LIGHT_BACKGROUND, NEAR_EMPTY]
     x = np.arange(len(names))
     ax.bar(x - 0.2, [_shares(_feature(baseline, n), 2)[1] for n in names], 0.4, label="training")
@@ -98,7 +97,8 @@ def _flags_plot(baseline: Any, served: Any) -> str:
 
 def _examples_plot(pixels: np.ndarray, predicted: np.ndarray, count: int = 16) -> str:
     count = min(count, len(pixels))
-    fig, axes = plt.subplots(2, (count + 1) // 2 or 1, figsize=(1.2 * ((count + 1) // 2 or 1), 2.8))
+    fig = Figure(figsize=(1.2 * ((count + 1) // 2 or 1), 2.8))
+    axes = fig.subplots(2, (count + 1) // 2 or 1)
     for ax in np.ravel(axes):
         ax.axis("off")
     for i, ax in zip(range(count), np.ravel(axes)):

@@ -7,6 +7,7 @@ LocalDagRunner runs it here; kubeflow/ compiles the very same function for Kubef
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -18,20 +19,23 @@ from tfx import v1 as tfx
 
 from components.baseline import ServedModelBaseline
 from components.csv_example_gen import input_options
-from components.custom_components import EpochsTrainer, FastCsvExampleGen, ServingDirPusher, ThresholdEvaluator
+from components.custom_components import AtomicPusher, EpochsTrainer, FastCsvExampleGen, ThresholdEvaluator
 from components.drift import SpanDrift
-from components.export import EVAL_SIGNATURE
 from components.infra_validator import LocalInfraValidator
 from components.report_component import RunReport
-from components.spans import HOLDOUT_SPLIT, SPAN_DIR_PATTERN, SpanWindow
+from components.spans import SPAN_DIR_PATTERN, SpanWindow
 from components.validation_gate import ValidationGate
 from pipeline.config import PipelineConfig
-from pipeline.features import LABEL_KEY
-
-SCHEMA_FILE = "schema.pbtxt"
-TRAIN_SPLIT, TEST_SPLIT = "train", "test"
-ACCURACY_METRIC = "sparse_categorical_accuracy"
-HOLDOUT_EXAMPLE_GEN = "HoldoutExampleGen"
+from schema import contract
+from schema.contract import (
+    EVAL_SIGNATURE,
+    HOLDOUT_SPLIT,
+    LABEL_KEY,
+    PROBABILITIES_OUTPUT,
+    SCHEMA_FILE,
+    TEST_SPLIT,
+    TRAIN_SPLIT,
+)
 
 
 def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
@@ -42,7 +46,7 @@ def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
             direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, label_key=LABEL_KEY,
-                                    prediction_key="probabilities")],
+                                    prediction_key=PROBABILITIES_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
@@ -67,13 +71,13 @@ def span_steps(config: PipelineConfig, example_gen: Any, statistics_gen: Any, sc
             tfx.proto.SplitConfig.Split(name=HOLDOUT_SPLIT, hash_buckets=1)])),
         custom_config=input_options(file_counts={HOLDOUT_SPLIT: 1},
                                     max_duplicate_share=config.max_duplicate_share),
-    ).with_id(HOLDOUT_EXAMPLE_GEN)
+    ).with_id(contract.HOLDOUT_EXAMPLE_GEN)
     drift = SpanDrift(examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
                       schema=schema_gen.outputs["schema"], span_store=store,
-                      run_token=run_token).with_id("SpanDrift")
+                      run_token=run_token).with_id(contract.SPAN_DRIFT)
     window = SpanWindow(examples=example_gen.outputs["examples"], statistics=statistics_gen.outputs["statistics"],
                         holdout=holdout_gen.outputs["examples"], span_store=store,
-                        window_size=config.span_window, run_token=run_token).with_id("SpanWindow")
+                        window_size=config.span_window, run_token=run_token).with_id(contract.SPAN_WINDOW)
     # Only validated, non-drifting spans enter the store and the window.
     window.add_upstream_node(gate)
     window.add_upstream_node(drift)
@@ -98,8 +102,10 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     data_root = config.data_root if data_root is None else data_root
     serving_model_dir = config.serving_model_dir if serving_model_dir is None else serving_model_dir
     accuracy_threshold = config.accuracy_threshold if accuracy_threshold is None else accuracy_threshold
-    trainer_config = config.trainer_config()
-    epochs = config.epochs if epochs is None else epochs
+    epochs = config.training.epochs if epochs is None else epochs
+    # Warm start only in span mode, from the served model (the baseline step's output).
+    warm_start = config.spans and config.training.warm_start
+    training = dataclasses.replace(config.training, warm_start=warm_start)
 
     run_token = run_token or uuid.uuid4().hex
     # Span mode: only the newest span directory is parsed (TFX's driver resolves {SPAN}).
@@ -110,21 +116,24 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
             tfx.proto.Input.Split(name=TRAIN_SPLIT, pattern=span_dir + config.train_pattern),
             tfx.proto.Input.Split(name=TEST_SPLIT, pattern=span_dir + config.test_pattern),
         ]),
-        custom_config=input_options(**config.data_input_options()))
+        custom_config=input_options(**config.data_input_options())).with_id(contract.EXAMPLE_GEN)
     schema_gen = tfx.components.ImportSchemaGen(
-        schema_file=os.path.join(config.schema_dir, SCHEMA_FILE))
+        schema_file=os.path.join(config.schema_dir, SCHEMA_FILE)).with_id(contract.SCHEMA_GEN)
     # With the schema, TFDV treats the label as categorical (value counts per class), which the
     # class-balance drift check needs.
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
-                                                  schema=schema_gen.outputs["schema"])
+                                                  schema=schema_gen.outputs["schema"]
+                                                  ).with_id(contract.STATISTICS_GEN)
     example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id(contract.EXAMPLE_VALIDATOR)
     gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
                           statistics=statistics_gen.outputs["statistics"],
                           schema=schema_gen.outputs["schema"], input_base=data_root,
                           examples=example_gen.outputs["examples"] if config.spans else None,
                           split_patterns=json.dumps({TRAIN_SPLIT: span_dir + config.train_pattern,
-                                                     TEST_SPLIT: span_dir + config.test_pattern}))
+                                                     TEST_SPLIT: span_dir + config.test_pattern})
+                          ).with_id(contract.VALIDATION_GATE)
     examples = example_gen.outputs["examples"]
     span_components: list[Any] = []
     if config.spans:
@@ -143,7 +152,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         # Transform's own pre/post statistics are read by nothing here (StatisticsGen's are the
         # pipeline's), and on Beam's local runner they held both splits in memory: 8.38 GB of
         # Transform's peak at 10x data vs. 1.31 GB without (BENCHMARKS.md, "Scale").
-        disable_statistics=True)
+        disable_statistics=True).with_id(contract.TRANSFORM)
     transform.add_upstream_node(gate)
     data_components = [example_gen, statistics_gen, schema_gen, example_validator, gate,
                        *span_components, transform]
@@ -158,7 +167,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     # components/baseline.py for why this is not TFX's LatestBlessedModel resolver. In span mode it
     # is also the model the Trainer warm-starts from (components/warm_start.py).
     baseline = ServedModelBaseline(serving_model_dir=serving_model_dir,
-                                   run_token=run_token).with_id("ServedModelBaseline")
+                                   run_token=run_token).with_id(contract.BASELINE)
 
     trainer = EpochsTrainer(
         run_fn="components.trainer.run_fn",
@@ -170,9 +179,9 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         # drawn in the TensorBoard projector after training.
         train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
         eval_args=tfx.proto.EvalArgs(splits=[TEST_SPLIT]),
-        custom_config=trainer_config, epochs=epochs,
-        base_model=baseline.outputs["baseline"] if config.spans and config.warm_start else None,
-    ).with_id("Trainer")
+        custom_config=training.to_custom_config(), epochs=epochs,
+        base_model=baseline.outputs["baseline"] if warm_start else None,
+    ).with_id(contract.TRAINER)
 
     evaluator = ThresholdEvaluator(
         examples=examples,
@@ -182,7 +191,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline"],
         eval_config=eval_config(config.accuracy_threshold),
-        accuracy_threshold=accuracy_threshold).with_id("Evaluator")
+        accuracy_threshold=accuracy_threshold).with_id(contract.EVALUATOR)
 
     # Servability: the candidate is loaded and queried by the model server binary production runs
     # (TF Serving where installed), and the copy with warm-up records is what gets pushed.
@@ -190,17 +199,18 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         model=trainer.outputs["model"], examples=example_gen.outputs["examples"],
         model_name=config.model_name, split=TEST_SPLIT, num_examples=config.infra_num_examples,
         latency_p99_ms=config.infra_latency_p99_ms,
-        latency_requests=config.infra_latency_requests).with_id("InfraValidator")
+        latency_requests=config.infra_latency_requests).with_id(contract.INFRA_VALIDATOR)
 
-    pusher = ServingDirPusher(
+    pusher = AtomicPusher(
         infra_blessing=infra_validator.outputs["blessing"],
         model_blessing=evaluator.outputs["blessing"],
-        serving_model_dir=serving_model_dir).with_id("AtomicPusher")
+        serving_model_dir=serving_model_dir).with_id(contract.PUSHER)
 
     run_report = RunReport(model=trainer.outputs["model"], model_run=trainer.outputs["model_run"],
                            evaluation=evaluator.outputs["evaluation"],
                            blessing=evaluator.outputs["blessing"],
-                           examples=example_gen.outputs["examples"], test_split=TEST_SPLIT)
+                           examples=example_gen.outputs["examples"], test_split=TEST_SPLIT
+                           ).with_id(contract.RUN_REPORT)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

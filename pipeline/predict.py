@@ -24,8 +24,8 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from pipeline.features import CLASS_NAMES, PIXEL_KEYS
 from pipeline.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
+from schema.contract import CLASS_NAMES, PIXEL_KEYS
 
 SIGNATURE = "serving_images_uint8"
 CSV_SUFFIXES = (".csv", ".csv.gz")

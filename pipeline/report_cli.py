@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pipeline.config_args import add_config_arguments, config_from_args
+
 
 def cmd_report(args: argparse.Namespace) -> int:
     from pipeline import runner
-    from pipeline.cli import config_from_args
 
     config = config_from_args(args)
     summary = runner.summarize(config)
@@ -23,9 +24,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _add_config_args
-
     p = sub.add_parser("report", help="print the path of the latest run's HTML report")
-    _add_config_args(p, "default")
+    add_config_arguments(p, "default")
     p.add_argument("--open", action="store_true", help="open it in a browser")
     p.set_defaults(func=cmd_report)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import re
 import sys
 import time
 from typing import Any
 
 from pipeline.config import PipelineConfig
+from schema import contract
+from schema.contract import ACCURACY_METRIC, CLASS_NAMES, EXAMPLE_COUNT_METRIC
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,14 @@ def metadata_config(path: str) -> Any:
 
 
 class _ProgressHandler(logging.Handler):
-    """Turns LocalDagRunner's 'Component X is running/finished' log lines into a progress display."""
-    PATTERN = re.compile(r"Component (\S+) is (running|finished)")
+    """Turns LocalDagRunner's per-component records into a progress display.
+
+    LocalDagRunner (tfx/orchestration/local/local_dag_runner.py) has no callback or event for a
+    component starting or finishing; its only signal is one INFO record before and one after each
+    component's launch. The handler matches those records by their format string and takes the
+    component id from their arguments -- the record's structure, not its rendered text.
+    """
+    EVENTS = {"Component %s is running.": "running", "Component %s is finished.": "finished"}
 
     def __init__(self, stream: Any = None) -> None:
         super().__init__(logging.INFO)
@@ -63,10 +70,10 @@ class _ProgressHandler(logging.Handler):
         self.done = 0
 
     def emit(self, record: logging.LogRecord) -> None:
-        m = self.PATTERN.search(record.getMessage())
-        if not m:
+        what = self.EVENTS.get(record.msg) if isinstance(record.msg, str) else None
+        if what is None or not isinstance(record.args, tuple) or len(record.args) != 1:
             return
-        node, what = m.groups()
+        node = str(record.args[0])
         if what == "running":
             self.started[node] = time.monotonic()
             self.stream.write(f"  [{self.done + 1:2d}] {node:<32} running ...\n")
@@ -143,28 +150,28 @@ def summarize(config: PipelineConfig) -> RunSummary:
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
         components.append(ComponentRun(node, state, seconds, outputs))
     summary = RunSummary(run.name, components, {}, None, None, None, [])
-    summary.data_input = load_data_input(summary.component("FastCsvExampleGen"))
-    evaluator = summary.component("Evaluator")
+    summary.data_input = load_data_input(summary.component(contract.EXAMPLE_GEN))
+    evaluator = summary.component(contract.EVALUATOR)
     if evaluator and evaluator.outputs.get("evaluation"):
         summary.evaluation_uri = evaluator.outputs["evaluation"][0].uri
         summary.metrics = load_metrics(summary.evaluation_uri)
     if evaluator and evaluator.outputs.get("blessing"):
         props = evaluator.outputs["blessing"][0].custom_properties
         summary.blessed = bool(props["blessed"].int_value) if "blessed" in props else None
-    infra = summary.component("InfraValidator")
+    infra = summary.component(contract.INFRA_VALIDATOR)
     if infra and infra.outputs.get("blessing"):
         props = infra.outputs["blessing"][0].custom_properties
         summary.servable = {key: (str(value.int_value) if value.HasField("int_value") else
                                   f"{value.double_value:.2f}" if value.HasField("double_value") else
                                   value.string_value) for key, value in props.items()}
-    pusher = summary.component("AtomicPusher") or summary.component("Pusher")
+    pusher = summary.component(contract.PUSHER)
     if pusher and pusher.outputs.get("pushed_model"):
         props = pusher.outputs["pushed_model"][0].custom_properties
         if props.get("pushed") and props["pushed"].int_value:
             summary.pushed_to = props["pushed_destination"].string_value
-    run_report = summary.component("RunReport")
+    run_report = summary.component(contract.RUN_REPORT)
     if run_report and run_report.outputs.get("report_dir"):
-        path = os.path.join(run_report.outputs["report_dir"][0].uri, "index.html")
+        path = os.path.join(run_report.outputs["report_dir"][0].uri, contract.REPORT_FILE)
         summary.report_path = path if os.path.exists(path) else None
     return summary
 
@@ -173,10 +180,8 @@ def load_data_input(example_gen: ComponentRun | None) -> dict[str, Any] | None:
     """The per-split data report FastCsvExampleGen recorded on its Examples artifact."""
     import json
 
-    from components.csv_example_gen import DATA_REPORT_PROPERTY
-
     for artifact in (example_gen.outputs.get("examples", []) if example_gen else []):
-        prop = artifact.custom_properties.get(DATA_REPORT_PROPERTY)
+        prop = artifact.custom_properties.get(contract.DATA_REPORT_PROPERTY)
         if prop is not None and prop.string_value:
             return json.loads(prop.string_value)
     return None
@@ -201,7 +206,6 @@ def load_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
 
 def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
     from components.csv_example_gen import describe
-    from pipeline.features import CLASS_NAMES
 
     lines = [f"pipeline run {summary.run_id}"]
     for c in summary.components:
@@ -212,14 +216,14 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         lines.extend(f"  {line}" for line in describe(summary.data_input))
     overall = summary.metrics.get("overall", {})
     if overall:
-        acc = overall.get("sparse_categorical_accuracy")
-        lines.append(f"test accuracy: {acc:.4f} on {int(overall.get('example_count', 0))} examples "
+        acc = overall.get(ACCURACY_METRIC)
+        lines.append(f"test accuracy: {acc:.4f} on {int(overall.get(EXAMPLE_COUNT_METRIC, 0))} examples "
                      f"(threshold {config.accuracy_threshold:.4f})")
         per_class = []
         for i, name in enumerate(CLASS_NAMES):
             m = summary.metrics.get(f"label={i}", {})
-            if "sparse_categorical_accuracy" in m:
-                per_class.append(f"    {i} {name:<12} recall {m['sparse_categorical_accuracy']:.4f}")
+            if ACCURACY_METRIC in m:
+                per_class.append(f"    {i} {name:<12} recall {m[ACCURACY_METRIC]:.4f}")
         lines.extend(["  per class:"] + per_class if per_class else [])
     if summary.blessed is not None:
         lines.append(f"blessing: {'BLESSED' if summary.blessed else 'NOT BLESSED'}")

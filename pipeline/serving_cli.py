@@ -6,24 +6,21 @@ which is why they live here and not in `serving/`, which serves any SavedModel.
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.features import CLASS_NAMES, PIXEL_KEYS
+from schema.contract import CLASS_NAMES, IMAGE_SIZE, PIXEL_KEYS
 
 
-def read_csv_rows(path: Path) -> tuple[list[int], list[list[int]]]:
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8-sig") as f:
-        header = f.readline().strip().split(",")
-        rows = [[int(v) for v in line.split(",")] for line in f if line.strip()]
-    label_at = header.index("label") if "label" in header else None
-    labels = [r[label_at] for r in rows] if label_at is not None else [None] * len(rows)
-    pixels = [[v for i, v in enumerate(r) if i != label_at] for r in rows]
-    return labels, pixels
+def read_csv_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(labels [N], pixels [N, 784]) of a Kaggle-layout CSV, read and checked by the pipeline's own
+    reader (components/csv_table.py): the same verdicts and messages as ExampleGen's."""
+    from components.csv_table import read_table
+
+    table = read_table(str(path))
+    return table.values[:, 0], table.values[:, 1:]
 
 
 def pixels_example(pixels: np.ndarray):
@@ -48,17 +45,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
     """Start a server on an ephemeral loopback port, query it over gRPC, print, stop."""
+    from components.csv_table import CsvFormatError
     from pipeline.config import SAMPLE_DATA
     from serving.client import ServingClient
     from serving.model_manager import models_from_base
     from serving.server import ModelServer
 
-    labels, rows = read_csv_rows(Path(args.csv or SAMPLE_DATA / "fashion-mnist_test.csv.gz"))
+    try:
+        labels, rows = read_csv_rows(Path(args.csv or SAMPLE_DATA / "fashion-mnist_test.csv.gz"))
+    except CsvFormatError as e:
+        print(f"fmnist serve-demo: {e}", file=sys.stderr)
+        return 2
     picks = list(range(0, len(rows), max(1, len(rows) // args.count)))[:args.count]
     with ModelServer(models_from_base(str(Path(args.model_base).resolve())), port=0, rest_port=None) as server:
         print(f"model server on {server.target} serving versions {server.manager.available(args.model)}")
         client = ServingClient(server.target, model=args.model)
-        images = np.array([rows[i] for i in picks], dtype=np.float32).reshape(-1, 28, 28)
+        images = rows[picks].astype(np.float32).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
         right = 0
         for i, p in zip(picks, client.predict_images(images)):
             right += CLASS_NAMES[labels[i]] == p.class_name

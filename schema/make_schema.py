@@ -9,8 +9,9 @@ label is excluded from the SERVING environment, so serving-time examples validat
 The production monitor (`fmnist monitor`) keeps its thresholds here too, as TFDV skew comparators:
 training data vs. served requests. The training pipeline never passes serving statistics to TFDV,
 so these comparators do not change its validation. The monitor's own features (image measures and
-the predicted class, see pipeline/image_measures.py) are not in the TRAINING environment and carry
-no presence constraint, so training Examples -- which do not have them -- stay valid.
+the predicted class, named in schema/contract.py, computed by components/image_measures.py) are not
+in the TRAINING environment and carry no presence constraint, so training Examples -- which do not
+have them -- stay valid.
 
     python schema/make_schema.py > schema/schema.pbtxt
 """
@@ -19,8 +20,17 @@ from __future__ import annotations
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline.features import LABEL_KEY, NUM_CLASSES, NUM_PIXELS, RAW_PIXELS_KEY
-from pipeline.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, PREDICTED_LABEL
+from schema.contract import (
+    CENTRE_OFFSET,
+    LABEL_KEY,
+    LIGHT_BACKGROUND,
+    MEAN_BRIGHTNESS,
+    NEAR_EMPTY,
+    NUM_CLASSES,
+    NUM_PIXELS,
+    PREDICTED_LABEL,
+    RAW_PIXELS_KEY,
+)
 
 LABEL_DRIFT_THRESHOLD = 0.05
 # Between spans (continuous training, components/drift.py): a new span's grey-value distribution vs.

@@ -2,8 +2,7 @@
 import os
 import sys
 
+from serving.cli import main  # imports no TensorFlow: the log level below still applies
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from serving.cli import main  # noqa: E402
-
 sys.exit(main())

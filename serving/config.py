@@ -88,12 +88,20 @@ def read_model_config_file(path: str) -> list[ModelConfig]:
     if path.endswith((".yaml", ".yml")):
         from serving.model_manager import models_from_file
         return models_from_file(path)
+    return models_from_config_proto(read_model_server_config(path), path)
+
+
+def read_model_server_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+    """A text-format ModelServerConfig file, parsed; ConfigError names the file."""
+    return parse_model_server_config(_read_text(path, "model config"), path)
+
+
+def _read_text(path: str, what: str) -> str:
     try:
         with open(path) as f:
-            text = f.read()
+            return f.read()
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read the model config file: {e}") from None
-    return models_from_config_proto(parse_model_server_config(text, path), path)
+        raise ConfigError(f"{path}: cannot read the {what} file: {e}") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -143,11 +151,7 @@ def parse_batching_parameters(text: str, source: str = "<batching>") -> Batching
 
 
 def read_batching_parameters_file(path: str) -> BatchingParameters:
-    try:
-        with open(path) as f:
-            return parse_batching_parameters(f.read(), path)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the batching parameters file: {e}") from None
+    return parse_batching_parameters(_read_text(path, "batching parameters"), path)
 
 
 def read_session_config_file(path: str | None) -> Any:
@@ -158,10 +162,7 @@ def read_session_config_file(path: str | None) -> Any:
     if not path:
         return config
     try:
-        with open(path) as f:
-            text_format.Parse(f.read(), config)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the session config file: {e}") from None
+        text_format.Parse(_read_text(path, "session config"), config)
     except text_format.ParseError as e:
         raise ConfigError(f"{path}: Error parsing text-format tensorflow.ConfigProto: {e}") from None
     return config

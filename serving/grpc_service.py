@@ -25,7 +25,7 @@ from tensorflow_serving.apis import (
 from serving import inference, tensors
 from serving.batching import Batchers
 from serving.errors import InvalidArgument, ServingError
-from serving.model_manager import ModelManager
+from serving.model_manager import AVAILABLE, ModelManager
 from serving.request_log import RequestLogs
 from serving.savedmodel import LoadedVersion
 
@@ -168,7 +168,7 @@ def model_status(manager: ModelManager, spec: Any, request_logs: RequestLogs | N
         entry = response.model_version_status.add(version=v, state=status.state)
         entry.status.error_code = 2 if status.error else 0  # tensorflow.error.UNKNOWN / OK
         entry.status.error_message = status.error or (
-            request_logs.describe(spec.name, v) if request_logs and status.state == 30 else "")
+            request_logs.describe(spec.name, v) if request_logs and status.state == AVAILABLE else "")
     return response
 
 

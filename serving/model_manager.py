@@ -23,18 +23,23 @@ import threading
 import time
 from typing import Any, Callable
 
+from tensorflow_serving.apis import get_model_status_pb2
+
 from serving.errors import InvalidArgument, NotFound
 from serving.request_log import LoggingConfig
 from serving.savedmodel import LoadedVersion
+from serving.versions import list_versions
+
+__all__ = ["AVAILABLE", "END", "LOADING", "START", "UNLOADING", "ModelConfig", "ModelManager", "State",
+           "VersionPolicy", "list_versions", "models_from_base"]
 
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-VERSION_RE = re.compile(r"[0-9]{1,19}")   # ASCII digits only: str.isdigit() also accepts '①'
-MAX_VERSION = 2**63 - 1                   # versions are int64 in TF Serving's protos
 
-# tensorflow.serving.ModelVersionStatus.State values.
-START, LOADING, AVAILABLE, UNLOADING, END = 10, 20, 30, 40, 50
+# A version's state, as GetModelStatus reports it (tensorflow.serving.ModelVersionStatus.State).
+State = get_model_status_pb2.ModelVersionStatus.State
+START, LOADING, AVAILABLE, UNLOADING, END = State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END
 UNLOAD_GRACE_SECONDS = 5.0  # an unloaded version's session closes once in-flight calls are done
 
 
@@ -83,46 +88,6 @@ class ModelConfig:
 class VersionStatus:
     state: int
     error: str = ""
-
-
-def list_versions(base_path: str) -> dict[int, str]:
-    """{version: dir} for the directories TF Serving would take as versions.
-
-    Names that are not ASCII digits, over int64, or that name the same number as another
-    directory (`0123` and `123`) are skipped with a warning; a poll never fails on a name.
-    """
-    try:
-        names = os.listdir(base_path)
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    found: dict[int, list[str]] = {}
-    for name in names:
-        if name.startswith(".") or not VERSION_RE.fullmatch(name):
-            continue
-        number = int(name)
-        if number > MAX_VERSION:
-            _warn_once(base_path, name, f"{base_path}/{name}: version over 2**63-1 (int64), ignored")
-            continue
-        path = os.path.join(base_path, name)
-        if os.path.isdir(path):
-            found.setdefault(number, []).append(name)
-    versions = {}
-    for number, dirs in found.items():
-        if len(dirs) > 1:
-            _warn_once(base_path, ",".join(sorted(dirs)),
-                       f"{base_path}: directories {sorted(dirs)} all name version {number}; none is served")
-            continue
-        versions[number] = os.path.join(base_path, dirs[0])
-    return versions
-
-
-_warned: set[tuple[str, str]] = set()
-
-
-def _warn_once(base: str, key: str, message: str) -> None:
-    if (base, key) not in _warned and len(_warned) < 10_000:
-        _warned.add((base, key))
-        log.warning(message)
 
 
 class ModelManager:
@@ -265,9 +230,8 @@ class ModelManager:
                     del status[version]
 
     def _load(self, name: str, version: int, path: str, served: LoadedVersion | None) -> LoadedVersion | None:
-        try:
-            mtime = os.stat(path).st_mtime
-        except FileNotFoundError:
+        mtime = _directory_stamp(path)
+        if mtime is None:
             return None
         if self._failed.get((name, version)) == mtime:
             return None  # already failed in this form; retried only if the directory changes
@@ -367,10 +331,28 @@ def _close_later(model: LoadedVersion) -> None:
     timer.start()
 
 
+def _directory_stamp(path: str) -> int | None:
+    """The version directory's modification time (a failed version is retried only once it changes);
+    None when it is gone. Object stores (gs://) keep no directory times: 0 there."""
+    import tensorflow as tf
+
+    if not tf.io.gfile.isdir(path):
+        return None
+    try:
+        return tf.io.gfile.stat(path).mtime_nsec
+    except tf.errors.OpError:
+        return 0
+
+
 def models_from_base(root: str) -> list[ModelConfig]:
     """Every `<root>/<model>/` directory as a model with the default (latest 1) policy."""
-    names = sorted(n for n in os.listdir(root) if NAME_RE.match(n) and os.path.isdir(os.path.join(root, n)))
-    return [ModelConfig(n, os.path.join(root, n)) for n in names]
+    import tensorflow as tf
+
+    if not tf.io.gfile.isdir(root):
+        return []
+    names = sorted(n.rstrip("/") for n in tf.io.gfile.listdir(root))
+    return [ModelConfig(n, os.path.join(root, n)) for n in names
+            if NAME_RE.match(n) and tf.io.gfile.isdir(os.path.join(root, n))]
 
 
 def models_from_file(path: str) -> list[ModelConfig]:

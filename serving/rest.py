@@ -33,7 +33,7 @@ from serving import inference, json_codec, tensors
 from serving.batching import Batchers
 from serving.errors import DeadlineExceeded, InvalidArgument, ServingError
 from serving.grpc_service import model_metadata, model_status
-from serving.model_manager import ModelManager
+from serving.model_manager import ModelManager, State
 from serving.request_log import RequestLogs
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ PREDICTION_API = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labe
                             r":(classify|regress|predict)", re.IGNORECASE)
 MODEL_STATUS_API = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
                               r"(?:/(metadata))?", re.IGNORECASE)
-STATE_NAMES = {10: "START", 20: "LOADING", 30: "AVAILABLE", 40: "UNLOADING", 50: "END"}
 MAX_INT64 = 2**63 - 1
 
 
@@ -221,11 +220,16 @@ class RestServer:
                 spec.version_label = label
             status = model_status(self.manager, spec, self.logs)
             return {"model_version_status": [
-                {"version": str(s.version), "state": STATE_NAMES.get(s.state, "UNKNOWN"),
+                {"version": str(s.version), "state": _state_name(s.state),
                  "status": {"error_code": "UNKNOWN" if s.status.error_code else "OK",
                             "error_message": s.status.error_message}}
                 for s in status.model_version_status]}
         raise malformed
+
+
+def _state_name(state: int) -> str:
+    """TF Serving's REST name of a ModelVersionStatus.State value."""
+    return State.Name(state) if state in State.values() else "UNKNOWN"
 
 
 def _predict_log(model: Any, sig_name: str, feeds: dict, outputs: dict) -> Any:

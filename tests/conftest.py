@@ -7,21 +7,23 @@ import shutil
 import socket
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import pytest
+
+from pipeline.config import SAMPLE_DATA, PipelineConfig, load_config
+from schema.contract import CSV_COLUMNS
+
+# TensorFlow's C++ start-up lines are noise in test output; set before any test imports TensorFlow.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import pytest  # noqa: E402
-
-from pipeline.config import SAMPLE_DATA, PipelineConfig, load_config  # noqa: E402
 
 SAMPLE_TEST_CSV = SAMPLE_DATA / "fashion-mnist_test.csv.gz"
 
 
 def read_sample_rows(path: Path = SAMPLE_TEST_CSV, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
-    with gzip.open(path, "rt") as f:
-        header = f.readline().strip().split(",")
-        rows = [[int(v) for v in line.split(",")] for line in f if line.strip()]
-    return header, rows[:limit] if limit else rows
+    """(header, rows) of a Kaggle-layout CSV, read by the pipeline's own reader (components/csv_table.py)."""
+    from components.csv_table import read_table
+
+    rows = read_table(str(path)).values.tolist()
+    return list(CSV_COLUMNS), rows[:limit] if limit else rows
 
 
 def write_csv_gz(path: Path, header: list[str], rows: list[list]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from pipeline.features import CSV_COLUMNS
+from schema.contract import CSV_COLUMNS
 
 HEADER = ",".join(CSV_COLUMNS)
 

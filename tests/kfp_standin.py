@@ -361,7 +361,10 @@ class KfpStandIn:
 
         command = [substitute(a) for a in container.get("command", []) + container.get("args", [])]
         with tempfile.TemporaryDirectory(prefix="pod-", dir=self.workdir) as pod:  # the pod's disk
-            pod_path = lambda uri: Path(pod) / local_path(uri)[len(LOCAL_MOUNT) + 1:]  # noqa: E731
+
+            def pod_path(uri: str, pod: str = pod) -> Path:
+                return Path(pod) / local_path(uri)[len(LOCAL_MOUNT) + 1:]
+
             for lst in executor_input.inputs.artifacts.values():                    # downloadArtifacts
                 for artifact in lst.artifacts:
                     source = self.object_path(artifact.uri)

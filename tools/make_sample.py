@@ -12,24 +12,27 @@ import gzip
 import sys
 from pathlib import Path
 
+from components.csv_table import read_table
+from schema.contract import CSV_COLUMNS
+
 PER_CLASS = {"train": 250, "test": 60}
 
 
 def take_balanced(src: Path, dst: Path, per_class: int) -> int:
-    counts: collections.Counter[str] = collections.Counter()
-    lines = []
-    with gzip.open(src, "rt") as f:
-        lines.append(f.readline())
-        for line in f:
-            label = line.split(",", 1)[0]
-            if counts[label] < per_class:
-                counts[label] += 1
-                lines.append(line)
-            if len(counts) == 10 and min(counts.values()) >= per_class:
-                break
+    """The first `per_class` rows of each class, in file order, read by the pipeline's CSV reader."""
+    table = read_table(str(src))
+    counts: collections.Counter[int] = collections.Counter()
+    keep = []
+    for row, label in enumerate(table.values[:, 0].tolist()):
+        if counts[label] < per_class:
+            counts[label] += 1
+            keep.append(row)
+        if len(counts) == 10 and min(counts.values()) >= per_class:
+            break
+    lines = [",".join(CSV_COLUMNS)] + [",".join(map(str, values)) for values in table.values[keep].tolist()]
     with gzip.GzipFile(dst, "wb", mtime=0) as out:
-        out.write("".join(lines).encode())
-    return sum(counts.values())
+        out.write(("\n".join(lines) + "\n").encode())
+    return len(keep)
 
 
 def main(src_dir: str, dst_dir: str) -> None:

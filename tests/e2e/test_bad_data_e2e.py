@@ -5,6 +5,7 @@ import pytest
 
 from conftest import SAMPLE_DATA, read_sample_rows, small_config, write_csv_gz
 from pipeline import runner
+from schema import contract
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_stops_at_the_gate_naming_features_rows_and_anomalies(bad_run):
     assert "line 9 column 'pixel300' = 300 (allowed 0..255)" in message
     assert "line 13 column 'label' = 11 (allowed 0..9)" in message
     assert summary.component("ValidationGate").state == "FAILED"
-    for downstream in ("Transform", "Trainer", "Evaluator", "AtomicPusher"):
+    for downstream in (contract.TRANSFORM, contract.TRAINER, contract.EVALUATOR, contract.PUSHER):
         assert summary.component(downstream) is None, downstream
     assert not os.path.exists(config.serving_model_dir)
 

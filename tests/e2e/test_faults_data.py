@@ -11,6 +11,7 @@ import pytest
 from conftest import SAMPLE_DATA, read_sample_rows, write_csv_gz
 from pipeline import runner
 from pipeline.config import load_config
+from schema import contract
 
 TEST_CSV = "fashion-mnist_test.csv.gz"
 TRAIN_CSV = "fashion-mnist_train.csv.gz"
@@ -155,7 +156,7 @@ def test_data_fault_stops_before_training(fault, tmp_path, served):
     assert runner.exit_code(summary) == runner.EXIT_FAILED, fault
     for fragment in expected:
         assert fragment in message, (fault, fragment, message)
-    for downstream in ("Transform", "Trainer", "Evaluator", "AtomicPusher"):
+    for downstream in (contract.TRANSFORM, contract.TRAINER, contract.EVALUATOR, contract.PUSHER):
         assert summary.component(downstream) is None, (fault, downstream)
     assert summary.pushed_to is None
     assert _snapshot(served) == before

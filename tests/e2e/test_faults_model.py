@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT, load_config
+from schema.contract import ACCURACY_METRIC
 
 
 def _versions(base):
@@ -47,14 +48,14 @@ def test_candidate_worse_than_blessed_model_is_not_pushed(blessed_once):
     # the latest blessed model (the baseline) can stop it.
     weak = config.replace(epochs=1, conv_filters=(4,), dense_units=8, accuracy_threshold=0.3)
     summary = runner.run_local(weak, progress=False)
-    accuracy = summary.metrics["overall"]["sparse_categorical_accuracy"]
-    assert 0.3 <= accuracy < first.metrics["overall"]["sparse_categorical_accuracy"]
+    accuracy = summary.metrics["overall"][ACCURACY_METRIC]
+    assert 0.3 <= accuracy < first.metrics["overall"][ACCURACY_METRIC]
     assert summary.blessed is False and summary.pushed_to is None
     assert _versions(config.serving_model_dir) == before
     import json
     report = json.load(open(os.path.join(os.path.dirname(summary.report_path), "per_class.json")))
     assert report["blessing"]["baseline_accuracy"] == pytest.approx(
-        first.metrics["overall"]["sparse_categorical_accuracy"], abs=1e-6)
+        first.metrics["overall"][ACCURACY_METRIC], abs=1e-6)
     assert any("vs. baseline" in f for f in report["blessing"]["failures"])
 
 

@@ -10,20 +10,19 @@ import yaml
 
 from conftest import free_port
 from pipeline.config import PROJECT_ROOT, load_config
+from schema import contract
 
 IMAGE = "registry.example.com/fmnist:test"
-EXPECTED_TASKS = {"FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator",
-                  "ValidationGate", "Transform", "Trainer", "ServedModelBaseline", "Evaluator",
-                  "InfraValidator", "AtomicPusher", "RunReport"}
+EXPECTED_TASKS = set(contract.COMPONENT_IDS)
 EXPECTED_DEPENDENCIES = {
-    "StatisticsGen": {"FastCsvExampleGen", "ImportSchemaGen"},
-    "ExampleValidator": {"StatisticsGen", "ImportSchemaGen"},
-    "ValidationGate": {"ExampleValidator", "StatisticsGen", "ImportSchemaGen"},
-    "Transform": {"FastCsvExampleGen", "ImportSchemaGen", "ValidationGate"},
-    "Trainer": {"Transform", "ImportSchemaGen"},
-    "Evaluator": {"Trainer", "ServedModelBaseline", "FastCsvExampleGen"},
-    "InfraValidator": {"Trainer", "FastCsvExampleGen"},
-    "AtomicPusher": {"Evaluator", "InfraValidator"},
+    contract.STATISTICS_GEN: {contract.EXAMPLE_GEN, contract.SCHEMA_GEN},
+    contract.EXAMPLE_VALIDATOR: {contract.STATISTICS_GEN, contract.SCHEMA_GEN},
+    contract.VALIDATION_GATE: {contract.EXAMPLE_VALIDATOR, contract.STATISTICS_GEN, contract.SCHEMA_GEN},
+    contract.TRANSFORM: {contract.EXAMPLE_GEN, contract.SCHEMA_GEN, contract.VALIDATION_GATE},
+    contract.TRAINER: {contract.TRANSFORM, contract.SCHEMA_GEN},
+    contract.EVALUATOR: {contract.TRAINER, contract.BASELINE, contract.EXAMPLE_GEN},
+    contract.INFRA_VALIDATOR: {contract.TRAINER, contract.EXAMPLE_GEN},
+    contract.PUSHER: {contract.EVALUATOR, contract.INFRA_VALIDATOR},
 }
 
 
@@ -92,7 +91,7 @@ def test_every_component_with_its_dependencies(spec):
     assert all("container" in e for e in executors.values()), "only container executors run on open-source KFP"
     # ExampleGen's inputs are a path and patterns: KFP's cache key cannot see new files under it.
     cached = {name for name in EXPECTED_TASKS if tasks[name]["cachingOptions"].get("enableCache")}
-    assert cached == EXPECTED_TASKS - {"FastCsvExampleGen"}
+    assert cached == EXPECTED_TASKS - {contract.EXAMPLE_GEN}
 
 
 def test_every_step_runs_the_project_entrypoint_and_example_gen_its_driver(spec):
@@ -149,18 +148,18 @@ def test_runtime_parameters_are_wired_into_the_steps(specs):
         "accuracy_threshold": "NUMBER_DOUBLE"}
     assert {k: v["defaultValue"] for k, v in root.items()} == {
         "data_root": "gs://bucket/data", "serving_model_dir": "gs://bucket/serving/fmnist",
-        "epochs": config.epochs, "accuracy_threshold": config.accuracy_threshold}
+        "epochs": config.training.epochs, "accuracy_threshold": config.accuracy_threshold}
     tasks = spec["root"]["dag"]["tasks"]
 
     def param(task, key):
         return tasks[task]["inputs"]["parameters"][key].get("componentInputParameter")
 
-    assert param("FastCsvExampleGen", "input_base") == "data_root"
-    assert param("ValidationGate", "input_base") == "data_root"
-    assert param("Trainer", "epochs") == "epochs"
-    assert param("Evaluator", "accuracy_threshold") == "accuracy_threshold"
-    assert param("AtomicPusher", "serving_model_dir") == "serving_model_dir"
-    assert param("ServedModelBaseline", "serving_model_dir") == "serving_model_dir"
+    assert param(contract.EXAMPLE_GEN, "input_base") == "data_root"
+    assert param(contract.VALIDATION_GATE, "input_base") == "data_root"
+    assert param(contract.TRAINER, "epochs") == "epochs"
+    assert param(contract.EVALUATOR, "accuracy_threshold") == "accuracy_threshold"
+    assert param(contract.PUSHER, "serving_model_dir") == "serving_model_dir"
+    assert param(contract.BASELINE, "serving_model_dir") == "serving_model_dir"
     # Vertex: the same values as the PipelineJob's runtimeConfig.
     assert vertex["runtimeConfig"]["parameterValues"]["data_root"] == "gs://bucket/data"
     assert vertex["pipelineSpec"]["schemaVersion"] == "2.1.0"

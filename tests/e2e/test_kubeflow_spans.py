@@ -117,7 +117,10 @@ def test_two_spans_on_the_open_source_backend_contract(two_spans):
     assert runs[1].succeeded, runs[1].error
     assert runs[2].succeeded, runs[2].error
     assert len(served_1) == 1
-    props = lambda run, task, key: standin.artifacts[run.tasks[task].outputs[key]]["custom_properties"]  # noqa: E731
+
+    def props(run, task, key):
+        return standin.artifacts[run.tasks[task].outputs[key]]["custom_properties"]
+
     # The span TFX's driver resolved in the ExampleGen step reached SpanWindow through KFP.
     window = props(runs[2], "SpanWindow", "window")
     assert window["new_span"] == {"double": 2.0} and window["window_spans"] == {"string": "1,2"}

@@ -18,7 +18,7 @@ from serving.config import read_model_config_file
 def stable_on_1(sample_run, tmp_path):
     """Copies of the sample run's pushed model as versions under tmp_path/models/fmnist, and a
     models.config written by `fmnist models promote 1` (stable -> 1); returns (base, config)."""
-    from serving.model_manager import list_versions
+    from serving.versions import list_versions
 
     def make(*versions: int) -> tuple:
         base = tmp_path / "models" / "fmnist"

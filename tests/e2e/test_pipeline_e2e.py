@@ -6,26 +6,35 @@ import pytest
 import tensorflow as tf
 
 from conftest import read_sample_rows
-from pipeline.features import CLASS_NAMES, PIXEL_KEYS
-
-EXPECTED = ["FastCsvExampleGen", "ImportSchemaGen", "StatisticsGen", "ExampleValidator", "RunReport",
-            "ValidationGate", "Transform", "Trainer", "Evaluator", "AtomicPusher"]
+from schema import contract
+from schema.contract import ACCURACY_METRIC, CLASS_NAMES, PIXEL_KEYS
 
 
 def test_every_component_ran_and_produced_its_artifacts(sample_run):
     config, summary = sample_run
     assert not summary.failures, summary.failures
-    for name in EXPECTED:
+    assert sorted(c.name for c in summary.components) == sorted(contract.COMPONENT_IDS)
+    for name in contract.COMPONENT_IDS:
         component = summary.component(name)
         assert component is not None and component.state == "COMPLETE", (name, component)
     outputs = {
-        "FastCsvExampleGen": "examples", "StatisticsGen": "statistics", "ImportSchemaGen": "schema",
-        "ExampleValidator": "anomalies", "Transform": "transform_graph", "Trainer": "model",
-        "Evaluator": "evaluation", "AtomicPusher": "pushed_model",
+        contract.EXAMPLE_GEN: "examples", contract.STATISTICS_GEN: "statistics", contract.SCHEMA_GEN: "schema",
+        contract.EXAMPLE_VALIDATOR: "anomalies", contract.TRANSFORM: "transform_graph", contract.TRAINER: "model",
+        contract.EVALUATOR: "evaluation", contract.PUSHER: "pushed_model",
     }
     for name, key in outputs.items():
         artifacts = summary.component(name).outputs[key]
         assert artifacts and os.listdir(artifacts[0].uri), (name, key)
+
+
+def test_examples_carry_the_payload_format_like_the_stock_example_gen(sample_run):
+    """Readers (StatisticsGen, Transform, Evaluator) take the payload format from the artifact."""
+    from tfx.proto import example_gen_pb2
+
+    _, summary = sample_run
+    [examples] = summary.component(contract.EXAMPLE_GEN).outputs["examples"]
+    assert examples.custom_properties["payload_format"].string_value == \
+        example_gen_pb2.PayloadFormat.Name(example_gen_pb2.FORMAT_TF_EXAMPLE)
 
 
 def test_statistics_and_anomalies_open_with_tfdv(sample_run):
@@ -47,7 +56,7 @@ def test_statistics_and_anomalies_open_with_tfdv(sample_run):
 def test_blessed_pushed_with_per_class_metrics(sample_run):
     config, summary = sample_run
     assert summary.blessed is True
-    overall = summary.metrics["overall"]["sparse_categorical_accuracy"]
+    overall = summary.metrics["overall"][ACCURACY_METRIC]
     assert overall >= config.accuracy_threshold
     assert summary.metrics["overall"]["example_count"] == 600
     assert {f"label={i}" for i in range(10)} <= set(summary.metrics)
@@ -125,12 +134,12 @@ def test_run_report_matches_the_evaluator(sample_run):
             assert img.size[0] > 200 and img.size[1] > 100
     data = json.load(open(os.path.join(folder, "per_class.json")))
     for row in data["per_class"]:
-        sliced = summary.metrics[f"label={row['class_id']}"]["sparse_categorical_accuracy"]
+        sliced = summary.metrics[f"label={row['class_id']}"][ACCURACY_METRIC]
         assert abs(row["recall"] - sliced) < 1e-6, row  # recall == accuracy on the label slice
         assert row["support"] == 60
     blessing = data["blessing"]
     assert blessing["blessed"] is True and blessing["threshold"] == config.accuracy_threshold
-    assert abs(blessing["accuracy"] - summary.metrics["overall"]["sparse_categorical_accuracy"]) < 1e-9
+    assert abs(blessing["accuracy"] - summary.metrics["overall"][ACCURACY_METRIC]) < 1e-9
     page = open(summary.report_path).read()
     assert "BLESSED" in page and f"{blessing['accuracy']:.4f}" in page
 

@@ -213,8 +213,8 @@ def test_unusable_server_or_arguments_are_one_line_exit_2(server, photos, case, 
 
 
 def test_csv_row_errors_name_file_row_and_column(tmp_path):
-    from pipeline.features import PIXEL_KEYS
     from pipeline.predict import csv_items, expand
+    from schema.contract import PIXEL_KEYS
 
     header = "label," + ",".join(PIXEL_KEYS)
     good = "1," + ",".join(["0"] * 784)

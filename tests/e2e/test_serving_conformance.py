@@ -114,6 +114,15 @@ def _example_input(request, x=2.0):
     example.features.feature["x"].float_list.value.extend([x])
 
 
+def _examples_request(request_class, name: str, signature: str):
+    """A Classify/Regress request for model `name`'s `signature` on one example x=2.0."""
+    request = request_class()
+    request.model_spec.name = name
+    request.model_spec.signature_name = signature
+    _example_input(request)
+    return request
+
+
 # --- gRPC: tensorflow_model_server_test.py ------------------------------------------------------
 def test_get_model_status(model_stub):
     """TMS testGetModelStatus."""
@@ -157,11 +166,7 @@ def test_predict_tf2(stub):
 @pytest.mark.parametrize("name", ["default", "tf2"])
 def test_classify(stub, name):
     """TMS testClassify / testClassifyTf2: one classification, one class, score 3.0, no label."""
-    request = classification_pb2.ClassificationRequest()
-    request.model_spec.name = name
-    request.model_spec.signature_name = "classify_x_to_y"
-    _example_input(request)
-    result = stub.Classify(request, 30)
+    result = stub.Classify(_examples_request(classification_pb2.ClassificationRequest, name, "classify_x_to_y"), 30)
     assert len(result.result.classifications) == 1
     assert len(result.result.classifications[0].classes) == 1
     assert result.result.classifications[0].classes[0].score == 3.0
@@ -173,11 +178,7 @@ def test_classify(stub, name):
 @pytest.mark.parametrize("name", ["default", "tf2"])
 def test_regress(stub, name):
     """TMS testRegress / testRegressTf2."""
-    request = regression_pb2.RegressionRequest()
-    request.model_spec.name = name
-    request.model_spec.signature_name = "regress_x_to_y"
-    _example_input(request)
-    result = stub.Regress(request, 30)
+    result = stub.Regress(_examples_request(regression_pb2.RegressionRequest, name, "regress_x_to_y"), 30)
     assert len(result.result.regressions) == 1 and result.result.regressions[0].value == 3.0
     assert result.model_spec.version.value == 123
 

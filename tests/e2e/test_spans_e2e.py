@@ -71,7 +71,7 @@ def test_span_1_is_trained_cold_and_pushed(spans_run):
     assert not first.failures, first.failures
     assert first.pushed_to and runs["served_after_1"] == [int(os.path.basename(first.pushed_to))]
     start = read_record(_artifact(first, "Trainer", "model_run").uri)
-    assert start["warm"] is False and "first run" in start["reason"] and start["epochs"] == config.epochs
+    assert start["warm"] is False and "first run" in start["reason"] and start["epochs"] == config.training.epochs
     assert stored_spans(config.span_store_dir) >= [1]
 
 
@@ -103,9 +103,9 @@ def test_span_2_warm_starts_from_the_served_model_with_fewer_epochs(spans_run):
     run_dir = _artifact(runs[2], "Trainer", "model_run").uri
     start = read_record(run_dir)
     assert start["warm"] is True and "architecture matches" in start["reason"], start
-    assert start["epochs"] == config.warm_start_epochs < config.epochs
+    assert start["epochs"] == config.training.warm_start_epochs < config.training.epochs
     with open(os.path.join(run_dir, "history.json")) as f:
-        assert len(json.load(f)["loss"]) <= config.warm_start_epochs
+        assert len(json.load(f)["loss"]) <= config.training.warm_start_epochs
     from pipeline.runner import format_summary
     text = format_summary(runs[2], config)
     assert "training start: architecture matches the served model: warm start" in text

@@ -11,27 +11,28 @@ import logging
 import os
 import sys
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s")
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import FnArgs
 
-import tensorflow as tf  # noqa: E402
+from components.trainer import run_fn
 
-examples, graph, serving_dir, run_dir = sys.argv[1:5]
-logical_cpus = int(sys.argv[5]) if len(sys.argv) > 5 else 0
-if logical_cpus:
-    # Logical devices must be configured before TensorFlow initialises its runtime.
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
-    os.environ["FMNIST_MIRRORED_DEVICES"] = ",".join(f"/cpu:{i}" for i in range(logical_cpus))
 
-from tfx.components.trainer.fn_args_utils import FnArgs  # noqa: E402
+def main(examples: str, graph: str, serving_dir: str, run_dir: str, logical_cpus: int = 0) -> None:
+    # force: TensorFlow's absl has put its handler on the root logger by now.
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(name)s: %(message)s", force=True)
+    if logical_cpus:
+        # Logical devices must be configured before TensorFlow initialises its runtime (first op).
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+        os.environ["FMNIST_MIRRORED_DEVICES"] = ",".join(f"/cpu:{i}" for i in range(logical_cpus))
+    run_fn(FnArgs(
+        train_files=[os.path.join(examples, "Split-train", "*")],
+        eval_files=[os.path.join(examples, "Split-test", "*")],
+        transform_output=graph, serving_model_dir=serving_dir, model_run_dir=run_dir,
+        custom_config={"epochs": 2, "batch_size": 64, "conv_filters": [8, 16], "dense_units": 32,
+                       "projector_examples": 100}))
+    print("worker done", flush=True)
 
-from components.trainer import run_fn  # noqa: E402
 
-run_fn(FnArgs(
-    train_files=[os.path.join(examples, "Split-train", "*")],
-    eval_files=[os.path.join(examples, "Split-test", "*")],
-    transform_output=graph, serving_model_dir=serving_dir, model_run_dir=run_dir,
-    custom_config={"epochs": 2, "batch_size": 64, "conv_filters": [8, 16], "dense_units": 32,
-                   "projector_examples": 100}))
-print("worker done", flush=True)
+if __name__ == "__main__":
+    main(*sys.argv[1:5], *(int(n) for n in sys.argv[5:6]))

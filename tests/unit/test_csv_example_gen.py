@@ -13,7 +13,7 @@ import pytest
 from components.csv_example_gen import csv_file_to_examples
 from components.csv_table import BOM, CsvFormatError, cell_problem, parse_table, read_table
 from data_input_helpers import HEADER, csv_text, features, make_row, write
-from pipeline.features import CSV_COLUMNS
+from schema.contract import CSV_COLUMNS
 
 ROWS = [make_row(3, 0), make_row(9, 17), make_row(0, 5)]
 CLEAN = csv_text(ROWS)

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.preprocessing import preprocessing_fn
-from pipeline.features import IMAGE_KEY, LABEL_KEY, RAW_PIXELS_KEY
+from schema.contract import IMAGE_KEY, LABEL_KEY, RAW_PIXELS_KEY
 
 
 def _inputs(pixels: np.ndarray, labels: np.ndarray) -> dict:

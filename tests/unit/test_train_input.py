@@ -78,9 +78,9 @@ def test_one_shard_gives_the_old_split_and_exact_sizes(tmp_path):
 def test_training_rows_prefers_the_statistics_count_over_a_pass(tmp_path):
     files = write_shards(tmp_path, [30, 30])
     s = settings()
-    assert training_rows({}, files, s) == (54, 6)
+    assert training_rows(0, files, s) == (54, 6)
     # A count from the statistics is used as given: no pass over the files (they may be gone).
-    assert training_rows({"train_examples": 1000}, [str(tmp_path / "missing.gz")], s) == (900, 100)
+    assert training_rows(1000, [str(tmp_path / "missing.gz")], s) == (900, 100)
 
 
 def test_each_epoch_sees_every_training_row_once_in_a_new_order(tmp_path):

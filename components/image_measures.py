@@ -6,21 +6,24 @@ misses the garment (near-empty image), a garment off the centre (centre offset).
 feature per image so TFDV can compute its statistics and compare them with the training images'
 under the thresholds kept in schema/schema.pbtxt.
 
-NumPy only (no TensorFlow), so the schema generator and the CLI can import the names cheaply.
+The measures' feature names are part of the contract (schema/contract.py); NumPy only (no TensorFlow).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from pipeline.features import IMAGE_SIZE
+from schema.contract import (
+    CENTRE_OFFSET,
+    IMAGE_SIZE,
+    LIGHT_BACKGROUND,
+    MEAN_BRIGHTNESS,
+    MEASURES,
+    NEAR_EMPTY,
+    PREDICTED_LABEL,
+)
 
-MEAN_BRIGHTNESS = "mean_brightness"      # FLOAT: mean grey value of the image, 0..255
-LIGHT_BACKGROUND = "light_background"    # INT 0/1: the border is mostly light (a photo on a light table)
-NEAR_EMPTY = "near_empty"                # INT 0/1: almost no ink (a crop that missed the garment)
-CENTRE_OFFSET = "centre_offset"          # FLOAT: distance of the ink's centre of mass from the image centre, px
-PREDICTED_LABEL = "predicted_label"      # INT 0..9: the class the served model answered
-
-MEASURES: tuple[str, ...] = (MEAN_BRIGHTNESS, LIGHT_BACKGROUND, NEAR_EMPTY, CENTRE_OFFSET)
+__all__ = ["CENTRE_OFFSET", "LIGHT_BACKGROUND", "MEAN_BRIGHTNESS", "MEASURES", "NEAR_EMPTY", "PREDICTED_LABEL",
+           "image_measures"]
 
 LIGHT_BORDER_LEVEL = 128   # border mean above this: light background (training images: none)
 INK_LEVEL = 25             # a pixel above this grey value counts as ink

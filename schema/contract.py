@@ -1,0 +1,94 @@
+"""The project's contract: every name two layers must agree on, in one module at the bottom.
+
+Feature keys, class names, split names, signature and output names, component ids, artifact file
+names and metric names. Everything in the project may import this module; it imports nothing of the
+project (and no TensorFlow), so the CLI, the schema generator and the pipeline all read the same
+names without TensorFlow's start-up cost. tests/unit/test_layers.py enforces that direction.
+
+A new feature, signature, component or metric name goes here first; the code that produces it
+and the code that reads it both import it from here.
+"""
+from __future__ import annotations
+
+# --- Features --------------------------------------------------------------------------------------
+LABEL_KEY = "label"
+IMAGE_SIZE = 28
+NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+# Kaggle's CSV header: label,pixel1,...,pixel784 (1-based, row-major).
+PIXEL_KEYS: tuple[str, ...] = tuple(f"pixel{i}" for i in range(1, NUM_PIXELS + 1))
+CSV_COLUMNS: tuple[str, ...] = (LABEL_KEY, *PIXEL_KEYS)
+
+# In the Examples artifact (ExampleGen's output) an image is one int64 feature of 784 values,
+# row-major, 0..255: one feature instead of 784 keeps statistics, validation and Transform fast.
+RAW_PIXELS_KEY = "pixels"
+
+# Output of Transform: one flat float image in [0, 1]; the model reshapes it to [28, 28, 1].
+IMAGE_KEY = "image"
+TRANSFORMED_LABEL_KEY = "label"
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+
+# Served-traffic features the monitor adds per image (SERVING environment of the schema; computed by
+# components/image_measures.py).
+MEAN_BRIGHTNESS = "mean_brightness"      # FLOAT: mean grey value of the image, 0..255
+LIGHT_BACKGROUND = "light_background"    # INT 0/1: the border is mostly light (a photo on a light table)
+NEAR_EMPTY = "near_empty"                # INT 0/1: almost no ink (a crop that missed the garment)
+CENTRE_OFFSET = "centre_offset"          # FLOAT: distance of the ink's centre of mass from the image centre, px
+PREDICTED_LABEL = "predicted_label"      # INT 0..9: the class the served model answered
+MEASURES: tuple[str, ...] = (MEAN_BRIGHTNESS, LIGHT_BACKGROUND, NEAR_EMPTY, CENTRE_OFFSET)
+
+# --- Splits ----------------------------------------------------------------------------------------
+TRAIN_SPLIT, TEST_SPLIT = "train", "test"
+HOLDOUT_SPLIT = "holdout"    # span mode: the fixed holdout every model is also evaluated on
+
+# --- Serving signatures (components/export.py writes them; clients and the Evaluator call them) ------
+PREDICT_SIGNATURE = "serving_default"            # serialized tf.Examples, one int64 feature per CSV pixel column
+IMAGES_SIGNATURE = "serving_images"              # float32 images [N, 28, 28] in 0..255
+IMAGES_UINT8_SIGNATURE = "serving_images_uint8"  # uint8 images [N, 28, 28]
+EVAL_SIGNATURE = "serving_pixels_examples"       # tf.Examples in the Examples artifact's layout (Evaluator)
+CLASSIFY_SIGNATURE = "classification"            # TF Serving's Classify layout
+SIGNATURES: tuple[str, ...] = (PREDICT_SIGNATURE, IMAGES_SIGNATURE, IMAGES_UINT8_SIGNATURE, EVAL_SIGNATURE,
+                               CLASSIFY_SIGNATURE)
+EXAMPLES_INPUT = "examples"
+IMAGES_INPUT = "images"
+CLASSIFY_INPUT = "inputs"                        # tf.saved_model.CLASSIFY_INPUTS
+PROBABILITIES_OUTPUT = "probabilities"           # [N, 10] float; also the model's last layer's name
+CLASS_ID_OUTPUT = "class_id"                     # [N] int64
+CLASS_NAME_OUTPUT = "class_name"                 # [N] string
+
+# --- Component ids (the node names in the DAG, ML Metadata and Kubeflow) ---------------------------
+EXAMPLE_GEN = "FastCsvExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "ImportSchemaGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+VALIDATION_GATE = "ValidationGate"
+TRANSFORM = "Transform"
+TRAINER = "Trainer"
+BASELINE = "ServedModelBaseline"
+EVALUATOR = "Evaluator"
+INFRA_VALIDATOR = "InfraValidator"
+PUSHER = "AtomicPusher"
+RUN_REPORT = "RunReport"
+COMPONENT_IDS: tuple[str, ...] = (EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, VALIDATION_GATE,
+                                  TRANSFORM, TRAINER, BASELINE, EVALUATOR, INFRA_VALIDATOR, PUSHER, RUN_REPORT)
+# Continuous training (span mode, components/spans.py) adds these three.
+HOLDOUT_EXAMPLE_GEN = "HoldoutExampleGen"
+SPAN_DRIFT = "SpanDrift"
+SPAN_WINDOW = "SpanWindow"
+SPAN_COMPONENT_IDS: tuple[str, ...] = (HOLDOUT_EXAMPLE_GEN, SPAN_DRIFT, SPAN_WINDOW)
+
+# --- Artifact file and property names ---------------------------------------------------------------
+SCHEMA_FILE = "schema.pbtxt"
+HISTORY_FILE = "history.json"                    # Trainer: Keras history, in the ModelRun artifact
+DATA_REPORT_FILE = "data_input.json"             # ExampleGen: what was read, in the Examples artifact
+DATA_REPORT_PROPERTY = "data_input"              # ... and the same as an MLMD custom property
+REPORT_FILE = "index.html"                       # RunReport's page
+SAVED_MODEL_FILE = "saved_model.pb"
+
+# --- Metric names (TFMA's names for the EvalConfig's metrics) ---------------------------------------
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+EXAMPLE_COUNT_METRIC = "example_count"
