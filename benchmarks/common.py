@@ -83,10 +83,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_model_server(flags: list[str]) -> tuple[subprocess.Popen, str]:
-    """`python -m serving FLAGS` on a free loopback port, started (not yet ready)."""
+# `fmnist serve` of this checkout: the server as the project deploys it (schema/contract.py's
+# thread flag when no thread flag is given); `python -m serving` is the generic server.
+FMNIST_SERVE = (str(ROOT / "tools" / "bin" / "fmnist"), "serve")
+GENERIC_SERVE = ("-m", "serving")
+
+
+def launch_model_server(flags: list[str], command: tuple[str, ...] = GENERIC_SERVE) -> tuple[subprocess.Popen, str]:
+    """`python -m serving FLAGS` (or `fmnist serve FLAGS`) on a free loopback port, started (not yet ready)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "serving", f"--port={port}", "--rest_api_port=0", *flags]
+    cmd = [sys.executable, *command, f"--port={port}", "--rest_api_port=0", *flags]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, f"127.0.0.1:{port}"
 

@@ -1,6 +1,6 @@
-"""Serving benchmark as users run it: the model server in its own process (`python -m serving`,
-what `fmnist serve` runs, with TF Serving's flags), clients in this one over loopback gRPC,
-batching off and on -- next to the same signature called in-process, all in one run.
+"""Serving benchmark as users run it: the model server in its own process (`fmnist serve`, with
+TF Serving's flags), clients in this one over loopback gRPC, batching off and on -- next to the
+same signature called in-process, all in one run.
 
     make bench-serving     # = tools/with-stack python benchmarks/serving_bench.py
 
@@ -13,10 +13,14 @@ rounds; fresh server processes per round.
 Latency is measured side by side: the four modes take turns in blocks of --block calls (each
 block after 3 untimed calls, so every mode is timed in its own steady state), so a change in the
 machine's load hits all of them alike; the gRPC/in-process ratio is taken within each round, and
-its median reported. --intra-op-threads / --inter-op-threads set TensorFlow's thread pools on both
-sides alike (this process: tf.config.threading and the session's ConfigProto; the server: the
-same ConfigProto through TF Serving's --tensorflow_session_config_file); 0 = TensorFlow's default,
--1 inter-op = run ops in the calling thread.
+its median reported.
+
+Threads: by default each side runs as its user would run it -- this process (the in-process
+references) with TensorFlow's default pools, the server as `fmnist serve` deploys it (one intra-op
+thread, schema/contract.py). --intra-op-threads / --inter-op-threads set TensorFlow's thread pools
+on both sides alike instead (this process: tf.config.threading and the session's ConfigProto; the
+server: the same ConfigProto through TF Serving's --tensorflow_session_config_file); 0 =
+TensorFlow's default, -1 inter-op = run ops in the calling thread.
 """
 from __future__ import annotations
 
@@ -139,7 +143,7 @@ def main() -> int:
             flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
         if any(threads.values()):
             flags.append(f"--tensorflow_session_config_file={work / 'session.config'}")
-        return common.launch_model_server(flags)
+        return common.launch_model_server(flags, common.FMNIST_SERVE)
 
     modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
              "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on",
@@ -174,10 +178,13 @@ def main() -> int:
         ratios.append(lat["gRPC to its own process, batching off"][0] / lat["in-process, tf.saved_model.load"][0])
         print(f"round {r + 1} gRPC p50 / in-process p50, side by side: {ratios[-1]:.2f}x", file=sys.stderr,
               flush=True)
+    from schema.contract import SERVING_THREAD_FLAG
+    threads_note = (f"TensorFlow threads, both sides: {threads}" if any(threads.values()) else
+                    f"in-process: TensorFlow's default threads; server: fmnist serve's {SERVING_THREAD_FLAG}")
     medians = common.medians(rounds)
     ref = medians["in-process, tf.saved_model.load"]
     report = {"model_dir": str(model_dir), "repeat": args.repeat, "clients": args.clients,
-              "calls": args.calls, "block": args.block, "tensorflow_threads": threads,
+              "calls": args.calls, "block": args.block, "tensorflow_threads": threads, "threads": threads_note,
               "grpc_p50_over_in_process_p50_per_round": ratios,
               "grpc_p50_over_in_process_p50_median": statistics.median(ratios),
               "medians": medians,
@@ -196,7 +203,7 @@ def main() -> int:
         print(f"| {m} | {med['p50_ms']:.2f} | {med['p99_ms']:.2f} | {rates} |")
     print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50, side by side per round: "
           f"{', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x "
-          f"(TensorFlow threads, both sides: {threads})")
+          f"({threads_note})")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

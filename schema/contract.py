@@ -89,6 +89,15 @@ DATA_REPORT_PROPERTY = "data_input"              # ... and the same as an MLMD c
 REPORT_FILE = "index.html"                       # RunReport's page
 SAVED_MODEL_FILE = "saved_model.pb"
 
+# --- How the model is served -------------------------------------------------------------------------
+# TF Serving's --tensorflow_intra_op_parallelism for this model, wherever a server is started for it
+# (`fmnist serve`, the Kubernetes manifest, the InfraValidator): one thread per op. With TensorFlow's
+# default pools a one-image request waits for sleeping threads to be woken op by op (0.72 ms per
+# model call in the server vs 0.34 ms with one thread); concurrent requests still use every core,
+# and 8 clients get more images/s at batch 1 and 64 alike (BENCHMARKS.md, "Serving").
+SERVING_INTRA_OP_THREADS = 1
+SERVING_THREAD_FLAG = f"--tensorflow_intra_op_parallelism={SERVING_INTRA_OP_THREADS}"
+
 # --- Metric names (TFMA's names for the EvalConfig's metrics) ---------------------------------------
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"

@@ -70,7 +70,10 @@ def session_config_from_args(args: argparse.Namespace):
                           "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) "
                           "separately. You cannot configure all.")
     if not (args.tensorflow_session_config_file or intra > 0 or inter > 0 or both > 0):
-        return None  # TensorFlow's defaults, as TF Serving's
+        default_intra = getattr(args, "default_intra_op_parallelism", 0)
+        if default_intra <= 0:
+            return None  # TensorFlow's defaults, as TF Serving's
+        intra = default_intra  # the embedding command's default (register); inter-op: TensorFlow picks
     config = read_session_config_file(args.tensorflow_session_config_file)
     if intra > 0 or inter > 0:
         config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = intra, inter
@@ -165,10 +168,16 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     extra.add_argument("--tls-key")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser("serve", help="TensorFlow-Serving-compatible gRPC + REST model server")
+def register(sub: argparse._SubParsersAction, default_intra_op_parallelism: int = 0) -> None:
+    """The `serve` sub-command. `default_intra_op_parallelism` > 0 stands for
+    `--tensorflow_intra_op_parallelism=N` when the command line sets no thread flag and no session
+    config file: a deployment's tuning, kept out of this generic server's own defaults (TF Serving's)."""
+    epilog = (f"Without thread flags or a session config file, this command serves with "
+              f"--tensorflow_intra_op_parallelism={default_intra_op_parallelism}." if default_intra_op_parallelism > 0
+              else None)
+    serve = sub.add_parser("serve", help="TensorFlow-Serving-compatible gRPC + REST model server", epilog=epilog)
     add_serve_arguments(serve)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, default_intra_op_parallelism=default_intra_op_parallelism)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -202,6 +202,9 @@ def test_manifests_match_the_config():
     assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8500, 8501}
     assert docs["InferenceService"]["metadata"]["name"] == config.model_name
     assert docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["storageUri"].endswith("/" + config.model_name)
+    # Served as everywhere else (fmnist serve, the InfraValidator): the contract's thread flag.
+    assert contract.SERVING_THREAD_FLAG in container["args"]
+    assert contract.SERVING_THREAD_FLAG in docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["args"]
 
 
 def test_pipeline_image_carries_the_tf_serving_binary_production_runs():

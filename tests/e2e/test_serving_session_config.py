@@ -47,6 +47,30 @@ def test_session_thread_flags_as_server_cc(tmp_path):
         session_config_from_args(_args(f"--tensorflow_session_config_file={path}"))
 
 
+def test_fmnist_serve_defaults_to_the_contracts_thread_flag_and_gives_way_to_any_thread_setting(tmp_path):
+    """`fmnist serve` (pipeline/cli.py) serves as the manifests and the InfraValidator do, with
+    schema/contract.py's --tensorflow_intra_op_parallelism, but only when the command line sets
+    no thread flag and no session config file; `python -m serving` keeps TF Serving's defaults."""
+    from pipeline.cli import build_parser
+    from schema.contract import SERVING_INTRA_OP_THREADS
+
+    parser = build_parser()
+
+    def config(*flags: str):
+        return session_config_from_args(parser.parse_args(["serve", *flags]))
+
+    default = config()
+    assert (default.intra_op_parallelism_threads, default.inter_op_parallelism_threads) == (
+        SERVING_INTRA_OP_THREADS, 0)
+    both = config("--tensorflow_session_parallelism=3")
+    assert (both.intra_op_parallelism_threads, both.inter_op_parallelism_threads) == (3, 3)
+    path = tmp_path / "session.config"
+    path.write_text("intra_op_parallelism_threads: 2\ninter_op_parallelism_threads: -1\n")
+    from_file = config(f"--tensorflow_session_config_file={path}")
+    assert (from_file.intra_op_parallelism_threads, from_file.inter_op_parallelism_threads) == (2, -1)
+    assert session_config_from_args(_args()) is None
+
+
 def test_server_runs_the_model_with_ops_in_the_calling_thread(tmp_path):
     """A session config reaches the model's Session: with inter-op -1 (ops run in the calling
     gRPC thread) and one intra-op thread, half_plus_two still answers 0.5 * x + 2."""
