@@ -62,10 +62,13 @@ class PipelineConfig:
     # Warm start (span mode): TrainingConfig.warm_start / warm_start_epochs.
     # Execution.
     enable_cache: bool = True
-    # DirectRunner in_memory: faster and smaller than multi_processing x2 here (1x: 3.0x faster,
-    # 2.05 vs 4.72 GB; BENCHMARKS.md "Scale"), so it is kept at every input size. Other runners:
+    # No Beam arguments = Beam's defaults: DirectRunner, in_memory, one worker -- faster and smaller
+    # than multi_processing x2 at 1x and 10x (BENCHMARKS.md "Scale"), so kept at every input size.
+    # Empty on purpose: given any Beam arguments without a dependency flag, TFX packages itself into
+    # a tfx_ephemeral sdist for every Beam component (tfx/utils/dependency_utils.py), which only
+    # remote workers need -- 2 s and 52 MB under /tmp per component, never removed. Other runners:
     # README "Scale".
-    beam_args: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    beam_args: tuple[str, ...] = ()
 
     @property
     def pipeline_root(self) -> str:

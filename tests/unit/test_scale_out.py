@@ -43,3 +43,29 @@ def test_compiled_pipeline_passes_the_runner_args_to_every_beam_step(tmp_path, r
     # The local default (DirectRunner) is gone: one runner per compiled pipeline.
     everything = " ".join(" ".join(e["container"]["args"]) for e in executors.values())
     assert "--direct_running_mode" not in everything
+
+
+def test_local_default_is_beams_in_memory_direct_runner_and_tfx_packages_nothing(monkeypatch):
+    """The default `beam_args` are empty: Beam's DirectRunner defaults (in_memory, one worker, the
+    mode BENCHMARKS.md "Scale" chose), and TFX's Beam executors then skip building a tfx_ephemeral
+    sdist (2 s, 52 MB under /tmp per component). With the former explicit DirectRunner flags they
+    built one -- the same check on those arguments shows the difference is real."""
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+    from tfx.components.statistics_gen.executor import Executor as StatisticsGenExecutor
+    from tfx.utils import dependency_utils
+
+    beam_args = list(load_config("default").beam_args)
+    options = PipelineOptions(beam_args).view_as(DirectOptions)
+    assert (options.direct_running_mode, options.direct_num_workers) == ("in_memory", 1)
+
+    built: list[str] = []
+    monkeypatch.setattr(dependency_utils, "build_ephemeral_package",
+                        lambda: built.append("sdist") or "/nowhere/tfx_ephemeral.tar.gz")
+
+    def executor_args(args: list[str]) -> list[str]:
+        executor = StatisticsGenExecutor(StatisticsGenExecutor.Context(beam_pipeline_args=list(args)))
+        return executor._beam_pipeline_args
+
+    assert not any(a.startswith("--extra_package") for a in executor_args(beam_args)) and built == []
+    explicit = executor_args(["--direct_running_mode=in_memory", "--direct_num_workers=1"])
+    assert "--extra_package=/nowhere/tfx_ephemeral.tar.gz" in explicit and built == ["sdist"]
