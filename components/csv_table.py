@@ -15,6 +15,9 @@ What real exports add is accepted: a UTF-8 byte-order mark (Excel's "CSV UTF-8")
 RFC 4180 quoted numbers (pandas' QUOTE_ALL, Google Sheets), blank lines (skipped and counted).
 Anything else stops the file with file, line, column and the cell's text -- never a default.
 
+`fmnist predict` reads CSVs through the same reader in its lenient mode (CsvReader.lenient_rows):
+a row that breaks the grammar is reported with file, line and column and the other rows go on.
+
 Files are read in chunks of rows (CsvReader: ~16 MB of text at a time, streamed and gunzipped on
 the fly), so memory stays flat whatever the file's size; the whole-buffer checks run per chunk.
 """
@@ -27,13 +30,13 @@ import re
 import zlib
 from typing import Any, BinaryIO, Iterator
 
-import apache_beam as beam
 import numpy as np
 
 from schema.contract import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS
 
 BOM = b"\xef\xbb\xbf"
 MAX_REPORTED = 5
+EMPTY_FILE = "the file is empty (expected a header line)"
 CHUNK_BYTES = 16 << 20               # text parsed at once: ~9,000 rows, ~60 MB as int64 values
 MAX_LINE_BYTES = 64 << 20            # a longer line is not a row of 785 integers
 _INT64_MAX = np.iinfo(np.int64).max
@@ -82,10 +85,19 @@ def shown(text: bytes | str) -> str:
     return repr(text) if text.isprintable() and text.isascii() else ascii(text)
 
 
+def open_raw(path: str) -> BinaryIO:
+    """The file's bytes as stored, through Beam's FileSystems (local files, gs://, ...). Beam is
+    imported here, not at module level: `fmnist predict` reads local CSVs without paying for
+    Beam's import (~2 s)."""
+    import apache_beam as beam
+
+    return beam.io.filesystems.FileSystems.open(
+        path, compression_type=beam.io.filesystems.CompressionTypes.UNCOMPRESSED)
+
+
 def read_bytes(path: str) -> bytes:
     """Whole file, gunzipped when it is gzip (by magic bytes, not by name)."""
-    with beam.io.filesystems.FileSystems.open(
-            path, compression_type=beam.io.filesystems.CompressionTypes.UNCOMPRESSED) as f:
+    with open_raw(path) as f:
         raw = f.read()
     if raw[:2] == b"\x1f\x8b":
         try:
@@ -227,6 +239,22 @@ class CsvChunk:
     line_numbers: np.ndarray    # 1-based line of the file each row came from
 
 
+@dataclasses.dataclass
+class CsvRow:
+    """One data row of the lenient reading (CsvReader.lenient_rows): its pixels, or why it was refused.
+
+    `number` counts data rows from the header (1 = the line after it; blank lines count, as
+    lines do); None for a problem of the whole file. `field` is the column at fault, if one is.
+    """
+    path: str
+    line: int                           # 1-based line of the file (0: not tied to a line)
+    number: int | None
+    pixels: np.ndarray | None = None    # int64 [784], pixel1..pixel784
+    label: str | None = None            # the label cell's text; None without a label column
+    field: str | None = None
+    error: str | None = None
+
+
 def _is_gzip(f: BinaryIO) -> bool:
     magic = f.read(2)
     f.seek(0)
@@ -243,6 +271,10 @@ class CsvReader:
     row of the file -- the same verdict and message as reading the file in one piece. Callers
     must therefore treat rows already received as void when the iteration raises.
 
+    `lenient_rows()` reads the same file by the same grammar row by row instead, for rows to be
+    answered rather than trained on: a bad row is reported (file, line, column) and skipped, the
+    label column is optional.
+
     After the iteration, `rows`, `blank_lines`, `byte_order_mark` and `crlf` describe the file.
     `data` (the file's bytes, already decompressed) replaces reading `path`, which then only names
     the file in messages.
@@ -256,6 +288,8 @@ class CsvReader:
         self.blank_lines = 0
         self.byte_order_mark = False
         self.crlf = False
+        self.header: list[str] | None = None
+        self.header_line = 0
 
     def _blocks(self) -> Iterator[bytes]:
         """The file's text, `chunk_bytes` at a time (gunzipped on the fly when it is gzip, by
@@ -264,8 +298,7 @@ class CsvReader:
             for start in range(0, len(self._data), self.chunk_bytes):
                 yield self._data[start:start + self.chunk_bytes]
             return
-        with beam.io.filesystems.FileSystems.open(
-                self.path, compression_type=beam.io.filesystems.CompressionTypes.UNCOMPRESSED) as f:
+        with open_raw(self.path) as f:
             if not _is_gzip(f):
                 yield from iter(lambda: f.read(self.chunk_bytes), b"")
                 return
@@ -304,16 +337,15 @@ class CsvReader:
         self.byte_order_mark = text.startswith(BOM)
         return text[len(BOM):] if self.byte_order_mark else text
 
-    def __iter__(self) -> Iterator[CsvChunk]:
-        path = self.path
+    def _data_lines(self) -> Iterator[tuple[int, list[bytes]]]:
+        """The lines after the header, a segment at a time, each batch with the number of the
+        file line before its first one; the first batch comes as soon as the header is read (it
+        may hold no line). Sets `header` and `header_line`, notes CRLF and the byte-order mark,
+        counts blank lines before the header. Both reading modes (iteration and `lenient_rows`) use it."""
         self.rows = self.blank_lines = 0
         self.byte_order_mark = self.crlf = False
-        header: list[str] | None = None
-        order: list[int] = []
+        self.header, self.header_line = None, 0
         line = 0                                    # lines of the file consumed so far
-        wrong: list[str] = []                       # the first lines with a wrong cell count
-        wrong_lines = bad_rows = 0
-        details: list[str] = []
         for segment in self._segments():
             if b"\r" in segment:
                 self.crlf = True
@@ -323,16 +355,29 @@ class CsvReader:
                 lines.pop()                         # the last line's terminator, not a line
             start = line
             line += len(lines)
-            if header is None:
+            if self.header is None:
                 first = next((i for i, text in enumerate(lines) if text.strip(b" \t\r")), None)
                 if first is None:
                     self.blank_lines += len(lines)
                     continue
                 self.blank_lines += first
-                header = parse_header(path, lines[first])
-                order = check_header(path, header)
+                self.header = parse_header(self.path, lines[first])
+                self.header_line = start + first + 1
                 lines = lines[first + 1:]
                 start += first + 1
+            yield start, lines
+
+    def __iter__(self) -> Iterator[CsvChunk]:
+        path = self.path
+        header: list[str] | None = None
+        order: list[int] = []
+        wrong: list[str] = []                       # the first lines with a wrong cell count
+        wrong_lines = bad_rows = 0
+        details: list[str] = []
+        for start, lines in self._data_lines():
+            if header is None:
+                header = self.header
+                order = check_header(path, header)
             expected = len(header) - 1
             rows, numbers = lines, None
             counts = [text.count(b",") for text in rows]
@@ -369,7 +414,7 @@ class CsvReader:
                 table = table[:, order]
             yield CsvChunk(table, numbers)
         if header is None:
-            raise CsvFormatError(f"{path}: the file is empty (expected a header line)")
+            raise CsvFormatError(f"{path}: {EMPTY_FILE}")
         if wrong_lines:
             raise CsvFormatError(f"{path}: the header has {len(header)} columns but "
                                  f"{listed(wrong, total=wrong_lines)}; the file is truncated or has "
@@ -383,6 +428,68 @@ class CsvReader:
                 f"(optionally quoted, surrounding spaces allowed), but "
                 f"{', '.join(details[:MAX_REPORTED])}{' (and more)' if len(details) > MAX_REPORTED else ''}",
                 bad_rows)
+
+    def lenient_rows(self, limit: int | None = None) -> Iterator[CsvRow]:
+        """The lenient reading, for rows to be answered rather than trained on (`fmnist predict`):
+        the `label` column is optional and may hold any text, other extra columns are ignored,
+        and a row that cannot be read is yielded as a CsvRow with its error (and the column at
+        fault) while the rows after it are still read. A problem of the whole file (empty, no
+        pixel columns, not CSV text, an unreadable gzip stream) is one CsvRow with `number` None,
+        and ends the reading. `limit`: at most this many data rows, good or refused (a blank line
+        counts as a row, as in the row numbers, but is not yielded)."""
+        pixel_at: list[int] | None = None
+        label_at: int | None = None
+        try:
+            for start, lines in self._data_lines():
+                if pixel_at is None:
+                    header = self.header
+                    missing = [k for k in PIXEL_KEYS if k not in header]
+                    if missing:
+                        yield CsvRow(self.path, self.header_line, None, error=(
+                            f"CSV header lacks {len(missing)} pixel columns (first: {missing[0]}); "
+                            f"expected {LABEL_KEY},{PIXEL_KEYS[0]}..{PIXEL_KEYS[-1]}"))
+                        return
+                    pixel_at = [header.index(k) for k in PIXEL_KEYS]
+                    label_at = header.index(LABEL_KEY) if LABEL_KEY in header else None
+                for line, text in enumerate(lines, start=start + 1):
+                    number = line - self.header_line
+                    if limit is not None and number > limit:
+                        return
+                    if not text.strip(b" \t\r"):
+                        self.blank_lines += 1
+                        continue
+                    self.rows += 1
+                    yield self._lenient_row(line, number, text.split(b","), pixel_at, label_at)
+        except CsvFormatError as e:
+            yield CsvRow(self.path, 0, None, error=str(e).removeprefix(self.path).lstrip(":, "))
+            return
+        if self.header is None:
+            yield CsvRow(self.path, 0, None, error="empty CSV file")
+
+    def _lenient_row(self, line: int, number: int, cells: list[bytes], pixel_at: list[int],
+                     label_at: int | None) -> CsvRow:
+        """One data row read by the same cell grammar as the strict reading."""
+        row = CsvRow(self.path, line, number)
+        if len(cells) != len(self.header):
+            row.error = f"{len(cells)} values, the header has {len(self.header)} columns"
+            return row
+        pixels = [cells[c] for c in pixel_at]
+        body = canonical_cells(b",".join(pixels))
+        values = None if body is None else to_ints(body, len(pixels))
+        if values is None:
+            at = next((i for i, cell in enumerate(pixels) if cell_problem(cell)), None)
+            if at is None:  # cannot happen if canonical_cells and cell_problem agree; never pass
+                row.error = "the cells could not be read as integers"
+                return row
+            row.field = PIXEL_KEYS[at]
+            text = pixels[at].decode("utf-8", "backslashreplace").strip(" \t")
+            row.error = f"{row.field} is {text[:20]!r}, {cell_problem(pixels[at])}"
+            return row
+        row.pixels = values
+        if label_at is not None:
+            label = cells[label_at].decode("utf-8", "backslashreplace").strip(" \t")
+            row.label = label[1:-1].strip(" \t") if len(label) > 1 and label[0] == label[-1] == '"' else label
+        return row
 
 
 def _table(reader: CsvReader) -> CsvTable:

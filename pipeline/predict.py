@@ -14,7 +14,6 @@ import argparse
 import csv
 import dataclasses
 import glob
-import gzip
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ from typing import IO, Iterator
 
 import numpy as np
 
+from components.csv_table import CsvReader, CsvRow
 from pipeline.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
 from schema.contract import CLASS_NAMES, PIXEL_KEYS
 
@@ -97,56 +97,34 @@ def expand(inputs: list[str]) -> list[Path | Item]:
     return out
 
 
-def _open_text(path: Path) -> IO[str]:
-    with open(path, "rb") as f:
-        gzipped = f.read(2) == b"\x1f\x8b"
-    # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first column's name
-    return gzip.open(path, "rt", encoding="utf-8-sig", newline="") if gzipped else open(
-        path, encoding="utf-8-sig", newline="")
-
-
 def csv_items(path: Path, limit: int | None) -> Iterator[Item]:
-    """Kaggle-layout rows (`label` optional, `pixel1`..`pixel784`) as Items, streamed."""
+    """Kaggle-layout rows (`label` optional, `pixel1`..`pixel784`) as Items, streamed.
+
+    The project's one CSV reader in its lenient mode (components/csv_table.py, CsvReader.lenient_rows):
+    a bad row is an Item with its error and the rows after it are still answered; pixel values
+    outside 0..255, which that reader leaves to the schema, are refused here.
+    """
     try:
-        with _open_text(path) as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
-            missing = [k for k in PIXEL_KEYS if k not in header]
-            if not header:
-                yield Item(str(path), error="empty CSV file")
-                return
-            if missing:
-                yield Item(str(path), error=f"CSV header lacks {len(missing)} pixel columns "
-                                            f"(first: {missing[0]}); expected label,pixel1..pixel784")
-                return
-            columns = [header.index(k) for k in PIXEL_KEYS]
-            label_at = header.index("label") if "label" in header else None
-            for number, row in enumerate(reader, start=1):
-                if limit is not None and number > limit:
-                    return
-                if not row or all(not v.strip() for v in row):
-                    continue
-                name = f"{path}:row{number}"
-                if len(row) != len(header):
-                    yield Item(name, error=f"{len(row)} values, the header has {len(header)} columns")
-                    continue
-                try:
-                    values = np.array([int(row[c]) for c in columns], dtype=np.int64)
-                except ValueError:
-                    bad = next(k for k, c in zip(PIXEL_KEYS, columns) if not row[c].strip().lstrip("-").isdigit())
-                    yield Item(name, error=f"{bad} is {row[header.index(bad)][:20]!r}, not an integer")
-                    continue
-                if values.min() < 0 or values.max() > 255:
-                    bad = PIXEL_KEYS[int(np.argmax((values < 0) | (values > 255)))]
-                    yield Item(name, error=f"{bad} is outside 0..255")
-                    continue
-                truth = None
-                if label_at is not None:
-                    label = row[label_at].strip()
-                    truth = CLASS_NAMES[int(label)] if label.isdigit() and int(label) < len(CLASS_NAMES) else label
-                yield Item(name, pixels=values.astype(np.uint8).reshape(28, 28), true_class=truth)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error, gzip.BadGzipFile) as e:
+        for row in CsvReader(str(path)).lenient_rows(limit):
+            yield _csv_item(path, row)
+    except OSError as e:
         yield Item(str(path), error=f"unreadable CSV ({' '.join(str(e).split())[:160]})")
+
+
+def _csv_item(path: Path, row: CsvRow) -> Item:
+    if row.number is None:
+        return Item(str(path), error=row.error)
+    name = f"{path}:row{row.number}"
+    if row.error:
+        return Item(name, error=row.error)
+    values = row.pixels
+    if values.min() < 0 or values.max() > 255:
+        bad = PIXEL_KEYS[int(np.argmax((values < 0) | (values > 255)))]
+        return Item(name, error=f"{bad} is outside 0..255")
+    truth = row.label
+    if truth is not None and truth.isdigit() and int(truth) < len(CLASS_NAMES):
+        truth = CLASS_NAMES[int(truth)]
+    return Item(name, pixels=values.astype(np.uint8).reshape(28, 28), true_class=truth)
 
 
 def photo_item(path: Path, max_pixels: int) -> Item:

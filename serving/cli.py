@@ -136,12 +136,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     tfs.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
     tfs.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
                      help="REST call timeout (0 = none)")
-    tfs.add_argument("--tensorflow_session_parallelism", type=int, default=0,
-                     help="threads for running a Session, intra- and inter-op (0 = TensorFlow picks)")
-    tfs.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                     help="threads parallelising one op (0 = TensorFlow picks)")
-    tfs.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                     help="ops run at the same time (0 = TensorFlow picks)")
+    for threads, meaning in (("session", "threads for running a Session, intra- and inter-op"),
+                             ("intra_op", "threads parallelising one op"),
+                             ("inter_op", "ops run at the same time")):
+        tfs.add_argument(f"--tensorflow_{threads}_parallelism", type=int, default=0,
+                         help=f"{meaning} (0 = TensorFlow picks)")
     tfs.add_argument("--tensorflow_session_config_file",
                      help="text-format tensorflow.ConfigProto for the model Sessions")
     extra = p.add_argument_group("this server's additions")

@@ -25,36 +25,20 @@ class ServingError(Exception):
         return HTTP_STATUS.get(self.code, 500)
 
 
-class InvalidArgument(ServingError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+def _status_error(code: grpc.StatusCode) -> type[ServingError]:
+    """The ServingError subclass for one status, named as TF Serving's `error::Code` spells it
+    (INVALID_ARGUMENT -> InvalidArgument), so callers can raise and catch by status."""
+    name = code.name.title().replace("_", "")
+    return type(name, (ServingError,), {"code": code, "__module__": __name__,
+                                        "__doc__": f"A request failed with {code.name}."})
 
 
-class NotFound(ServingError):
-    code = grpc.StatusCode.NOT_FOUND
-
-
-class FailedPrecondition(ServingError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
-class ResourceExhausted(ServingError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
-
-
-class Unimplemented(ServingError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-
-class DeadlineExceeded(ServingError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class Internal(ServingError):
-    code = grpc.StatusCode.INTERNAL
-
-
-class Unavailable(ServingError):
-    code = grpc.StatusCode.UNAVAILABLE
+InvalidArgument = _status_error(grpc.StatusCode.INVALID_ARGUMENT)
+NotFound = _status_error(grpc.StatusCode.NOT_FOUND)
+FailedPrecondition = _status_error(grpc.StatusCode.FAILED_PRECONDITION)
+ResourceExhausted = _status_error(grpc.StatusCode.RESOURCE_EXHAUSTED)
+Unimplemented = _status_error(grpc.StatusCode.UNIMPLEMENTED)
+DeadlineExceeded = _status_error(grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {

@@ -88,24 +88,23 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_guard
     def Classify(self, request: classification_pb2.ClassificationRequest, context: Any
                  ) -> classification_pb2.ClassificationResponse:
-        model = resolve(self.manager, request)
-        sig = self._signature(model, request.model_spec.signature_name)
-        response = classification_pb2.ClassificationResponse()
-        response.result.CopyFrom(inference.classify(model, sig, request.input, self.batchers))
-        inference.fill_spec(response.model_spec, model, sig.name)
-        self.logs.offer(model, sig.name, lambda: plog.PredictionLog(
-            classify_log=plog.ClassifyLog(request=request, response=response)))
-        return response
+        return self._run_on_examples(request, classification_pb2.ClassificationResponse(), inference.classify,
+                                     "classify_log", plog.ClassifyLog)
 
     @_guard
     def Regress(self, request: regression_pb2.RegressionRequest, context: Any) -> regression_pb2.RegressionResponse:
+        return self._run_on_examples(request, regression_pb2.RegressionResponse(), inference.regress,
+                                     "regress_log", plog.RegressLog)
+
+    def _run_on_examples(self, request: Any, response: Any, run: Callable, log_field: str, log_type: type) -> Any:
+        """Classify and Regress: the same steps around their inference call, logged under their own
+        PredictionLog field (`log_field` holding a `log_type`)."""
         model = resolve(self.manager, request)
         sig = self._signature(model, request.model_spec.signature_name)
-        response = regression_pb2.RegressionResponse()
-        response.result.CopyFrom(inference.regress(model, sig, request.input, self.batchers))
+        response.result.CopyFrom(run(model, sig, request.input, self.batchers))
         inference.fill_spec(response.model_spec, model, sig.name)
         self.logs.offer(model, sig.name, lambda: plog.PredictionLog(
-            regress_log=plog.RegressLog(request=request, response=response)))
+            **{log_field: log_type(request=request, response=response)}))
         return response
 
     @_guard

@@ -167,19 +167,20 @@ class RequestLogger:
         self._file_bytes += len(record) + 16  # TFRecord framing: length, two CRCs
 
     def _flush(self) -> None:
-        if self._writer is not None:
-            try:
-                self._writer.flush()
-            except Exception as e:
-                log.error("request log of model %s: flush failed: %s", self.model, e)
+        self._call_writer("flush")
 
     def _close_file(self) -> None:
+        self._call_writer("close")
+        self._writer = None
+
+    def _call_writer(self, method: str) -> None:
+        """Flush or close the open file. A failure is logged, not raised: the writer thread must
+        go on (the records are lost either way, the server must not be)."""
         if self._writer is not None:
             try:
-                self._writer.close()
+                getattr(self._writer, method)()
             except Exception as e:
-                log.error("request log of model %s: close failed: %s", self.model, e)
-            self._writer = None
+                log.error("request log of model %s: %s failed: %s", self.model, method, e)
 
     def close(self, timeout: float = 60.0) -> None:
         """Write what is queued, close the file. Requests arriving meanwhile are not logged."""

@@ -8,32 +8,25 @@ for Predict), not `tensor_content`.
 from __future__ import annotations
 
 import numpy as np
+import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving.errors import InvalidArgument, ResourceExhausted
 
-# dtype enum -> (numpy dtype, TensorProto field holding typed values)
-_TYPES: dict[int, tuple[np.dtype, str]] = {
-    types_pb2.DT_FLOAT: (np.dtype(np.float32), "float_val"),
-    types_pb2.DT_DOUBLE: (np.dtype(np.float64), "double_val"),
-    types_pb2.DT_HALF: (np.dtype(np.float16), "half_val"),
-    types_pb2.DT_INT8: (np.dtype(np.int8), "int_val"),
-    types_pb2.DT_INT16: (np.dtype(np.int16), "int_val"),
-    types_pb2.DT_INT32: (np.dtype(np.int32), "int_val"),
-    types_pb2.DT_UINT8: (np.dtype(np.uint8), "int_val"),
-    types_pb2.DT_UINT16: (np.dtype(np.uint16), "int_val"),
-    types_pb2.DT_INT64: (np.dtype(np.int64), "int64_val"),
-    types_pb2.DT_UINT32: (np.dtype(np.uint32), "uint32_val"),
-    types_pb2.DT_UINT64: (np.dtype(np.uint64), "uint64_val"),
-    types_pb2.DT_BOOL: (np.dtype(np.bool_), "bool_val"),
-    types_pb2.DT_STRING: (np.dtype(object), "string_val"),
+# TensorProto's typed value field for each dtype this server reads and writes (tensor.proto: the
+# small integer types share int_val).
+_FIELDS: dict[str, tuple[int, ...]] = {
+    "float_val": (types_pb2.DT_FLOAT,), "double_val": (types_pb2.DT_DOUBLE,), "half_val": (types_pb2.DT_HALF,),
+    "int_val": (types_pb2.DT_INT8, types_pb2.DT_INT16, types_pb2.DT_INT32, types_pb2.DT_UINT8, types_pb2.DT_UINT16),
+    "int64_val": (types_pb2.DT_INT64,), "uint32_val": (types_pb2.DT_UINT32,), "uint64_val": (types_pb2.DT_UINT64,),
+    "bool_val": (types_pb2.DT_BOOL,), "string_val": (types_pb2.DT_STRING,),
 }
-_BY_NUMPY = {np.dtype(np.float32): types_pb2.DT_FLOAT, np.dtype(np.float64): types_pb2.DT_DOUBLE,
-             np.dtype(np.float16): types_pb2.DT_HALF, np.dtype(np.int8): types_pb2.DT_INT8,
-             np.dtype(np.int16): types_pb2.DT_INT16, np.dtype(np.int32): types_pb2.DT_INT32,
-             np.dtype(np.uint8): types_pb2.DT_UINT8, np.dtype(np.uint16): types_pb2.DT_UINT16,
-             np.dtype(np.int64): types_pb2.DT_INT64, np.dtype(np.uint32): types_pb2.DT_UINT32,
-             np.dtype(np.uint64): types_pb2.DT_UINT64, np.dtype(np.bool_): types_pb2.DT_BOOL}
+# dtype enum -> (numpy dtype, typed value field); the NumPy dtype is TensorFlow's own (DT_STRING -> object)
+_TYPES: dict[int, tuple[np.dtype, str]] = {
+    dtype: (np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype), field)
+    for field, dtypes in _FIELDS.items() for dtype in dtypes}
+# numpy dtype -> dtype enum for answers; strings (object arrays) are handled apart
+_BY_NUMPY = {np_dtype: dtype for dtype, (np_dtype, _) in _TYPES.items() if dtype != types_pb2.DT_STRING}
 
 
 def numpy_dtype(dtype: int) -> np.dtype:

@@ -15,15 +15,9 @@ import grpc
 import numpy as np
 import pytest
 import requests
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_log_pb2,
-    prediction_service_pb2_grpc,
-)
+from tensorflow_serving.apis import prediction_log_pb2
 
+import tfs_client
 import tfs_models
 from conftest import free_port
 from pipeline.config import PROJECT_ROOT
@@ -41,21 +35,12 @@ def model_base(tmp_path_factory):
     return root / MODEL
 
 
-def _request(x: float) -> predict_pb2.PredictRequest:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = MODEL
-    request.inputs["x"].dtype = types_pb2.DT_FLOAT
-    request.inputs["x"].float_val.append(x)
-    request.inputs["x"].tensor_shape.dim.add().size = 1
-    return request
+def _request(x: float):
+    return tfs_client.half_plus_two_request(MODEL, x)
 
 
 def _status_message(target: str) -> str:
-    with grpc.insecure_channel(target) as channel:
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = MODEL
-        status = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=10)
-    return status.model_version_status[0].status.error_message
+    return tfs_client.model_status(target, MODEL, timeout=10).model_version_status[0].status.error_message
 
 
 def test_sampling_rate_and_record_contents(model_base, tmp_path):
@@ -66,8 +51,7 @@ def test_sampling_rate_and_record_contents(model_base, tmp_path):
     prefix = tmp_path / "logs" / "hpt"
     config = ModelConfig(MODEL, str(model_base), logging=LoggingConfig(str(prefix), rate))
     with ModelServer([config], port=0, rest_port=0, poll_seconds=0) as server:
-        with grpc.insecure_channel(server.target) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with tfs_client.prediction_stub(server.target) as stub:
             for i in range(calls):
                 stub.Predict(_request(float(i)), timeout=10)
         deadline = time.monotonic() + 10
@@ -119,8 +103,7 @@ def test_full_queue_drops_are_counted_and_reported(model_base, tmp_path):
 
         server.request_logs.logger(MODEL).offer(123, "", busy_writer)
         assert started.wait(10)
-        with grpc.insecure_channel(server.target) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with tfs_client.prediction_stub(server.target) as stub:
             answers = [stub.Predict(_request(float(i)), timeout=10).outputs["y"].float_val[0] for i in range(6)]
         assert answers == [0.5 * i + 2 for i in range(6)]
         assert "5 dropped" in _status_message(server.target)
@@ -163,8 +146,7 @@ def _stop(clients: list[threading.Thread], stop: threading.Event) -> None:
 
 def _load(target: str, stop: threading.Event, results: list, limit: int) -> None:
     """One client: sequential predicts until told to stop (bounded by `limit`)."""
-    with grpc.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+    with tfs_client.prediction_stub(target) as stub:
         for i in range(limit):
             if stop.is_set():
                 return
@@ -187,8 +169,8 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
         deadline = time.monotonic() + 180
         while True:
             try:
-                with grpc.insecure_channel(target) as channel:
-                    prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(1.0), timeout=5)
+                with tfs_client.prediction_stub(target) as stub:
+                    stub.Predict(_request(1.0), timeout=5)
                 break
             except grpc.RpcError:
                 assert time.monotonic() < deadline and proc.poll() is None
@@ -234,8 +216,7 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
     stop = threading.Event()
 
     def client() -> None:
-        with grpc.insecure_channel(target) as channel:
-            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        with tfs_client.prediction_stub(target) as stub:
             for i in range(100_000):
                 if stop.is_set():
                     return

@@ -22,13 +22,12 @@ from tensorflow_serving.apis import (
     get_model_status_pb2,
     inference_pb2,
     model_management_pb2,
-    model_service_pb2_grpc,
     predict_pb2,
-    prediction_service_pb2_grpc,
     regression_pb2,
 )
 from tensorflow_serving.config import model_server_config_pb2
 
+import tfs_client
 import tfs_models
 from serving.model_manager import ModelConfig, VersionPolicy
 from serving.server import ModelServer
@@ -69,16 +68,14 @@ def server(models):
 
 @pytest.fixture(scope="module")
 def stub(server):
-    channel = grpc.insecure_channel(server.target)
-    yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
-    channel.close()
+    with tfs_client.prediction_stub(server.target) as prediction:
+        yield prediction
 
 
 @pytest.fixture(scope="module")
 def model_stub(server):
-    channel = grpc.insecure_channel(server.target)
-    yield model_service_pb2_grpc.ModelServiceStub(channel)
-    channel.close()
+    with tfs_client.model_stub(server.target) as model_service:
+        yield model_service
 
 
 def _code(call):

@@ -8,9 +8,8 @@ import time
 
 import grpc
 import pytest
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+import tfs_client
 import tfs_models
 from conftest import free_port
 from pipeline.config import PROJECT_ROOT
@@ -24,16 +23,8 @@ CONFIG = """model_config_list: {{
 
 
 def _predict(target, name, label=None, timeout=5):
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = name
-    if label:
-        request.model_spec.version_label = label
-    request.inputs["x"].dtype = types_pb2.DT_FLOAT
-    request.inputs["x"].float_val.append(2.0)
-    request.inputs["x"].tensor_shape.dim.add().size = 1
-    with grpc.insecure_channel(target) as channel:
-        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout)
-        return response.outputs["y"].float_val[0]
+    with tfs_client.prediction_stub(target) as stub:
+        return stub.Predict(tfs_client.half_plus_two_request(name, label=label), timeout).outputs["y"].float_val[0]
 
 
 def _until(call, seconds=180):

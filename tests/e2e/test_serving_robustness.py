@@ -17,14 +17,8 @@ import urllib.request
 
 import grpc
 import pytest
-from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import (
-    get_model_status_pb2,
-    model_service_pb2_grpc,
-    predict_pb2,
-    prediction_service_pb2_grpc,
-)
 
+import tfs_client
 import tfs_models
 from serving.model_manager import AVAILABLE, END, ModelConfig
 from serving.server import ModelServer
@@ -43,22 +37,14 @@ def built(tmp_path_factory):
 
 
 def _predict(target, name="m", x=2.0, timeout=30):
-    with grpc.insecure_channel(target) as channel:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = name
-        request.inputs["x"].dtype = types_pb2.DT_FLOAT
-        request.inputs["x"].float_val.append(x)
-        request.inputs["x"].tensor_shape.dim.add().size = 1
-        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout)
+    with tfs_client.prediction_stub(target) as stub:
+        response = stub.Predict(tfs_client.half_plus_two_request(name, x), timeout)
         return response.model_spec.version.value, response.outputs["y"].float_val[0]
 
 
 def _status(target, name="m"):
-    with grpc.insecure_channel(target) as channel:
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = name
-        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, 30)
-        return {s.version: (s.state, s.status.error_message) for s in response.model_version_status}
+    response = tfs_client.model_status(target, name)
+    return {s.version: (s.state, s.status.error_message) for s in response.model_version_status}
 
 
 def _wait(predicate, seconds=30):
@@ -257,15 +243,13 @@ def test_huge_claimed_tensor_shape(abused):
     codes = []
 
     def claim():
-        with grpc.insecure_channel(abused.target) as channel:
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = "m"
-            request.inputs["x"].dtype = types_pb2.DT_FLOAT
-            request.inputs["x"].float_val.append(1.0)
-            for d in (1_000_000, 28, 28):
+        with tfs_client.prediction_stub(abused.target) as stub:
+            request = tfs_client.half_plus_two_request("m", 1.0)
+            request.inputs["x"].tensor_shape.dim[0].size = 1_000_000
+            for d in (28, 28):
                 request.inputs["x"].tensor_shape.dim.add().size = d
             try:
-                prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, 30)
+                stub.Predict(request, 30)
                 codes.append(grpc.StatusCode.OK)
             except grpc.RpcError as e:
                 codes.append(e.code())
