@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from benchmarks import common
+from schema.contract import SERVING_THREAD_FLAG
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -178,7 +179,6 @@ def main() -> int:
         ratios.append(lat["gRPC to its own process, batching off"][0] / lat["in-process, tf.saved_model.load"][0])
         print(f"round {r + 1} gRPC p50 / in-process p50, side by side: {ratios[-1]:.2f}x", file=sys.stderr,
               flush=True)
-    from schema.contract import SERVING_THREAD_FLAG
     threads_note = (f"TensorFlow threads, both sides: {threads}" if any(threads.values()) else
                     f"in-process: TensorFlow's default threads; server: fmnist serve's {SERVING_THREAD_FLAG}")
     medians = common.medians(rounds)

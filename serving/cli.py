@@ -70,10 +70,9 @@ def session_config_from_args(args: argparse.Namespace):
                           "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) "
                           "separately. You cannot configure all.")
     if not (args.tensorflow_session_config_file or intra > 0 or inter > 0 or both > 0):
-        default_intra = getattr(args, "default_intra_op_parallelism", 0)
-        if default_intra <= 0:
+        if args.default_intra_op_parallelism <= 0:
             return None  # TensorFlow's defaults, as TF Serving's
-        intra = default_intra  # the embedding command's default (register); inter-op: TensorFlow picks
+        intra = args.default_intra_op_parallelism  # the embedding command's (register); inter-op: TF picks
     config = read_session_config_file(args.tensorflow_session_config_file)
     if intra > 0 or inter > 0:
         config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = intra, inter
@@ -143,6 +142,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                          help=f"{meaning} (0 = TensorFlow picks)")
     tfs.add_argument("--tensorflow_session_config_file",
                      help="text-format tensorflow.ConfigProto for the model Sessions")
+    p.set_defaults(default_intra_op_parallelism=0)  # no flag: set by an embedding command (register)
     extra = p.add_argument_group("this server's additions")
     extra.add_argument("--model-base", help="serving root: every <root>/<model>/<version>/ is served")
     extra.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")

@@ -49,7 +49,10 @@ def test_local_default_is_beams_in_memory_direct_runner_and_tfx_packages_nothing
     """The default `beam_args` are empty: Beam's DirectRunner defaults (in_memory, one worker, the
     mode BENCHMARKS.md "Scale" chose), and TFX's Beam executors then skip building a tfx_ephemeral
     sdist (2 s, 52 MB under /tmp per component). With the former explicit DirectRunner flags they
-    built one -- the same check on those arguments shows the difference is real."""
+    built one -- the same check on those arguments shows the difference is real. TFX's behaviour as
+    its source has it: BaseBeamExecutor.__init__ calls dependency_utils.make_beam_dependency_flags
+    on non-empty Beam arguments, which builds the sdist unless a dependency flag is among them
+    (tfx/dsl/components/base/base_beam_executor.py, tfx/utils/dependency_utils.py, tfx 1.21)."""
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
     from tfx.components.statistics_gen.executor import Executor as StatisticsGenExecutor
     from tfx.utils import dependency_utils
