@@ -266,8 +266,9 @@ class Executor(stock.Executor):
             if requests:
                 check_answers(runner.GetEndpoint(), requests)
                 p50, p99 = measure_latency(runner.GetEndpoint(), requests, self._latency_requests)
+                # 0 = no gate, recorded as 0: ML Metadata's SQLite store cannot hold an infinite double.
                 self._outcome.update(latency_p50_ms=p50, latency_p99_ms=p99,
-                                     latency_threshold_ms=self._p99_limit or float("inf"))
+                                     latency_threshold_ms=self._p99_limit or 0.0)
                 log.info("latency over %d single-image calls: p50 %.2f ms, p99 %.2f ms (limit %s)",
                          self._latency_requests, p50, p99, self._p99_limit or "none")
                 if self._p99_limit and p99 > self._p99_limit:

@@ -68,14 +68,71 @@ class _ClientErrorsInOneLine(logging.Filter):
 _client_filter = _ClientErrorsInOneLine()
 
 
+REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+           b"Connection: close\r\nContent-Length: 47\r\n\r\n"
+           b'{"error": "too many connections; retry later"}\n')
+REFUSAL_LINGER_SECONDS = 2.0
+
+
 class _Refuse(asyncio.Protocol):
-    """Over the connection limit: a 503 and close, without reading the request."""
+    """Over the connection limit: a 503 with a body, then close, without parsing the request.
+
+    The answer must reach the client whatever it sends: closing a socket whose receive buffer
+    holds unread bytes makes the kernel send RST, and a client that already sent its request
+    would then see "connection reset" instead of the 503. So the 503 is written, the write side
+    shut (FIN after the answer), and what the client sends is read and dropped until it closes
+    or REFUSAL_LINGER_SECONDS pass (a "lingering close", as Apache's lingering_close does).
+    """
 
     def connection_made(self, transport: Any) -> None:
-        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                        b"Connection: close\r\nContent-Length: 47\r\n\r\n"
-                        b'{"error": "too many connections; retry later"}\n')
-        transport.close()
+        self._transport = transport
+        transport.write(REFUSAL)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(REFUSAL_LINGER_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        pass  # dropped: the answer is the same whatever the request was
+
+    def eof_received(self) -> bool:
+        self._transport.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._timer.cancel()
+
+
+class _Counted(asyncio.Protocol):
+    """aiohttp's handler for one connection, counted as open from the moment it is created.
+
+    aiohttp's own list (`Server.connections`) only grows in the handler's `connection_made`,
+    which asyncio calls a loop step after the protocol factory; when many connections are
+    accepted in one batch (a burst, or a loop that was busy) every factory call of the batch ran
+    before any of them was listed, so all were admitted over the cap -- and later closed by the
+    idle timeout without the 503 (issue 32). Counting here, in the factory, closes that window.
+    """
+
+    def __init__(self, inner: asyncio.Protocol, on_lost: Any) -> None:
+        self._inner, self._on_lost = inner, on_lost
+
+    def connection_made(self, transport: Any) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+        self._inner.connection_lost(exc)
 
 
 class RestServer:
@@ -100,6 +157,15 @@ class RestServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="rest", daemon=True)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._open = 0  # admitted connections not yet closed; read and written on the loop thread only
+
+    @property
+    def open_connections(self) -> int:
+        """Connections admitted under the cap and still open (refused ones are not counted)."""
+        return self._open
+
+    def _connection_closed(self) -> None:
+        self._open -= 1
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -118,9 +184,10 @@ class RestServer:
         handler_factory = self._runner.server
 
         def factory() -> asyncio.Protocol:
-            if len(handler_factory.connections) >= self.max_connections:
+            if self._open >= self.max_connections:
                 return _Refuse()
-            return handler_factory()
+            self._open += 1
+            return _Counted(handler_factory(), self._connection_closed)
 
         self._server = await self._loop.create_server(factory, sock=self._sock, backlog=self.backlog)
 

@@ -5,7 +5,9 @@ import gzip
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -16,6 +18,13 @@ from schema.contract import CSV_COLUMNS
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SAMPLE_TEST_CSV = SAMPLE_DATA / "fashion-mnist_test.csv.gz"
+
+# Pipeline runs in the suite measure the InfraValidator's latency (p50/p99 are still recorded and
+# shown) but do not gate on it: on a loaded 2-core machine one stalled request among a few hundred
+# is noise, and a red CI must not come from it. Only the dedicated InfraValidator tests set a gate
+# (an impossible one, so its failure path is certain). `fmnist run` keeps the preset's gate.
+NO_LATENCY_GATE = {"infra_latency_p99_ms": "0"}
+NO_LATENCY_GATE_ARGS = ("--set", "infra_latency_p99_ms=0")
 
 
 def read_sample_rows(path: Path = SAMPLE_TEST_CSV, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
@@ -40,7 +49,7 @@ def sample_run(tmp_path_factory: pytest.TempPathFactory):
     from pipeline import runner
 
     out = tmp_path_factory.mktemp("sample-run")
-    config = load_config("sample", overrides={"output_root": str(out)})
+    config = load_config("sample", overrides={"output_root": str(out), **NO_LATENCY_GATE})
     summary = runner.run_local(config, progress=False)
     return config, summary
 
@@ -60,6 +69,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until(condition: Callable[[], object], what: str, seconds: float = 120) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `seconds`.
+
+    Tests wait for the event they check, never for a fixed time: on a loaded 2-core machine a
+    sleep that is long enough here is too short there. `seconds` is only the bound that keeps a
+    broken server from hanging the suite, so it is generous.
+    """
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} within {seconds} s"
+        time.sleep(0.05)
+
+
 def small_config(tmp_path: Path, data_root: Path, **overrides) -> PipelineConfig:
     return load_config("sample", overrides={"output_root": str(tmp_path / "out"),
-                                            "data_root": str(data_root), **overrides})
+                                            "data_root": str(data_root), **NO_LATENCY_GATE, **overrides})

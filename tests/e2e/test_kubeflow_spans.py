@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import NO_LATENCY_GATE_ARGS
 from kfp_standin import KfpStandIn, image_environment
 from pipeline.config import PROJECT_ROOT
 
@@ -99,7 +100,7 @@ def two_spans(tmp_path_factory):
     spec = tmp / "spans.yaml"
     _compile(spec, "--data-root", str(data), "--serving-root", str(serving), "--set", f"span_store={store}",
              "--schema-dir", str(PROJECT_ROOT / "schema"), "--set", "warm_start_epochs=1",
-             "--set", "infra_latency_requests=20")
+             *NO_LATENCY_GATE_ARGS)
     standin = KfpStandIn(tmp / "backend", cwd=str(PROJECT_ROOT),
                          env=image_environment(PROJECT_ROOT / "kubeflow" / "Dockerfile"))
     parameters = {"epochs": 2, "accuracy_threshold": 0.3}

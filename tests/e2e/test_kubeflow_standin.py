@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLE_DATA, read_sample_rows, write_csv_gz
+from conftest import NO_LATENCY_GATE_ARGS, SAMPLE_DATA, read_sample_rows, write_csv_gz
 from kfp_standin import KfpStandIn, Rejected, image_environment
 from pipeline.config import PROJECT_ROOT
 
@@ -81,7 +81,7 @@ def kfp(tmp_path_factory):
     shutil.copytree(SAMPLE_DATA, data)
     spec = tmp / "fmnist.yaml"
     _compile(spec, "--preset", "sample", "--pipeline-root", ROOT, "--data-root", str(data),
-             "--serving-root", str(serving), "--schema-dir", str(PROJECT_ROOT / "schema"))
+             "--serving-root", str(serving), "--schema-dir", str(PROJECT_ROOT / "schema"), *NO_LATENCY_GATE_ARGS)
     # The image's WORKDIR is the project (kubeflow/Dockerfile), so is the stand-in's.
     standin = KfpStandIn(tmp / "backend", cwd=str(PROJECT_ROOT),
                          env=image_environment(PROJECT_ROOT / "kubeflow" / "Dockerfile"))

@@ -34,10 +34,15 @@ def stable_on_1(sample_run, tmp_path):
 
 
 class _StableLoad:
-    """Client threads asking for `stable` until stopped; every answer's version and time."""
+    """Client threads asking for `stable` until stopped; every answer as (sent, received, version).
+
+    Assertions about "after the move" use the time a request was *sent*: a request sent after the
+    server applied a move must be answered by the new version, whatever the scheduler does to the
+    client thread afterwards (a receive time would make the check depend on thread wake-ups).
+    """
 
     def __init__(self, target: str, threads: int = 3) -> None:
-        self.answers: list[tuple[float, int]] = []
+        self.answers: list[tuple[float, float, int]] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
         _, images = served_traffic.test_images(limit=8)
@@ -57,9 +62,10 @@ class _StableLoad:
             for _ in range(200_000):  # bounded
                 if self._stop.is_set():
                     return
+                sent = time.monotonic()
                 try:
-                    response = stub.Predict(request, timeout=30)
-                    self.answers.append((time.monotonic(), response.model_spec.version.value))
+                    response = stub.Predict(request, timeout=60)
+                    self.answers.append((sent, time.monotonic(), response.model_spec.version.value))
                 except grpc.RpcError as e:
                     self.failures.append(f"{e.code().name}: {e.details()}")
 
@@ -74,20 +80,31 @@ class _StableLoad:
             t.join(60)
 
     def first_answer_from(self, version: int, after: float, timeout: float = 120) -> float:
+        """When the first request sent at or after `after` was answered by `version`."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for t, v in list(self.answers):
-                if t >= after and v == version:
-                    return t - after
+            for sent, received, v in list(self.answers):
+                if sent >= after and v == version:
+                    return received
             time.sleep(0.02)
         raise AssertionError(f"no answer from version {version} within {timeout} s")
+
+    def versions_sent_after(self, moment: float, at_least: int = 30, timeout: float = 120) -> set[int]:
+        """The versions that answered requests sent after `moment`, once `at_least` of them came back."""
+        deadline = time.monotonic() + timeout
+        while len(later := [v for sent, _, v in list(self.answers) if sent > moment]) < at_least:
+            assert time.monotonic() < deadline, f"only {len(later)} answers to requests sent after the move"
+            time.sleep(0.02)
+        return set(later)
 
 
 def test_promote_and_rollback_under_load(stable_on_1, capsys):
     """Three clients keep asking for `stable`. Promote 2 with --server (HandleReloadConfigRequest):
-    when the command returns, `stable` is version 2. Roll back without --server: the server's
-    1 s config poll moves `stable` back to version 1, which the promotion kept loaded. Zero failed
-    requests throughout; after each move no answer comes from the old version."""
+    when the command returns, `stable` is version 2 -- every request sent after that is answered by
+    2. Roll back without --server: the server's 1 s config poll moves `stable` back to version 1,
+    which the promotion kept loaded; once one request is answered by 1, every request sent after
+    that answer is answered by 1. Zero failed requests throughout. (How long the moves take is
+    printed here and measured in `make bench-monitoring`, not asserted.)"""
     from serving.server import ModelServer
 
     base, config = stable_on_1(1, 2)
@@ -98,21 +115,16 @@ def test_promote_and_rollback_under_load(stable_on_1, capsys):
         started = time.monotonic()
         assert cli.main(["models", "promote", "2", "--config", config, "--server", server.target]) == 0
         returned = time.monotonic()
-        promote_seconds = load.first_answer_from(2, after=started)
-        time.sleep(0.5)
-        assert {v for t, v in load.answers if t > returned + 0.2} == {2}
+        promote_seconds = load.first_answer_from(2, after=started) - started
+        assert load.versions_sent_after(returned) == {2}
         assert server.manager.available("fmnist") == [1, 2]  # 1 kept loaded for a rollback
 
         started = time.monotonic()
         assert cli.main(["models", "rollback", "--config", config]) == 0
-        rollback_seconds = load.first_answer_from(1, after=started)
-        time.sleep(1.5)
-        late = [v for t, v in load.answers if t > started + rollback_seconds + 0.5]
-        assert late and set(late) == {1}
+        moved_back = load.first_answer_from(1, after=started)
+        assert load.versions_sent_after(moved_back) == {1}
     assert load.failures == [], load.failures[:5]
-    assert len(load.answers) > 100
-    print(f"promote (reload request) {promote_seconds:.2f} s, rollback (config poll) {rollback_seconds:.2f} s")
-    assert promote_seconds < 60 and rollback_seconds < 10
+    print(f"promote (reload request) {promote_seconds:.2f} s, rollback (config poll) {moved_back - started:.2f} s")
 
 
 def test_reload_refuses_a_label_on_a_version_that_cannot_load(stable_on_1):

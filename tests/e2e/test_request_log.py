@@ -53,8 +53,8 @@ def test_sampling_rate_and_record_contents(model_base, tmp_path):
     with ModelServer([config], port=0, rest_port=0, poll_seconds=0) as server:
         with tfs_client.prediction_stub(server.target) as stub:
             for i in range(calls):
-                stub.Predict(_request(float(i)), timeout=10)
-        deadline = time.monotonic() + 10
+                stub.Predict(_request(float(i)), timeout=60)
+        deadline = time.monotonic() + 120
         while "records written" not in _status_message(server.target) and time.monotonic() < deadline:
             time.sleep(0.1)
         status_before_stop = _status_message(server.target)
@@ -104,7 +104,7 @@ def test_full_queue_drops_are_counted_and_reported(model_base, tmp_path):
         server.request_logs.logger(MODEL).offer(123, "", busy_writer)
         assert started.wait(10)
         with tfs_client.prediction_stub(server.target) as stub:
-            answers = [stub.Predict(_request(float(i)), timeout=10).outputs["y"].float_val[0] for i in range(6)]
+            answers = [stub.Predict(_request(float(i)), timeout=60).outputs["y"].float_val[0] for i in range(6)]
         assert answers == [0.5 * i + 2 for i in range(6)]
         assert "5 dropped" in _status_message(server.target)
         rest = requests.get(f"http://127.0.0.1:{server.rest_port}/v1/models/{MODEL}", timeout=10).json()
@@ -151,7 +151,7 @@ def _load(target: str, stop: threading.Event, results: list, limit: int) -> None
             if stop.is_set():
                 return
             try:
-                stub.Predict(_request(float(i)), timeout=10)
+                stub.Predict(_request(float(i)), timeout=60)
                 results.append(True)
             except grpc.RpcError as e:
                 results.append(e.code())
@@ -188,7 +188,10 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
         clients = [threading.Thread(target=_load, args=(target, stop, during, 100_000)) for _ in range(4)]
         for c in clients:
             c.start()
-        time.sleep(1.5)
+        deadline = time.monotonic() + 120  # the signal goes once requests are flowing (an event, not a sleep)
+        while sum(1 for r in during if r is True) < 20:
+            assert time.monotonic() < deadline and proc.poll() is None, during[-3:]
+            time.sleep(0.05)
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=60)[0]
         _stop(clients, stop)
@@ -208,7 +211,9 @@ def test_rate_one_under_load_then_sigterm_leaves_readable_files(model_base, tmp_
 
 def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
     """A crash (SIGKILL) under load at rate 1.0 with 0.5 s flushes: the files read back (a torn
-    last record is skipped) and hold every request answered more than 2 s before the kill."""
+    last record is skipped), and every record that was on disk before the kill is still there.
+    The kill waits for the event it needs -- the periodic flush has written at least 50 records
+    while the clients keep sending -- instead of a fixed time."""
     config = _config_logging_everything(tmp_path, model_base)
     port = free_port()
     target = f"127.0.0.1:{port}"
@@ -221,27 +226,28 @@ def test_sigkill_loses_at_most_the_unflushed_tail(model_base, tmp_path):
                 if stop.is_set():
                     return
                 try:
-                    stub.Predict(_request(float(i)), timeout=10)
+                    stub.Predict(_request(float(i)), timeout=60)
                     answered.append(time.monotonic())
                 except grpc.RpcError:
                     if answered:  # after the kill
                         return
                     time.sleep(0.2)
+
+    def on_disk() -> int:
+        return sum(1 for _ in read_logs(log_files(str(tmp_path / "logs"))))
     with _serving(config, port, "--request_log_flush_seconds=0.5",
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         clients = [threading.Thread(target=client) for _ in range(2)]
         for c in clients:
             c.start()
         deadline = time.monotonic() + 180
-        while len(answered) < 50:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.1)
-        time.sleep(3)
-        killed_at = time.monotonic()
+        while (flushed := on_disk()) < 50:  # written by the flush timer alone: no stop, no SIGTERM
+            assert time.monotonic() < deadline and proc.poll() is None, (flushed, len(answered))
+            time.sleep(0.2)
         proc.kill()
         proc.wait(30)
         _stop(clients, stop)
-    records = list(read_logs(log_files(str(tmp_path / "logs"))))
-    safe = sum(1 for t in answered if t < killed_at - 2.0)
-    assert safe > 0 and len(records) >= safe, (len(records), safe, len(answered))
-    assert len(records) <= len(answered)
+    records = on_disk()
+    # At most one record more per client than answers seen: a request logged and flushed whose
+    # answer was still on its way when the process died.
+    assert flushed <= records <= len(answered) + len(clients), (flushed, records, len(answered))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+import served_traffic
 from conftest import free_port
 from pipeline.config import PROJECT_ROOT
 from pipeline.photo_input import fashion_mnist_input
@@ -102,31 +103,50 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
         rows = results[1:]
         assert sum(r["class"] == r["true_class"] for r in rows) >= 7
 
-        # SIGTERM while requests are in flight: they complete, then the process exits 0.
-        client = ServingClient(target, timeout=60)
-        images = np.zeros((256, 28, 28), np.float32)
+        # SIGTERM while requests are in flight: they complete, then the process exits 0. Six clients
+        # send one request after another, each with its own images; the signal goes once every
+        # client has had an answer (an event, not a sleep), so requests are in flight at that moment.
+        client = ServingClient(target, timeout=120)
+        _, sample = served_traffic.test_images(limit=6 * 64)
         answers, errors = [], []
+        lock, all_answered = threading.Lock(), threading.Event()
 
-        def call():
-            try:
-                answers.append(len(client.predict_images(images)))
-            except grpc.RpcError as e:
-                errors.append(e)
+        def calls(k: int) -> None:
+            images = sample[k * 64:(k + 1) * 64]
+            expected = client.predict_images(images)  # also this client's first answer
+            with lock:
+                answers.append((k, time.monotonic(), time.monotonic(), expected, expected))
+                if len({a[0] for a in answers}) == 6:
+                    all_answered.set()
+            for _ in range(10_000):  # bounded; ends at the first refusal once the server stops
+                sent = time.monotonic()
+                try:
+                    got = client.predict_images(images)
+                except grpc.RpcError as e:
+                    errors.append(e)
+                    return
+                with lock:
+                    answers.append((k, sent, time.monotonic(), got, expected))
 
-        threads = [threading.Thread(target=call) for _ in range(6)]
+        threads = [threading.Thread(target=calls, args=(k,)) for k in range(6)]
         for t in threads:
             t.start()
-        time.sleep(0.05)
+        assert all_answered.wait(timeout=300)
+        signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         for t in threads:
-            t.join(timeout=120)
+            t.join(timeout=300)
+        assert not any(t.is_alive() for t in threads)
         assert proc.wait(timeout=300) == 0  # generous: a loaded 2-core machine is slow to drain
-        started = len(answers) + len(errors)
-        assert started == 6
-        # Requests that reached the server before SIGTERM were answered; later ones were refused
-        # cleanly (UNAVAILABLE), none hung or was cut off half-way.
-        assert all(e.code() == grpc.StatusCode.UNAVAILABLE for e in errors), errors
-        assert answers and all(n == 256 for n in answers)
+        # Every client ended on a clean refusal (UNAVAILABLE), none hung or was cut off half-way;
+        # every answer is complete and is its own client's answer.
+        assert len(errors) == 6 and all(e.code() == grpc.StatusCode.UNAVAILABLE for e in errors), errors
+        for k, sent, received, got, expected in answers:
+            assert [p.class_id for p in got] == [p.class_id for p in expected], k
+            np.testing.assert_allclose([p.probabilities for p in got], [p.probabilities for p in expected],
+                                       atol=1e-5)
+        # Requests sent before the signal and answered after it: the drain finished them.
+        assert any(sent < signalled < received for _, sent, received, _, _ in answers)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -12,7 +12,6 @@ import shutil
 import socket
 import struct
 import threading
-import time
 import urllib.request
 
 import grpc
@@ -20,6 +19,7 @@ import pytest
 
 import tfs_client
 import tfs_models
+from conftest import wait_until
 from serving.model_manager import AVAILABLE, END, ModelConfig
 from serving.server import ModelServer
 
@@ -47,15 +47,6 @@ def _status(target, name="m"):
     return {s.version: (s.state, s.status.error_message) for s in response.model_version_status}
 
 
-def _wait(predicate, seconds=30):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 # --- model directories ------------------------------------------------------------------------
 def test_odd_version_directory_names(built, tmp_path, caplog):
     """'①' (str.isdigit() but not int()), 2**63 (over int64) and '0005' next to '5' are skipped with
@@ -69,7 +60,7 @@ def test_odd_version_directory_names(built, tmp_path, caplog):
         assert _predict(srv.target) == (1, 3.0)
         shutil.copytree(built["tf1"], base / ".staging")
         os.rename(base / ".staging", base / "2")
-        assert _wait(lambda: _predict(srv.target)[0] == 2)
+        wait_until(lambda: _predict(srv.target)[0] == 2, "an answer from version 2")
         assert set(_status(srv.target)) == {1, 2}
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "over 2**63-1" in messages and "all name version 5" in messages
@@ -84,14 +75,14 @@ def test_new_version_missing_a_signature_keeps_the_served_one(built, tmp_path):
         with ModelServer([ModelConfig("m", str(base))], port=0, rest_port=None, poll_seconds=0.2,
                          keep_served_signatures=keep) as srv:
             shutil.copytree(built["tf2"], base / "2")
-            assert _wait(lambda: 2 in _status(srv.target))
-            assert _wait(lambda: _status(srv.target)[2][0] in (AVAILABLE, END))
+            wait_until(lambda: 2 in _status(srv.target), "a status for version 2")
+            wait_until(lambda: _status(srv.target)[2][0] in (AVAILABLE, END), "version 2 loaded or refused")
             status = _status(srv.target)
             if keep:
                 assert status[2][0] == END and "lacks signature" in status[2][1] and "regress_x_to_y2" in status[2][1]
                 assert _predict(srv.target)[0] == 1 and status[1][0] == AVAILABLE
             else:
-                assert _wait(lambda: _predict(srv.target)[0] == 2)
+                wait_until(lambda: _predict(srv.target)[0] == 2, "an answer from version 2")
 
 
 # --- abuse --------------------------------------------------------------------------------------
@@ -106,9 +97,9 @@ def abused(built, tmp_path_factory):
     srv.stop(grace=1)
 
 
-def _rest_predict(srv, timeout=10):
+def _rest_predict(srv, timeout=30, x=2.0):
     req = urllib.request.Request(f"http://127.0.0.1:{srv.rest_port}/v1/models/m:predict",
-                                 json.dumps({"instances": [2.0]}).encode())
+                                 json.dumps({"instances": [x]}).encode())
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.load(r)
 
@@ -135,45 +126,86 @@ def _no_tracebacks(caplog):
     assert not bad, [r.getMessage()[:200] for r in bad[:3]]
 
 
-def test_idle_keepalive_flood(abused):
-    """Idle connections beyond the cap are refused with 503; idle ones are closed after the idle
-    timeout; REST and gRPC clients are answered all along."""
-    idle = []
-    try:
-        for _ in range(200):
-            idle.append(socket.create_connection(("127.0.0.1", abused.rest_port), timeout=10))
-        time.sleep(0.3)
-        assert _predict(abused.target) == (1, 3.0)
-        # The newest ones were over the cap: answered 503 and closed at once.
-        idle[-1].settimeout(5)
-        assert idle[-1].recv(100).startswith(b"HTTP/1.1 503")
-        # After the idle timeout the server has closed the rest; a REST client gets in again.
-        time.sleep(2.5)
-        idle[0].settimeout(5)
-        assert idle[0].recv(100) == b""
-        assert _rest_predict(abused) == {"predictions": [3.0]}
-    finally:
-        for s in idle:
-            s.close()
+def _read_until_closed(sock: socket.socket, timeout: float = 60) -> bytes:
+    """Everything the server sends on `sock` until it closes it (bounded by `timeout`)."""
+    sock.settimeout(timeout)
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def test_burst_of_new_connections_is_served_quickly(abused):
-    """A burst of 60 simultaneous new connections: every one answered, none waits seconds."""
-    times, errors = [], []
-
-    def one():
-        t = time.perf_counter()
+def test_idle_keepalive_flood(built, tmp_path):
+    """64 idle connections fill the cap; every one of 136 more is answered 503 with a body and
+    closed; the idle ones are closed after the idle timeout; gRPC is answered all along and a
+    REST client gets in again after. Each step waits for the event it checks (the server's count
+    of open connections, the close), with deadlines a loaded machine meets; the idle timeout (5 s)
+    only has to outlast the 136 refusals, not a fixed sleep."""
+    base = tmp_path / "m"
+    shutil.copytree(built["tf1"], base / "1")
+    cap, extra = 64, 136
+    with ModelServer([ModelConfig("m", str(base))], port=0, rest_port=0, poll_seconds=1,
+                     rest_max_connections=cap, rest_idle_timeout=5.0) as srv:
+        idle, refused = [], []
         try:
-            _rest_predict(abused)
-            times.append(time.perf_counter() - t)
+            for _ in range(cap):
+                idle.append(socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10))
+            wait_until(lambda: srv.rest.open_connections == cap, f"{cap} open connections")
+            for _ in range(extra):
+                refused.append(socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10))
+            replies = [_read_until_closed(s) for s in refused]
+            assert all(r.startswith(b"HTTP/1.1 503 ") and r.endswith(b'{"error": "too many connections; '
+                                                                      b'retry later"}\n') for r in replies), \
+                {r[:60] for r in replies}
+            assert srv.rest.open_connections == cap  # the refused were never admitted
+            assert _predict(srv.target) == (1, 3.0)
+            # The idle timeout closes the held ones (no bytes, then EOF); then REST gets in again.
+            assert all(_read_until_closed(s) == b"" for s in idle)
+            wait_until(lambda: srv.rest.open_connections == 0, "close of the idle connections")
+            assert _rest_predict(srv) == {"predictions": [3.0]}
+        finally:
+            for s in idle + refused:
+                s.close()
+
+
+def test_a_refused_client_that_already_sent_its_request_reads_the_503(built, tmp_path):
+    """Over the cap, a client that sent its whole request before the server refused it still
+    reads the 503 (no RST from closing a socket with unread bytes)."""
+    base = tmp_path / "m"
+    shutil.copytree(built["tf1"], base / "1")
+    with ModelServer([ModelConfig("m", str(base))], port=0, rest_port=0, poll_seconds=1,
+                     rest_max_connections=1, rest_idle_timeout=30.0) as srv:
+        with socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10) as held:
+            wait_until(lambda: srv.rest.open_connections == 1, "the held connection")
+            body = json.dumps({"instances": [2.0] * 20_000}).encode()
+            for _ in range(5):
+                with socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10) as s:
+                    s.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                              % len(body) + body)
+                    assert _read_until_closed(s).startswith(b"HTTP/1.1 503 ")
+            held.close()
+            wait_until(lambda: srv.rest.open_connections == 0, "close of the held connection")
+            assert _rest_predict(srv) == {"predictions": [3.0]}
+
+
+def test_burst_of_new_connections_is_answered(abused):
+    """A burst of 60 simultaneous new connections, each with its own input: every one answered
+    with its own result, none refused (60 is under the cap of 64). How fast is a benchmark's
+    question (BENCHMARKS.md), not this test's."""
+    answers, errors = {}, []
+
+    def one(i: int) -> None:
+        try:
+            answers[i] = _rest_predict(abused, timeout=120, x=float(i))
         except Exception as e:
             errors.append(e)
-    threads = [threading.Thread(target=one) for _ in range(60)]
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(60)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
-    assert not errors and len(times) == 60 and max(times) < 3.0, (errors[:2], max(times or [0]))
+        t.join(timeout=180)
+    assert not errors, errors[:2]
+    assert answers == {i: {"predictions": [0.5 * i + 2.0]} for i in range(60)}
 
 
 def test_bad_content_length_and_body_limits(abused, caplog):
@@ -231,7 +263,8 @@ def test_client_resets_log_no_tracebacks(abused, caplog):
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         s.sendall(b"POST /v1/models/m:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
         s.close()  # RST
-    time.sleep(1.0)
+    # The server has seen every reset once it holds no connection of them (not after a fixed sleep).
+    wait_until(lambda: abused.rest.open_connections == 0, "close of the reset connections")
     assert _rest_predict(abused) == {"predictions": [3.0]}
     _no_tracebacks(caplog)
 
