@@ -177,8 +177,8 @@ def parse_header(path: str, line: bytes, number: int = 1) -> list[str]:
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise CsvFormatError(f"{where}: not UTF-8 text (byte 0x{line[e.start]:02x} at character "
-                             f"{e.start + 1}); export it as CSV UTF-8") from None
+        raise CsvFormatError(f"{where}: not UTF-8 text (byte 0x{line[e.start]:02x} at byte "
+                             f"{e.start + 1} of the line); export it as CSV UTF-8") from None
     names = [_name(cell) for cell in text.split(",")]
     if len(names) == 1 and (";" in text or "\t" in text):
         raise CsvFormatError(f"{where}: the columns are separated by "
@@ -203,7 +203,7 @@ def check_header(path: str, header: list[str], number: int = 1) -> np.ndarray:
     if unexpected:
         problems.append(f"unexpected column(s) {listed(unexpected)}"
                         + (" (a ',' at the end of the header line? remove the trailing separators)"
-                           if header[-1] == "" and len(header) > 1 else ""))
+                           if unexpected == ["(empty name)"] and header[-1] == "" else ""))
     if duplicated:
         problems.append(f"duplicated column(s) {listed(duplicated)}")
     if problems:
@@ -280,8 +280,9 @@ def cell_problem(cell: bytes) -> str | None:
     m = _CELL.fullmatch(cell)
     if not m:
         return "not an integer"
-    value = int(m.group(1) or m.group(2))
-    if not _INT64_MIN < value < _INT64_MAX:
+    literal = m.group(1) or m.group(2)
+    # more than 19 significant digits is beyond 64 bits (and int() refuses >4300 digits outright)
+    if len(literal.lstrip(b"+-").lstrip(b"0")) > 19 or not _INT64_MIN < int(literal) < _INT64_MAX:
         return "outside the 64-bit integer range"
     return None
 
