@@ -553,6 +553,7 @@ class CsvReader:
             yield CsvRow(self.path, 0, None, error=message.removeprefix(self.path).lstrip(":, "))
 
     def _lenient_rows(self, limit: int | None) -> Iterator[CsvRow]:
+        """lenient_rows without its error handling: columns by name, a CsvRow per data row."""
         pixel_at: list[int] | None = None
         label_at: int | None = None
         for start, lines in self._data_lines():
