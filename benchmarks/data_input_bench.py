@@ -2,12 +2,15 @@
 
     make bench-data-input BASELINE=main
     # = git show main:components/csv_example_gen.py > outputs/bench/baseline_csv_example_gen.py
-    #   tools/with-stack python benchmarks/data_input_bench.py \
-    #       --baseline-file outputs/bench/baseline_csv_example_gen.py --baseline-rev main
+    #   git show main:components/csv_table.py > outputs/bench/baseline_csv_table.py
+    #   tools/with-stack python benchmarks/data_input_bench.py --baseline-rev main \
+    #       --baseline-file outputs/bench/baseline_csv_example_gen.py \
+    #       --baseline-table-file outputs/bench/baseline_csv_table.py
 
-The baseline executor (that file; the stack has no git) is loaded into a temporary module, so both
-versions run in this one process, alternating round by round (the machine's load drifts; alternation
-spreads it over both). Two figures per version:
+The baseline executor and its CSV reader (those files; the stack has no git) are loaded into
+temporary modules -- the executor importing the baseline's reader, not the checkout's -- so both
+versions run in this one process, alternating round by round (the machine's load drifts;
+alternation spreads it over both). Two figures per version:
 * `parse`: reading both CSVs into the int64 table (the code the change touched), in-process;
 * `example_gen`: the whole component under LocalDagRunner (ExampleGen only, fresh output root,
   cache off): Beam, parsing, encoding, writing the gzipped TFRecords, and for the current
@@ -33,18 +36,33 @@ from pathlib import Path
 from benchmarks.common import ROOT, write_result
 
 
-def load_baseline(rev: str, file: str | None, tmp: str):
+def _load_module(name: str, rev: str, repo_path: str, file: str | None, tmp: str):
+    """`repo_path` as of `rev` (or `file`) imported as module `name` from `tmp`."""
     source = Path(file).read_text() if file else subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:components/csv_example_gen.py"],
-        check=True, capture_output=True, text=True).stdout
-    path = Path(tmp) / "baseline_csv_example_gen.py"
+        ["git", "-C", str(ROOT), "show", f"{rev}:{repo_path}"], check=True, capture_output=True, text=True).stdout
+    path = Path(tmp) / f"{name}.py"
     path.write_text(source)
-    sys.path.insert(0, tmp)
-    spec = importlib.util.spec_from_file_location("baseline_csv_example_gen", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["baseline_csv_example_gen"] = module
+    sys.modules[name] = module          # dataclasses and Beam's pickling look modules up by name
     spec.loader.exec_module(module)
     return module
+
+
+def load_baseline(rev: str, file: str | None, table_file: str | None, tmp: str):
+    """The baseline executor, bound to the baseline's csv_table: while it is imported,
+    `components.csv_table` resolves to the baseline reader (then the checkout's again)."""
+    sys.path.insert(0, tmp)
+    table = _load_module("baseline_csv_table", rev, "components/csv_table.py", table_file, tmp)
+    saved = sys.modules.get("components.csv_table")
+    sys.modules["components.csv_table"] = table
+    try:
+        return _load_module("baseline_csv_example_gen", rev, "components/csv_example_gen.py", file, tmp)
+    finally:
+        if saved is not None:
+            sys.modules["components.csv_table"] = saved
+        else:
+            del sys.modules["components.csv_table"]
 
 
 def example_gen_seconds(component, out: str) -> float:
@@ -99,6 +117,7 @@ def main() -> int:
     p.add_argument("--baseline-rev", default="main", help="git revision of the baseline (label only "
                    "when --baseline-file is given)")
     p.add_argument("--baseline-file", help="the baseline's components/csv_example_gen.py")
+    p.add_argument("--baseline-table-file", help="the baseline's components/csv_table.py")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "data_input.json"))
     p.add_argument("--variants", action="store_true", help="time export variants of the training CSV")
@@ -114,7 +133,7 @@ def main() -> int:
     from pipeline.config import PipelineConfig
 
     tmp = tempfile.mkdtemp(prefix="fmnist-data-bench-")
-    baseline = load_baseline(args.baseline_rev, args.baseline_file, tmp)
+    baseline = load_baseline(args.baseline_rev, args.baseline_file, args.baseline_table_file, tmp)
 
     class BaselineCsvExampleGen(tfx.components.CsvExampleGen):
         EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(baseline.Executor)

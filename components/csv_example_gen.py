@@ -48,7 +48,7 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
 from components import split_files, split_writer
-from components.csv_table import CsvFormatError, CsvReader, CsvTable, read_table  # noqa: F401 (public API)
+from components.csv_table import CsvFormatError, CsvReader, CsvTable, read_table, unreadable  # noqa: F401 (public API)
 from schema.contract import DATA_REPORT_FILE, DATA_REPORT_PROPERTY, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def image_hashes(values: np.ndarray) -> np.ndarray:
     every file; a row with a pixel outside 0..255 is hashed as int64 values instead.
     """
     pixels = values[:, 1:]
-    small = pixels.astype(np.uint8)
+    small = pixels.astype(np.uint8, order="C")      # rows contiguous whatever `values`' layout
     in_range = (np.ones(len(pixels), bool) if len(pixels) == 0 or (pixels.min() >= 0 and pixels.max() <= 255)
                 else ((pixels >= 0) & (pixels <= 255)).all(axis=1))
     digests = [hashlib.blake2b(small[i] if ok else np.ascontiguousarray(pixels[i]), digest_size=8).digest()
@@ -131,20 +131,26 @@ class _ParseFile(beam.DoFn):
         split, path = item
         reader = CsvReader(path)
         hashes, labels, lines = [], [], []
+        error: CsvFormatError | None = None
         try:
             for chunk in reader:     # examples leave chunk by chunk: memory does not grow with the file
                 yield from encode_examples(chunk.values)
                 hashes.append(image_hashes(chunk.values).tobytes())
                 labels.append(np.ascontiguousarray(chunk.values[:, 0]).tobytes())
                 lines.append(chunk.line_numbers.tobytes())
-        except CsvFormatError as e:  # the run stops in Do; examples already written are never published
-            yield beam.pvalue.TaggedOutput("report", {"split": split, "file": path, "error": str(e),
-                                                      "rows_refused": e.rows_refused})
+        except CsvFormatError as e:
+            error = e
+        except Exception as e:  # encoding or hashing a chunk: still "could not read FILE"
+            error = unreadable(path, e)
+        if error is not None:        # the run stops in Do; examples already written are never published
+            yield beam.pvalue.TaggedOutput("report", {"split": split, "file": path, "error": str(error),
+                                                      "rows_refused": error.rows_refused})
             return
-        log.info("%s: %d rows, %d blank lines skipped", path, reader.rows, reader.blank_lines)
+        log.info("%s: %d rows, %d blank lines skipped, %s line ends", path, reader.rows, reader.blank_lines,
+                 reader.line_ends or "no")
         yield beam.pvalue.TaggedOutput("report", {
             "split": split, "file": path, "rows": int(reader.rows), "blank_lines": reader.blank_lines,
-            "rows_refused": 0, "byte_order_mark": reader.byte_order_mark, "crlf": reader.crlf,
+            "rows_refused": 0, "byte_order_mark": reader.byte_order_mark, "line_ends": reader.line_ends,
             "hashes": b"".join(hashes), "labels": b"".join(labels), "lines": b"".join(lines)})
 
 

@@ -35,12 +35,12 @@ def read_sample_rows(path: Path = SAMPLE_TEST_CSV, limit: int | None = None) -> 
     return list(CSV_COLUMNS), rows[:limit] if limit else rows
 
 
-def write_csv_gz(path: Path, header: list[str], rows: list[list]) -> None:
+def write_csv_gz(path: Path, header: list[str], rows: list[list], end: str = "\n") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(path, "wt") as f:
-        f.write(",".join(header) + "\n")
+    with gzip.open(path, "wt", newline="") as f:
+        f.write(",".join(header) + end)
         for row in rows:
-            f.write(",".join(str(v) for v in row) + "\n")
+            f.write(",".join(str(v) for v in row) + end)
 
 
 @pytest.fixture(scope="session")

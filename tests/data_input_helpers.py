@@ -28,6 +28,12 @@ def csv_text(rows: list[list], header: str = HEADER, end: str = "\n") -> str:
     return header + end + "".join(",".join(str(v) for v in r) + end for r in rows)
 
 
+def permuted_csv(rows: list[list], columns: list[str], end: str = "\n") -> str:
+    """`rows` (in CSV_COLUMNS order) as a CSV whose columns come in the order `columns` names them."""
+    at = [CSV_COLUMNS.index(c) for c in columns]
+    return csv_text([[r[i] for i in at] for r in rows], ",".join(columns), end)
+
+
 def write(path: Path, data: str | bytes, gz: bool = False) -> str:
     raw = data.encode() if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ model already being served is untouched. Figures for RELIABILITY.md come from th
 """
 import gzip
 import os
+import random
 import shutil
 
 import pytest
@@ -84,6 +85,20 @@ def _on(target, damage):
     return lambda data: damage(data / target)
 
 
+def _other_layouts_then_a_bad_pixel(data):
+    """Issue 33: the test CSV with `label` last and CR-only line ends (Excel's "CSV (Macintosh)"),
+    the training CSV with all 785 columns shuffled -- both read by name (these once failed with
+    "ndarray is not C-contiguous" and a csv-module error) -- and one pixel of 300, which the gate
+    must then find under its own column name and line."""
+    header, rows = read_sample_rows(data / TEST_CSV)
+    rows[9][300] = 300
+    write_csv_gz(data / TEST_CSV, header[1:] + header[:1], [r[1:] + r[:1] for r in rows], end="\r")
+    header, rows = read_sample_rows(data / TRAIN_CSV)
+    order = list(range(len(header)))
+    random.Random(33).shuffle(order)
+    write_csv_gz(data / TRAIN_CSV, [header[i] for i in order], [[r[i] for i in order] for r in rows])
+
+
 FAULTS = {
     # name: (damage to the data directory, expected fragments of the error)
     "non-numeric pixel": (_on(TEST_CSV, lambda p: _rewrite(p, _set(4, 120, "x7"))),
@@ -96,6 +111,9 @@ FAULTS = {
          "line 4 column 'pixel500' = '1_0'"]),
     "pixel out of range": (_on(TEST_CSV, lambda p: _rewrite(p, _set(9, 300, 300))),
                            ["DataValidationError", "feature 'pixels'", "line 11 column 'pixel300' = 300"]),
+    "label-last CR-only test CSV, shuffled training CSV, then a pixel out of range": (
+        _other_layouts_then_a_bad_pixel,
+        ["DataValidationError", "feature 'pixels'", f"{TEST_CSV} line 11 column 'pixel300' = 300"]),
     "label out of range": (_on(TRAIN_CSV, lambda p: _rewrite(p, _set(20, 0, 11))),
                            ["DataValidationError", "feature 'label'", TRAIN_CSV, "line 22 column 'label' = 11"]),
     "negative pixel": (_on(TRAIN_CSV, lambda p: _rewrite(p, _set(0, 1, -1))),
@@ -124,6 +142,7 @@ FAULTS = {
 }
 
 
+PROJECT_ERRORS = {"CsvFormatError", "DataValidationError", "DataSelectionError", "DuplicateImagesError"}
 REFUSED_ROWS = {"blank label, lone minus, 1_0 (one run, both files)": {"train": 2, "test": 1}}
 
 
@@ -154,6 +173,7 @@ def test_data_fault_stops_before_training(fault, tmp_path, served):
     summary = runner.run_local(config, progress=False)
     message = "\n".join(summary.failures)
     assert runner.exit_code(summary) == runner.EXIT_FAILED, fault
+    assert {f.split(":", 1)[0] for f in summary.failures} <= PROJECT_ERRORS, (fault, message)  # no raw ValueError
     for fragment in expected:
         assert fragment in message, (fault, fragment, message)
     for downstream in (contract.TRANSFORM, contract.TRAINER, contract.EVALUATOR, contract.PUSHER):

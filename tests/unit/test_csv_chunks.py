@@ -28,6 +28,10 @@ VARIANTS = {
         ",".join(map(str, r)) + ("\n\t\r\n" if i % 7 == 0 else "\n") for i, r in enumerate(ROWS)) + "\n\n").encode(),
     "spaces and quotes": lambda: (HEADER + "\n" + "".join(
         ",".join(f' "{v}" ' for v in r) + "\n" for r in ROWS)).encode(),
+    # Excel's "CSV (Macintosh)"; chunk size 7 cuts between many a CR and the next byte
+    "CR-only line ends, BOM": lambda: BOM + csv_text(ROWS, end="\r").encode(),
+    "LF, CRLF and CR mixed, blank lines": lambda: (HEADER + "\r\n" + "".join(
+        ",".join(map(str, r)) + ("\r", "\n", "\r\n", "\r\r", "\n\r\n")[i % 5] for i, r in enumerate(ROWS))).encode(),
 }
 
 
@@ -42,8 +46,8 @@ def test_every_chunk_size_reads_the_same_table_as_one_piece(tmp_path, case, gz):
         values, lines, reader = _read(path, size)
         np.testing.assert_array_equal(values, whole.values, err_msg=f"chunk {size}")
         np.testing.assert_array_equal(lines, whole.line_numbers, err_msg=f"chunk {size}")
-        assert (reader.rows, reader.blank_lines, reader.byte_order_mark, reader.crlf) == (
-            len(ROWS), whole.blank_lines, whole.byte_order_mark, whole.crlf), size
+        assert (reader.rows, reader.blank_lines, reader.byte_order_mark, reader.line_ends) == (
+            len(ROWS), whole.blank_lines, whole.byte_order_mark, whole.line_ends), size
 
 
 def _refused(path: str, chunk_bytes: int) -> tuple[str, int, int]:

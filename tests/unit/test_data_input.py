@@ -1,6 +1,8 @@
 """Split selection and FastCsvExampleGen's executor (run directly, real Beam) on small data
 directories the tests write: splits cannot mix, duplicates between splits are counted and above
 the limit stop the run, every refused file is named, and the per-split data report is recorded."""
+import gzip
+import random
 from pathlib import Path
 
 import pytest
@@ -8,8 +10,9 @@ import pytest
 from components.csv_example_gen import DuplicateImagesError
 from components.csv_table import BOM, CsvFormatError
 from components.split_files import DataSelectionError, ignored_reason, select_splits
-from data_input_helpers import csv_text, features, make_row, run_example_gen, write
+from data_input_helpers import csv_text, features, make_row, permuted_csv, run_example_gen, write
 from pipeline.config import ConfigError, load_config
+from schema.contract import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS
 
 PATTERNS = {"train": "*_train.csv*", "test": "*_test.csv*"}
 TRAIN = [make_row(i % 10, i) for i in range(30)]
@@ -136,6 +139,44 @@ def test_export_variants_give_the_same_examples_and_blank_lines_are_counted(tmp_
         assert [features(e) for e in examples[split]] == [features(e) for e in clean[split]]
     assert report["splits"]["train"]["blank_lines"] == 3
     assert report["splits"]["train"]["files"][0]["byte_order_mark"] is True
+
+
+def test_columns_in_any_order_and_cr_line_ends_give_the_clean_examples(tmp_path):
+    """Issue 33: a test CSV with `label` last and CR-only line ends (Excel's "CSV (Macintosh)"),
+    a training CSV with all 785 columns shuffled (header and rows alike) and mixed line ends: the
+    same Examples, rows and duplicates as the canonical files (a reordered table once reached the
+    image hashes in Fortran order: "ndarray is not C-contiguous")."""
+    test = TEST + [list(TRAIN[3])]                  # one duplicate: the hashes are compared too
+    clean_root = tmp_path / "clean-data"
+    write(clean_root / "fashion-mnist_train.csv", csv_text(TRAIN))
+    write(clean_root / "fashion-mnist_test.csv.gz", csv_text(test), gz=True)
+    clean, clean_report = run_example_gen(tmp_path / "clean", clean_root, max_duplicate_share=0.1)
+    shuffled = list(CSV_COLUMNS)
+    random.Random(33).shuffle(shuffled)
+    root = tmp_path / "layouts"
+    write(root / "fashion-mnist_train.csv", permuted_csv(TRAIN, shuffled, end="\r").replace("\r", "\n", 5))
+    write(root / "fashion-mnist_test.csv.gz", permuted_csv(test, list(PIXEL_KEYS) + [LABEL_KEY], end="\r"),
+          gz=True)
+    examples, report = run_example_gen(tmp_path / "run", root, max_duplicate_share=0.1)
+    for split in ("train", "test"):   # compared parsed: a proto map's serialized order may vary
+        assert [features(e) for e in examples[split]] == [features(e) for e in clean[split]], split
+        assert report["splits"][split]["rows"] == clean_report["splits"][split]["rows"]
+    assert [f["line_ends"] for s in ("train", "test") for f in report["splits"][s]["files"]] == ["mixed", "CR"]
+    assert report["duplicates"] == clean_report["duplicates"]     # same hashes, same line numbers
+    assert report["duplicates"]["splits"]["test"]["also_in_reference"] == 1
+
+
+def test_unreadable_files_are_refused_in_the_projects_words(tmp_path):
+    """UTF-16 text and a cut gzip file: one CsvFormatError naming both, no Python or zlib wording."""
+    root = tmp_path / "data"
+    write(root / "fashion-mnist_train.csv", csv_text(TRAIN).encode("utf-16"))
+    write(root / "fashion-mnist_test.csv.gz", gzip.compress(csv_text(TEST).encode())[:300])
+    with pytest.raises(CsvFormatError) as err:
+        run_example_gen(tmp_path / "run", root)
+    message = str(err.value)
+    assert "fashion-mnist_train.csv, line 1 (header): binary content" in message
+    assert "fashion-mnist_test.csv.gz: not a readable gzip file (the compressed data ends early" in message
+    assert "Error" not in message and "end-of-stream" not in message
 
 
 def test_duplicates_between_train_and_test_are_counted_and_above_the_share_stop(tmp_path):
