@@ -84,7 +84,8 @@ def served_base(sample_run, tmp_path_factory):
 def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
     port, rest = free_port(), free_port()
     cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model-base", str(served_base),
-           "--port", str(port), "--rest-port", str(rest), "--batching"]
+           "--port", str(port), "--rest-port", str(rest), "--batching",
+           "--grace", "600"]  # a drain bound a loaded machine cannot reach: nothing in flight is cut off
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     target = f"127.0.0.1:{port}"
     try:
@@ -123,7 +124,7 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
                 try:
                     got = client.predict_images(images)
                 except grpc.RpcError as e:
-                    errors.append(e)
+                    errors.append((sent, e))
                     return
                 with lock:
                     answers.append((k, sent, time.monotonic(), got, expected))
@@ -138,9 +139,14 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
             t.join(timeout=300)
         assert not any(t.is_alive() for t in threads)
         assert proc.wait(timeout=300) == 0  # generous: a loaded 2-core machine is slow to drain
-        # Every client ended on a clean refusal (UNAVAILABLE), none hung or was cut off half-way;
-        # every answer is complete and is its own client's answer.
-        assert len(errors) == 6 and all(e.code() == grpc.StatusCode.UNAVAILABLE for e in errors), errors
+        # Every client ended on a refusal, none hung; every answer is complete and is its own
+        # client's answer. A refusal is UNAVAILABLE, or CANCELLED for a call sent after the signal
+        # (gRPC cancels a call that reaches a server already shutting down before a handler took
+        # it); a call sent before the signal must have been answered, not cancelled -- the drain.
+        assert len(errors) == 6, errors
+        for sent, e in errors:
+            assert e.code() == grpc.StatusCode.UNAVAILABLE or (
+                e.code() == grpc.StatusCode.CANCELLED and sent > signalled), (sent - signalled, e)
         for k, sent, received, got, expected in answers:
             assert [p.class_id for p in got] == [p.class_id for p in expected], k
             np.testing.assert_allclose([p.probabilities for p in got], [p.probabilities for p in expected],
