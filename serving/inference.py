@@ -101,7 +101,7 @@ def classify(model: LoadedVersion, sig: Signature, data: input_pb2.Input, batche
                               f'"classes" or "scores". Signature was: {sig.name}')
     examples = serialized_examples(data)
     out = batchers.run((model.name, model.version, sig.name, tuple(wanted)),
-                       lambda batch: model.run(sig, batch, wanted), {"inputs": examples})
+                       lambda batch: model.run(sig, batch, wanted), {"inputs": examples}, "Classify")
     n = len(examples)
     classes, scores = out.get("classes"), out.get("scores")
     for name, tensor, kind in (("classes", classes, "OS"), ("scores", scores, "f")):
@@ -143,7 +143,7 @@ def regress(model: LoadedVersion, sig: Signature, data: input_pb2.Input, batcher
         raise InvalidArgument(f"No regression outputs found in SignatureDef: {sig.name}")
     examples = serialized_examples(data)
     out = batchers.run((model.name, model.version, sig.name, ("outputs",)),
-                       lambda batch: model.run(sig, batch, ["outputs"]), {"inputs": examples})["outputs"]
+                       lambda batch: model.run(sig, batch, ["outputs"]), {"inputs": examples}, "Regress")["outputs"]
     n = len(examples)
     if not (out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)):
         raise InvalidArgument("Expected output Tensor shape to be either [batch_size] or "

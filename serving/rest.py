@@ -22,6 +22,7 @@ import logging
 import re
 import socket
 import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,6 +34,7 @@ from serving import inference, json_codec, tensors
 from serving.batching import Batchers
 from serving.errors import DeadlineExceeded, InvalidArgument, ServingError
 from serving.grpc_service import model_metadata, model_status
+from serving.metrics import NO_METRICS, OK, Metrics
 from serving.model_manager import ModelManager, State
 from serving.request_log import RequestLogs
 
@@ -140,8 +142,10 @@ class RestServer:
                  max_body_bytes: int = 64 * 1024 * 1024, max_tensor_bytes: int = 64 * 1024 * 1024,
                  timeout_ms: int = 30_000, max_connections: int = 512, idle_timeout: float = 30.0,
                  read_timeout: float = 30.0, backlog: int = 1024, workers: int = 16,
-                 request_logs: RequestLogs | None = None) -> None:
+                 request_logs: RequestLogs | None = None, metrics: Metrics = NO_METRICS,
+                 metrics_path: str | None = None) -> None:
         self.manager, self.batchers = manager, batchers
+        self.metrics, self.metrics_path = metrics, metrics_path
         self.logs = request_logs or RequestLogs()
         self.max_body_bytes, self.max_tensor_bytes = max_body_bytes, max_tensor_bytes
         self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
@@ -207,6 +211,10 @@ class RestServer:
     # --- requests ------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
+        if path == self.metrics_path and request.method == "GET":
+            # http_server.cc: the Prometheus page on the REST port, text format 0.0.4.
+            page = await self._loop.run_in_executor(self._pool, self.metrics.render)
+            return web.Response(text=page, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
         body = b""
         try:
             if request.method == "POST":
@@ -233,14 +241,24 @@ class RestServer:
         return status, json_codec.dumps({"error": message})
 
     def process(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-        """(HTTP status, JSON body) for one request; runs in the worker pool."""
+        """(HTTP status, JSON body) for one request; runs in the worker pool. Predict, Classify
+        and Regress calls are counted and timed by status, entrypoint "REST" (TF Serving's
+        http_rest_api_handler.cc records the same metrics as its gRPC service)."""
+        started, status = time.perf_counter(), OK
         try:
             return 200, json_codec.dumps(self._dispatch(method, path, body))
         except ServingError as e:
+            status = e.code.name
             return self._client_error(method, path, e.http_status, e.message)
         except Exception as e:
+            status = "INTERNAL"
             log.exception("REST %s %s failed", method, path[:200])
             return 500, json_codec.dumps({"error": f"{type(e).__name__}: {e}"})
+        finally:
+            m = PREDICTION_API.fullmatch(path) if method == "POST" else None
+            if m:
+                self.metrics.request(urllib.parse.unquote(m.group(1)), m.group(4).capitalize(), "REST", status,
+                                     time.perf_counter() - started)
 
     def _dispatch(self, method: str, path: str, body: bytes) -> Any:
         malformed = InvalidArgument(f"Malformed request: {method} {path[:200]}")
