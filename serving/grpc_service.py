@@ -157,7 +157,11 @@ def model_metadata(model: LoadedVersion, fields: list[str]) -> get_model_metadat
         raise InvalidArgument("GetModelMetadataRequest must specify at least one metadata_field")
     for field in fields:
         if field != SIGNATURE_DEF_FIELD:
-            raise InvalidArgument(f"MetadataField {field} is not supported")
+            # get_model_metadata_impl.cc ValidateGetModelMetadataRequest:
+            # errors::InvalidArgument("Metadata field %s is not supported", field) -- errors::
+            # InvalidArgument concatenates its arguments (StrCat), so TF Serving's text keeps the
+            # literal "%s" and the field name follows "supported".
+            raise InvalidArgument(f"Metadata field %s is not supported{field}")
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     inference.fill_spec(response.model_spec, model, None)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
@@ -201,7 +205,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     @_guard
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context: Any
                                   ) -> model_management_pb2.ReloadConfigResponse:
-        """Load the given ModelServerConfig; new models are AVAILABLE (or failed) when this answers."""
+        """Load the given ModelServerConfig; new models are AVAILABLE (or failed) when this answers.
+        Anything but a model_config_list (no config at all, custom_model_config) is
+        INVALID_ARGUMENT with model_service_impl.cc's text."""
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise InvalidArgument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                  "Only ModelConfigList is currently supported")
         self.reload_config(request.config)
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = 0

@@ -349,7 +349,7 @@ class RestServer:
             doc = json_codec.parse_body(body)
             model = self.manager.resolve(name, version, label)
             if verb == "predict":
-                sig = inference.signature(model, doc.get("signature_name", ""))
+                sig = _rest_signature(model, doc.get("signature_name", ""))
                 feeds, columnar = json_codec.predict_feeds(doc, sig)
                 outputs = inference.predict(model, sig, feeds, [], self.batchers)
                 self.logs.offer(model, sig.name, lambda: _predict_log(model, sig.name, feeds, outputs))
@@ -388,6 +388,16 @@ class RestServer:
                             "error_message": s.status.error_message}}
                 for s in status.model_version_status]}
         raise malformed
+
+
+def _rest_signature(model: Any, name: str) -> Any:
+    """REST predict's signature lookup: an unknown name is INVALID_ARGUMENT (400) with the text of
+    TF Serving's REST path (http_rest_api_handler.cc -> json_tensor.cc FillPredictRequestFromJson's
+    signature getter), unlike gRPC's FAILED_PRECONDITION from predict_util.cc."""
+    name = name or inference.DEFAULT_SIGNATURE
+    if name not in model.signatures:
+        raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+    return model.signatures[name]
 
 
 def _state_name(state: int) -> str:
