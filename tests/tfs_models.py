@@ -232,3 +232,24 @@ def signature_defaults_tf1(export_dir: str, k: float = 10.0) -> str:
     with open(path, "wb") as f:
         f.write(saved.SerializeToString())
     return export_dir
+
+
+def images_tf2(export_dir: str, seed: int = 0) -> str:
+    """A 28x28-image classifier with fixed random weights (softmax of the flattened image times a
+    784x10 matrix): each image gets its own answer, so a batcher that mixed answers up shows."""
+    import numpy as np
+    import tensorflow as tf
+
+    weights = np.random.default_rng(seed).normal(0, 0.3, (784, 10)).astype(np.float32)
+
+    class Images(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.Variable(weights)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name="images")])
+        def serve(self, images):
+            return {"probabilities": tf.nn.softmax(tf.matmul(tf.reshape(images, [-1, 784]), self.w))}
+
+    module = Images()
+    tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
+    return export_dir
