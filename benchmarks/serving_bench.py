@@ -117,6 +117,7 @@ def main() -> int:
 
     model_dir, work, base = common.served_copy(args.model_dir, "serving")
     (work / "batching.config").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n")
+    (work / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     (work / "session.config").write_text("".join(f"{k}: {v}\n" for k, v in threads.items()))
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, 28, 28)).astype(np.float32)
@@ -140,6 +141,8 @@ def main() -> int:
                                     cwd=common.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return proc, f"127.0.0.1:{port}"
         flags = ["--model_name=fmnist", f"--model_base_path={base}"]
+        if kind == "metrics":  # batching off, TF Serving's Prometheus metrics on (issue 28)
+            flags.append(f"--monitoring_config_file={work / 'monitoring.config'}")
         if kind == "on":
             flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
         if any(threads.values()):
@@ -147,12 +150,15 @@ def main() -> int:
         return common.launch_model_server(flags, common.FMNIST_SERVE)
 
     modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
-             "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on",
+             "gRPC to its own process, batching off": "off",
+             "gRPC to its own process, batching off, metrics on": "metrics",
+             "gRPC to its own process, batching on": "on",
              "gRPC floor: canned answer, no model (latency only)": "floor"}
     rounds: dict[str, list[dict]] = {m: [] for m in modes}
     ratios: list[float] = []
+    metrics_ratios: list[float] = []  # p50 with --monitoring_config_file / without, per round
     for r in range(args.repeat):
-        servers = {kind: start_server(kind) for kind in ("off", "on", "floor")}  # all load at once
+        servers = {kind: start_server(kind) for kind in ("off", "metrics", "on", "floor")}  # all load at once
         for proc, target in servers.values():
             common.wait_until_ready(proc, target, lambda client: client.predict_images(one) is not None)
 
@@ -177,6 +183,10 @@ def main() -> int:
         for proc, _ in servers.values():
             common.stop(proc)
         ratios.append(lat["gRPC to its own process, batching off"][0] / lat["in-process, tf.saved_model.load"][0])
+        metrics_ratios.append(lat["gRPC to its own process, batching off, metrics on"][0]
+                              / lat["gRPC to its own process, batching off"][0])
+        print(f"round {r + 1} metrics on p50 / metrics off p50, side by side: {metrics_ratios[-1]:.3f}x",
+              file=sys.stderr, flush=True)
         print(f"round {r + 1} gRPC p50 / in-process p50, side by side: {ratios[-1]:.2f}x", file=sys.stderr,
               flush=True)
     threads_note = (f"TensorFlow threads, both sides: {threads}" if any(threads.values()) else
@@ -187,6 +197,8 @@ def main() -> int:
               "calls": args.calls, "block": args.block, "tensorflow_threads": threads, "threads": threads_note,
               "grpc_p50_over_in_process_p50_per_round": ratios,
               "grpc_p50_over_in_process_p50_median": statistics.median(ratios),
+              "metrics_on_p50_over_off_p50_per_round": metrics_ratios,
+              "metrics_on_p50_over_off_p50_median": statistics.median(metrics_ratios),
               "medians": medians,
               "ratios_vs_in_process": {m: {k: v / ref[k] for k, v in med.items()} for m, med in medians.items()},
               "grpc_floor_share_of_grpc_p50": statistics.median(
@@ -204,6 +216,8 @@ def main() -> int:
     print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50, side by side per round: "
           f"{', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x "
           f"({threads_note})")
+    print(f"metrics on / off p50 (batching off), per round: {', '.join(f'{x:.3f}x' for x in metrics_ratios)}; "
+          f"median {statistics.median(metrics_ratios):.3f}x")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 
