@@ -275,13 +275,22 @@ def test_output_filter_errors(stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "output tensor alias not found in signature: zz" in details
 
 
+def _float_request(name: str, **inputs: list[float]) -> predict_pb2.PredictRequest:
+    """A Predict on model `name` with float32 inputs (shape [n] for n > 1 values, else a scalar)."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = name
+    for key, values in inputs.items():
+        request.inputs[key].dtype = types_pb2.DT_FLOAT
+        request.inputs[key].float_val.extend(values)
+        if len(values) > 1:
+            request.inputs[key].tensor_shape.dim.add().size = len(values)
+    return request
+
+
 def test_input_errors(stub):
     """INPUTS GetInputValues: a signature alias missing from the request (and without a default) and
     a request alias the signature does not have are INVALID_ARGUMENT, with TensorFlow's texts."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "default"
-    request.inputs["q"].dtype = types_pb2.DT_FLOAT
-    request.inputs["q"].float_val.append(2.0)
+    request = _float_request("default", q=[2.0])
     code, details = _code(lambda: stub.Predict(request, 30))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details == ("Signature input alias: x(feed name: x:0) not found in request and no default value "
@@ -296,21 +305,10 @@ def test_signature_defaults(stub):
     """INPUTS GetInputValues: an input alias the request leaves out is fed the SignatureDef's
     default (meta_graph.proto `defaults`); one the request gives overrides it."""
     def predict(**inputs):
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "defaults"
-        for key, values in inputs.items():
-            request.inputs[key].dtype = types_pb2.DT_FLOAT
-            request.inputs[key].float_val.extend(values)
-            if len(values) > 1:
-                request.inputs[key].tensor_shape.dim.add().size = len(values)
-        return list(stub.Predict(request, 30).outputs["y"].float_val)
+        return list(stub.Predict(_float_request("defaults", **inputs), 30).outputs["y"].float_val)
     assert predict(x=[1.0, 2.0]) == [10.0, 20.0]
     assert predict(x=[1.0, 2.0], k=[3.0]) == [3.0, 6.0]
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "defaults"
-    request.inputs["k"].dtype = types_pb2.DT_FLOAT
-    request.inputs["k"].float_val.append(3.0)
-    code, details = _code(lambda: stub.Predict(request, 30))
+    code, details = _code(lambda: stub.Predict(_float_request("defaults", k=[3.0]), 30))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "Signature input alias: x(feed name: x:0) not found in request" in details
     assert details.endswith("Inputs expected to be in the request {k}, or default input alias set: k")
