@@ -333,7 +333,7 @@ class RestServer:
             log.exception("REST %s %s failed", method, path[:200])
             return 500, json_codec.dumps({"error": f"{type(e).__name__}: {e}"})
         finally:
-            m = PREDICTION_API.fullmatch(path) if method == "POST" else None
+            m = PREDICTION_API.fullmatch(path) if method == "POST" and self.metrics is not NO_METRICS else None
             if m:
                 self.metrics.request(urllib.parse.unquote(m.group(1)), m.group(4).capitalize(), "REST", status,
                                      time.perf_counter() - started)
