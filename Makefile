@@ -26,10 +26,12 @@ serve:
 	$(STACK) fmnist serve --model-base outputs/sample/serving
 
 ## test: the whole test suite (what CI runs): ruff, two checkouts on the stack at once (from the host), then pytest
+## (tools/prometheus fetches Debian's Prometheus binary once; its directory is bound into the chroot stack)
 test: lint
 	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
 	python3 tests/unit/test_with_stack.py
-	$(STACK) python -m pytest -q tests/unit tests/e2e
+	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom)" \
+	    $(STACK) python -m pytest -q tests/unit tests/e2e
 
 ## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers)
 test-unit:

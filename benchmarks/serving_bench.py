@@ -57,6 +57,27 @@ def interleaved_latency(calls: dict[str, Callable[[], object]], n: int, block: i
     return {m: percentiles(t) for m, t in times.items()}
 
 
+def recording_cost_us(calls: int = 200_000) -> dict[str, float]:
+    """Microseconds per request that metrics recording adds in the server's code path: the request
+    count and latency histogram plus the timed model call, with metrics on and off (NO_METRICS),
+    on a model call that does nothing. Separates the recording's own cost from the noise between
+    two server processes that the side-by-side latency cannot avoid."""
+    from serving.batching import _timed
+    from serving.metrics import NO_METRICS, Metrics
+
+    def run(feeds: dict) -> dict:
+        return feeds
+    result = {}
+    for label, metrics in (("off", NO_METRICS), ("on", Metrics())):
+        started_all = time.perf_counter()
+        for _ in range(calls):
+            started = time.perf_counter()
+            (run if metrics is NO_METRICS else _timed(run, metrics, "fmnist", "Predict"))({})
+            metrics.request("fmnist", "Predict", "GRPC", "OK", time.perf_counter() - started)
+        result[label] = (time.perf_counter() - started_all) / calls * 1e6
+    return result
+
+
 def floor_server(port: int, answer_file: str) -> int:
     """The gRPC floor: a PredictionService on grpc.server's thread pool, as the model server's,
     answering every Predict with a canned PredictResponse (the model's own answer to the
@@ -117,6 +138,7 @@ def main() -> int:
 
     model_dir, work, base = common.served_copy(args.model_dir, "serving")
     (work / "batching.config").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n")
+    (work / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     (work / "session.config").write_text("".join(f"{k}: {v}\n" for k, v in threads.items()))
     rng = np.random.default_rng(0)
     one = rng.integers(0, 256, (1, 28, 28)).astype(np.float32)
@@ -140,6 +162,9 @@ def main() -> int:
                                     cwd=common.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return proc, f"127.0.0.1:{port}"
         flags = ["--model_name=fmnist", f"--model_base_path={base}"]
+        if kind == "metrics":  # batching off, TF Serving's Prometheus metrics on (issue 28): they are
+            # recorded only when the REST port that serves them is open (the other servers have none)
+            flags += [f"--monitoring_config_file={work / 'monitoring.config'}", f"--rest_api_port={common.free_port()}"]
         if kind == "on":
             flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
         if any(threads.values()):
@@ -147,12 +172,15 @@ def main() -> int:
         return common.launch_model_server(flags, common.FMNIST_SERVE)
 
     modes = {"in-process, tf.saved_model.load": "eager", "in-process, session (serving/ without gRPC)": "session",
-             "gRPC to its own process, batching off": "off", "gRPC to its own process, batching on": "on",
+             "gRPC to its own process, batching off": "off",
+             "gRPC to its own process, batching off, metrics on": "metrics",
+             "gRPC to its own process, batching on": "on",
              "gRPC floor: canned answer, no model (latency only)": "floor"}
     rounds: dict[str, list[dict]] = {m: [] for m in modes}
     ratios: list[float] = []
+    metrics_ratios: list[float] = []  # p50 with --monitoring_config_file / without, per round
     for r in range(args.repeat):
-        servers = {kind: start_server(kind) for kind in ("off", "on", "floor")}  # all load at once
+        servers = {kind: start_server(kind) for kind in ("off", "metrics", "on", "floor")}  # all load at once
         for proc, target in servers.values():
             common.wait_until_ready(proc, target, lambda client: client.predict_images(one) is not None)
 
@@ -177,16 +205,24 @@ def main() -> int:
         for proc, _ in servers.values():
             common.stop(proc)
         ratios.append(lat["gRPC to its own process, batching off"][0] / lat["in-process, tf.saved_model.load"][0])
+        metrics_ratios.append(lat["gRPC to its own process, batching off, metrics on"][0]
+                              / lat["gRPC to its own process, batching off"][0])
+        print(f"round {r + 1} metrics on p50 / metrics off p50, side by side: {metrics_ratios[-1]:.3f}x",
+              file=sys.stderr, flush=True)
         print(f"round {r + 1} gRPC p50 / in-process p50, side by side: {ratios[-1]:.2f}x", file=sys.stderr,
               flush=True)
     threads_note = (f"TensorFlow threads, both sides: {threads}" if any(threads.values()) else
                     f"in-process: TensorFlow's default threads; server: fmnist serve's {SERVING_THREAD_FLAG}")
+    recording = recording_cost_us()
     medians = common.medians(rounds)
     ref = medians["in-process, tf.saved_model.load"]
     report = {"model_dir": str(model_dir), "repeat": args.repeat, "clients": args.clients,
               "calls": args.calls, "block": args.block, "tensorflow_threads": threads, "threads": threads_note,
               "grpc_p50_over_in_process_p50_per_round": ratios,
               "grpc_p50_over_in_process_p50_median": statistics.median(ratios),
+              "metrics_on_p50_over_off_p50_per_round": metrics_ratios,
+              "metrics_on_p50_over_off_p50_median": statistics.median(metrics_ratios),
+              "metrics_recording_us_per_call": recording,
               "medians": medians,
               "ratios_vs_in_process": {m: {k: v / ref[k] for k, v in med.items()} for m, med in medians.items()},
               "grpc_floor_share_of_grpc_p50": statistics.median(
@@ -204,6 +240,9 @@ def main() -> int:
     print(f"gRPC p50 one image / in-process (tf.saved_model.load) p50, side by side per round: "
           f"{', '.join(f'{x:.2f}x' for x in ratios)}; median {statistics.median(ratios):.2f}x "
           f"({threads_note})")
+    print(f"metrics on / off p50 (batching off), per round: {', '.join(f'{x:.3f}x' for x in metrics_ratios)}; "
+          f"median {statistics.median(metrics_ratios):.3f}x; recording itself: {recording['on']:.2f} us per call "
+          f"with metrics on, {recording['off']:.2f} us off")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

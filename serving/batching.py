@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from serving.metrics import NO_METRICS, Metrics
+
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
@@ -26,6 +28,7 @@ class BatchingParameters:
     max_batch_size: int = 64
     batch_timeout_micros: int = 2000
     max_enqueued_batches: int = 1000
+    thread_pool_name: str = "batch_threads"  # BatchingParameters' default; the queuing metric's label
 
 
 @dataclasses.dataclass
@@ -33,13 +36,14 @@ class _Item:
     feeds: dict[str, np.ndarray]
     rows: int
     future: Future
+    enqueued: float = 0.0  # time.monotonic() when queued (queuing-latency metric)
 
 
 class BatchScheduler:
     """One queue and one worker thread per (model version, signature)."""
 
-    def __init__(self, run: RunFn, params: BatchingParameters) -> None:
-        self.run, self.params = run, params
+    def __init__(self, run: RunFn, params: BatchingParameters, metrics: Metrics = NO_METRICS) -> None:
+        self.run, self.params, self.metrics = run, params, metrics
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=params.max_enqueued_batches)
         self._thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self._thread.start()
@@ -48,7 +52,7 @@ class BatchScheduler:
         rows = len(next(iter(feeds.values())))
         if rows >= self.params.max_batch_size:
             return self.run(feeds)
-        item = _Item(feeds, rows, Future())
+        item = _Item(feeds, rows, Future(), time.monotonic())
         self._queue.put(item, timeout=30)
         return item.future.result()
 
@@ -81,6 +85,8 @@ class BatchScheduler:
             self._run(batch)
 
     def _run(self, batch: list[_Item]) -> None:
+        now = time.monotonic()
+        self.metrics.batch(self.params.thread_pool_name, [i.rows for i in batch], [now - i.enqueued for i in batch])
         try:
             feeds = {k: np.concatenate([i.feeds[k] for i in batch]) for k in batch[0].feeds}
             out = self.run(feeds)
@@ -113,18 +119,22 @@ def batchable(feeds: dict[str, np.ndarray]) -> bool:
 class Batchers:
     """Lazily created schedulers keyed by (model, version, signature)."""
 
-    def __init__(self, params: BatchingParameters | None) -> None:
-        self.params = params
+    def __init__(self, params: BatchingParameters | None, metrics: Metrics = NO_METRICS) -> None:
+        self.params, self.metrics = params, metrics
         self._schedulers: dict[Any, BatchScheduler] = {}
         self._lock = threading.Lock()
 
-    def run(self, key: Any, run: RunFn, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, key: Any, run: RunFn, feeds: dict[str, np.ndarray], api: str = "Predict") -> dict[str, np.ndarray]:
+        """`run(feeds)` for model `key[0]`, batched with concurrent calls of the same key when
+        batching is on; each model call is timed as TF Serving's runtime latency of `api`."""
+        if self.metrics is not NO_METRICS:
+            run = _timed(run, self.metrics, key[0], api)
         if self.params is None or not batchable(feeds):
             return run(feeds)
         with self._lock:
             scheduler = self._schedulers.get(key)
             if scheduler is None:
-                scheduler = self._schedulers[key] = BatchScheduler(run, self.params)
+                scheduler = self._schedulers[key] = BatchScheduler(run, self.params, self.metrics)
         return scheduler.submit(feeds)
 
     def close(self) -> None:
@@ -132,3 +142,14 @@ class Batchers:
             for s in self._schedulers.values():
                 s.close()
             self._schedulers.clear()
+
+
+def _timed(run: RunFn, metrics: Metrics, model: str, api: str) -> RunFn:
+    """`run`, recording its wall time as the runtime latency (util.cc RecordRuntimeLatency)."""
+    def timed(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        started = time.perf_counter()
+        try:
+            return run(feeds)
+        finally:
+            metrics.runtime(model, api, time.perf_counter() - started)
+    return timed

@@ -7,7 +7,7 @@ manifest and with the official image:
     --model_config_file_poll_wait_seconds --file_system_poll_wait_seconds
     --enable_batching --batching_parameters_file --rest_api_timeout_in_ms
     --tensorflow_session_parallelism --tensorflow_intra_op_parallelism
-    --tensorflow_inter_op_parallelism --tensorflow_session_config_file
+    --tensorflow_inter_op_parallelism --tensorflow_session_config_file --monitoring_config_file
 
 Friendlier aliases (`--model-base` for a whole serving root, `--model-config` for the YAML
 alternative, `--batching`...) and what TF Serving does not have (host, TLS, limits) are extra.
@@ -82,7 +82,7 @@ def session_config_from_args(args: argparse.Namespace):
 
 
 def server_from_args(args: argparse.Namespace):
-    from serving.config import ConfigError
+    from serving.config import ConfigError, read_monitoring_config_file
 
     tls = None
     if args.tls_cert:
@@ -91,6 +91,7 @@ def server_from_args(args: argparse.Namespace):
         models = models_from_args(args)
         batching = batching_from_args(args)
         session_config = session_config_from_args(args)
+        metrics_path = read_monitoring_config_file(args.monitoring_config_file)
     except ConfigError as e:
         raise SystemExit(f"serve: {e}") from None
     from serving.request_log import LoggerLimits
@@ -104,6 +105,7 @@ def server_from_args(args: argparse.Namespace):
         keep_served_signatures=not args.allow_version_signature_removal,
         model_config_file=args.model_config_file,
         config_poll_seconds=args.model_config_file_poll_wait_seconds, session_config=session_config,
+        metrics_path=metrics_path,
         request_log_limits=LoggerLimits(queue_size=args.request_log_queue_size,
                                         max_file_bytes=int(args.request_log_max_file_mb * 1024 * 1024),
                                         flush_seconds=args.request_log_flush_seconds))
@@ -142,6 +144,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                          help=f"{meaning} (0 = TensorFlow picks)")
     tfs.add_argument("--tensorflow_session_config_file",
                      help="text-format tensorflow.ConfigProto for the model Sessions")
+    tfs.add_argument("--monitoring_config_file",
+                     help="text-format MonitoringConfig: prometheus_config { enable: true path: ... } serves "
+                          "TF Serving's metrics on the REST port")
     p.set_defaults(default_intra_op_parallelism=0)  # no flag: set by an embedding command (register)
     extra = p.add_argument_group("this server's additions")
     extra.add_argument("--model-base", help="serving root: every <root>/<model>/<version>/ is served")

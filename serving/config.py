@@ -1,10 +1,12 @@
-"""TF Serving's configuration files: a text-format ModelServerConfig (`--model_config_file`) and
-a text-format BatchingParameters (`--batching_parameters_file`), read with protobuf's own
-text-format parser, so a file that works for `tensorflow_model_server` works here.
+"""TF Serving's configuration files: a text-format ModelServerConfig (`--model_config_file`),
+BatchingParameters (`--batching_parameters_file`) and MonitoringConfig
+(`--monitoring_config_file`), read with protobuf's own text-format parser, so a file that works
+for `tensorflow_model_server` works here.
 
-ModelServerConfig comes from the tensorflow-serving-api package. BatchingParameters is not in
-that package (it lives in session_bundle_config.proto), so its descriptor is declared here with
-the field names and numbers of tensorflow_serving/servables/tensorflow/session_bundle_config.proto.
+ModelServerConfig comes from the tensorflow-serving-api package. BatchingParameters and
+MonitoringConfig are not in that package, so their descriptors are declared here with the field
+names and numbers of tensorflow_serving/servables/tensorflow/session_bundle_config.proto and
+tensorflow_serving/config/monitoring_config.proto.
 """
 from __future__ import annotations
 
@@ -121,13 +123,64 @@ def _batching_message_class() -> type:
     message.field.add(name="allowed_batch_sizes", number=6, type=F.TYPE_INT64, label=F.LABEL_REPEATED)
     message.field.add(name="pad_variable_length_inputs", number=7, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
     from google.protobuf import wrappers_pb2  # noqa: F401  (registers wrappers.proto in the pool)
+    return _declared_class(file, "tensorflow.serving.BatchingParameters")
+
+
+def _declared_class(file: descriptor_pb2.FileDescriptorProto, full_name: str) -> type:
+    """The message class of a proto declared here (not shipped by tensorflow-serving-api), added to
+    the default pool once."""
     pool = descriptor_pool.Default()
     try:
-        descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+        descriptor = pool.FindMessageTypeByName(full_name)
     except KeyError:
         pool.Add(file)
-        descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+        descriptor = pool.FindMessageTypeByName(full_name)
     return message_factory.GetMessageClass(descriptor)
+
+
+@functools.lru_cache(maxsize=1)
+def _monitoring_message_class() -> type:
+    """tensorflow_serving/config/monitoring_config.proto (MonitoringConfig { PrometheusConfig
+    prometheus_config = 1 }, PrometheusConfig { bool enable = 1; string path = 2 }): the pip
+    package tensorflow-serving-api does not ship monitoring_config_pb2, so it is declared here
+    with upstream's names and numbers."""
+    F = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(name="fmnist_serving/monitoring_config.proto",
+                                              package="tensorflow.serving", syntax="proto3")
+    prometheus = file.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=F.TYPE_BOOL, label=F.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    monitoring = file.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(name="prometheus_config", number=1, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                         type_name=".tensorflow.serving.PrometheusConfig")
+    return _declared_class(file, "tensorflow.serving.MonitoringConfig")
+
+
+def parse_monitoring_config(text: str, source: str = "<monitoring>") -> str | None:
+    """The Prometheus path a MonitoringConfig text proto asks for, None when Prometheus is off.
+
+    As tensorflow_model_server (server.cc): `prometheus_config { enable: true }` exposes the
+    metrics on the REST port at `path`, PrometheusExporter::kPrometheusPath when it is empty."""
+    from serving.metrics import DEFAULT_PATH
+
+    proto = _monitoring_message_class()()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as e:
+        raise ConfigError(f"{source}: Error parsing text-format tensorflow.serving.MonitoringConfig: {e}") from None
+    if not proto.prometheus_config.enable:
+        return None
+    path = proto.prometheus_config.path or DEFAULT_PATH
+    if not path.startswith("/"):
+        raise ConfigError(f"{source}: prometheus_config.path must start with '/', got {path!r}")
+    return path
+
+
+def read_monitoring_config_file(path: str | None) -> str | None:
+    """--monitoring_config_file: the Prometheus metrics path, or None (no file, or not enabled)."""
+    if not path:
+        return None
+    return parse_monitoring_config(_read_text(path, "monitoring config"), path)
 
 
 def parse_batching_parameters(text: str, source: str = "<batching>") -> BatchingParameters:
@@ -144,7 +197,9 @@ def parse_batching_parameters(text: str, source: str = "<batching>") -> Batching
     params = BatchingParameters(
         max_batch_size=value("max_batch_size", defaults.max_batch_size),
         batch_timeout_micros=value("batch_timeout_micros", defaults.batch_timeout_micros),
-        max_enqueued_batches=value("max_enqueued_batches", defaults.max_enqueued_batches))
+        max_enqueued_batches=value("max_enqueued_batches", defaults.max_enqueued_batches),
+        thread_pool_name=proto.thread_pool_name.value if proto.HasField("thread_pool_name")
+        else defaults.thread_pool_name)
     if params.max_batch_size < 1:
         raise ConfigError(f"{source}: max_batch_size must be positive")
     return params

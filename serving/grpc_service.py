@@ -6,6 +6,7 @@ where TF Serving's tests check them, messages. Model-specific knowledge: none.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable
 
 import grpc
@@ -25,6 +26,7 @@ from tensorflow_serving.apis import (
 from serving import inference, tensors
 from serving.batching import Batchers
 from serving.errors import InvalidArgument, ServingError
+from serving.metrics import NO_METRICS, OK, Metrics
 from serving.model_manager import AVAILABLE, ModelManager
 from serving.request_log import RequestLogs
 from serving.savedmodel import LoadedVersion
@@ -32,19 +34,31 @@ from serving.savedmodel import LoadedVersion
 log = logging.getLogger(__name__)
 
 SIGNATURE_DEF_FIELD = "signature_def"
+# The calls TF Serving's prediction_service_impl.cc counts (RecordRequestLatency's `api` label).
+MEASURED_APIS = ("Predict", "Classify", "Regress")
 
 
 def _guard(method: Callable) -> Callable:
-    """ServingErrors become their status with one log line; anything else is INTERNAL, logged in full."""
+    """ServingErrors become their status with one log line; anything else is INTERNAL, logged in full.
+    Predict, Classify and Regress are counted and timed by status (the service's `metrics`)."""
+    measured = method.__name__ in MEASURED_APIS
+
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        started, status = time.perf_counter(), OK
         try:
             return method(self, request, context)
         except ServingError as e:
+            status = e.code.name
             log.info("grpc %s: %s %s", method.__name__, e.code.name, e.message[:300])
             context.abort(e.code, e.message)
         except Exception as e:
+            status = grpc.StatusCode.INTERNAL.name
             log.exception("%s failed", method.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        finally:
+            if measured:
+                self.metrics.request(request.model_spec.name, method.__name__, "GRPC", status,
+                                     time.perf_counter() - started)
     wrapper.__name__ = method.__name__
     return wrapper
 
@@ -67,8 +81,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     thread: the closures only reference the request and response protos, neither is changed after)."""
 
     def __init__(self, manager: ModelManager, batchers: Batchers, max_tensor_bytes: int,
-                 request_logs: RequestLogs | None = None) -> None:
+                 request_logs: RequestLogs | None = None, metrics: Metrics = NO_METRICS) -> None:
         self.manager, self.batchers, self.max_tensor_bytes = manager, batchers, max_tensor_bytes
+        self.metrics = metrics
         self.logs = request_logs or RequestLogs()
 
     @_guard
@@ -142,7 +157,11 @@ def model_metadata(model: LoadedVersion, fields: list[str]) -> get_model_metadat
         raise InvalidArgument("GetModelMetadataRequest must specify at least one metadata_field")
     for field in fields:
         if field != SIGNATURE_DEF_FIELD:
-            raise InvalidArgument(f"MetadataField {field} is not supported")
+            # get_model_metadata_impl.cc ValidateGetModelMetadataRequest:
+            # errors::InvalidArgument("Metadata field %s is not supported", field) -- errors::
+            # InvalidArgument concatenates its arguments (StrCat), so TF Serving's text keeps the
+            # literal "%s" and the field name follows "supported".
+            raise InvalidArgument(f"Metadata field %s is not supported{field}")
     response = get_model_metadata_pb2.GetModelMetadataResponse()
     inference.fill_spec(response.model_spec, model, None)
     sig_map = get_model_metadata_pb2.SignatureDefMap()
@@ -186,7 +205,12 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     @_guard
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context: Any
                                   ) -> model_management_pb2.ReloadConfigResponse:
-        """Load the given ModelServerConfig; new models are AVAILABLE (or failed) when this answers."""
+        """Load the given ModelServerConfig; new models are AVAILABLE (or failed) when this answers.
+        Anything but a model_config_list (no config at all, custom_model_config) is
+        INVALID_ARGUMENT with model_service_impl.cc's text."""
+        if request.config.WhichOneof("config") != "model_config_list":
+            raise InvalidArgument("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                                  "Only ModelConfigList is currently supported")
         self.reload_config(request.config)
         response = model_management_pb2.ReloadConfigResponse()
         response.status.error_code = 0

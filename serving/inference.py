@@ -36,15 +36,33 @@ def _keys(keys: Any) -> str:
     return ",".join(sorted(keys))
 
 
+def input_values(sig: Signature, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The signature's inputs from the request, a SignatureDef default for an alias the request
+    leaves out: tensorflow/cc/saved_model/util.cc GetInputValues (which TF Serving's predict_util.cc
+    RunPredict calls), with its checks in its order and its messages. Aliases are visited in sorted
+    order (upstream walks a proto map, whose order is unspecified)."""
+    values = {}
+    for alias in sorted(sig.inputs):
+        if alias in feeds:
+            values[alias] = feeds[alias]
+        elif alias in sig.defaults:
+            values[alias] = sig.defaults[alias]
+        else:
+            raise InvalidArgument(
+                f"Signature input alias: {alias}(feed name: {sig.inputs[alias].tensor_name}) not found in request "
+                f"and no default value provided. Inputs expected to be in the request {{{_keys(feeds)}}}, "
+                f"or default input alias set: {_keys(sig.defaults)}")
+    used = [alias for alias in feeds if alias in sig.inputs]
+    if feeds and len(used) != len(feeds):
+        raise InvalidArgument(f"Inputs contains invalid name. Used request inputs: {_keys(used)}, "
+                              f"request input: {_keys(feeds)}")
+    return values
+
+
 def predict(model: LoadedVersion, sig: Signature, feeds: dict[str, np.ndarray], output_filter: list[str],
             batchers: Batchers) -> dict[str, np.ndarray]:
     """{alias: array} for the filtered outputs (all outputs when the filter is empty)."""
-    if len(feeds) != len(sig.inputs) or set(feeds) != set(sig.inputs):
-        extra, missing = set(feeds) - set(sig.inputs), set(sig.inputs) - set(feeds)
-        raise InvalidArgument(
-            f"input size does not match signature: {len(feeds)}!={len(sig.inputs)} len({{{_keys(feeds)}}}) "
-            f"!= len({{{_keys(sig.inputs)}}}). Sent extra: {{{_keys(extra)}}}. "
-            f"Missing but required: {{{_keys(missing)}}}.")
+    feeds = input_values(sig, feeds)
     outputs: list[str] = []
     for alias in output_filter:
         if alias not in sig.outputs:
@@ -101,7 +119,7 @@ def classify(model: LoadedVersion, sig: Signature, data: input_pb2.Input, batche
                               f'"classes" or "scores". Signature was: {sig.name}')
     examples = serialized_examples(data)
     out = batchers.run((model.name, model.version, sig.name, tuple(wanted)),
-                       lambda batch: model.run(sig, batch, wanted), {"inputs": examples})
+                       lambda batch: model.run(sig, batch, wanted), {"inputs": examples}, "Classify")
     n = len(examples)
     classes, scores = out.get("classes"), out.get("scores")
     for name, tensor, kind in (("classes", classes, "OS"), ("scores", scores, "f")):
@@ -143,7 +161,7 @@ def regress(model: LoadedVersion, sig: Signature, data: input_pb2.Input, batcher
         raise InvalidArgument(f"No regression outputs found in SignatureDef: {sig.name}")
     examples = serialized_examples(data)
     out = batchers.run((model.name, model.version, sig.name, ("outputs",)),
-                       lambda batch: model.run(sig, batch, ["outputs"]), {"inputs": examples})["outputs"]
+                       lambda batch: model.run(sig, batch, ["outputs"]), {"inputs": examples}, "Regress")["outputs"]
     n = len(examples)
     if not (out.ndim == 1 or (out.ndim == 2 and out.shape[1] == 1)):
         raise InvalidArgument("Expected output Tensor shape to be either [batch_size] or "

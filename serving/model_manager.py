@@ -25,7 +25,8 @@ from typing import Any, Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving.errors import InvalidArgument, NotFound
+from serving.errors import InvalidArgument, NotFound, ServingError
+from serving.metrics import NO_METRICS, OK, Metrics
 from serving.request_log import LoggingConfig
 from serving.savedmodel import LoadedVersion
 from serving.versions import list_versions
@@ -95,8 +96,10 @@ class ModelManager:
 
     def __init__(self, models: list[ModelConfig], poll_seconds: float = 2.0,
                  warm_up: Callable[[LoadedVersion], int] | None = None,
-                 keep_served_signatures: bool = True, session_config: Any = None) -> None:
+                 keep_served_signatures: bool = True, session_config: Any = None,
+                 metrics: Metrics = NO_METRICS) -> None:
         _check_names(models)
+        self.metrics = metrics
         self.models = {m.name: m for m in models}
         self.poll_seconds = poll_seconds
         self.keep_served_signatures = keep_served_signatures
@@ -240,7 +243,10 @@ class ModelManager:
         started = time.monotonic()
         loaded = None
         try:
-            loaded = LoadedVersion(name, version, path, self._session_config)
+            try:
+                loaded = LoadedVersion(name, version, path, self._session_config)
+            finally:  # loader.cc's load_attempt_count / load_latency, by model_path
+                self.metrics.load(path, loaded is not None, time.monotonic() - started)
             if served is not None and self.keep_served_signatures and version > served.version:
                 missing = sorted(set(served.signatures) - set(loaded.signatures))
                 if missing:
@@ -248,7 +254,7 @@ class ModelManager:
                         f"version {version} lacks signature(s) {missing} that the served version "
                         f"{served.version} has; version {served.version} stays served "
                         "(serve with --allow_version_signature_removal to switch anyway)")
-            replayed = self._warm_up(loaded)
+            replayed = self._timed_warm_up(loaded)
         except Exception as e:  # any load failure: never serve it, keep what is served
             if loaded is not None:
                 loaded.close()
@@ -262,6 +268,20 @@ class ModelManager:
         log.info("model %s version %d loaded in %.1f s (%d warm-up records)", name, version,
                  time.monotonic() - started, replayed)
         return loaded
+
+    def _timed_warm_up(self, loaded: LoadedVersion) -> int:
+        """The warm-up, timed by status as saved_model_warmup_util.cc's model_warmup_latency."""
+        started, status = time.monotonic(), OK
+        try:
+            return self._warm_up(loaded)
+        except ServingError as e:
+            status = e.code.name
+            raise
+        except Exception:
+            status = "UNKNOWN"
+            raise
+        finally:
+            self.metrics.warmup(loaded.path, status, time.monotonic() - started)
 
     # --- queries -------------------------------------------------------------------------------
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedVersion:

@@ -101,6 +101,11 @@ class RequestLogger:
             c = self._counts.get(version, Counts())
             return Counts(c.logged, c.dropped)
 
+    def totals(self) -> Counts:
+        """Written and dropped records over all versions."""
+        with self._counts_lock:
+            return Counts(sum(c.logged for c in self._counts.values()), sum(c.dropped for c in self._counts.values()))
+
     def _count(self, version: int, logged: int = 0, dropped: int = 0) -> None:
         with self._counts_lock:
             c = self._counts.setdefault(version, Counts())
@@ -231,6 +236,15 @@ class RequestLogs:
         logger = self._loggers.get(model.name)
         if logger is not None:
             logger.offer(model.version, signature_name, build)
+
+    def collect(self, metrics: Any) -> None:
+        """Copy each model's written / dropped totals into request_log_count (at scrape time)."""
+        with self._lock:
+            loggers = list(self._loggers.values())
+        for logger in loggers:
+            total = logger.totals()
+            metrics.request_log_count.set((logger.model, "OK"), total.logged)
+            metrics.request_log_count.set((logger.model, "RESOURCE_EXHAUSTED"), total.dropped)
 
     def describe(self, name: str, version: int) -> str:
         """The status line for one version; empty when the model is not logged."""

@@ -8,20 +8,27 @@ else is 400 "Malformed request". The event loop only moves bytes: JSON decoding,
 and encoding run in a bounded thread pool, so a slow request never stalls the others.
 
 Limits TF Serving's REST front end has or a public server needs: a listen backlog, a cap on open
-connections (over it a new connection gets 503 and is closed), an idle timeout (aiohttp's
-keep-alive timer also runs before the first request), a timeout for reading a body, a body
+connections kept under the process's file-descriptor limit (at the cap a new connection takes the
+place of the connection idle the longest; only when none is idle is it answered 503 and closed),
+an idle timeout (aiohttp's keep-alive timer also runs before the first request), a timeout for
+reading a body, a body
 limit that holds for chunked bodies and whatever Content-Length claims (aiohttp counts the
 bytes it actually reads; a negative or malformed Content-Length is a 400 from its parser), and
 `--rest_api_timeout_in_ms` for the whole call. Client errors are answered with their status and
-logged in one line, never with a traceback.
+logged in one line, never with a traceback; repeated connection-level errors (failed accepts,
+client resets) at most one line per interval with the count suppressed (serving/log_limits.py).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import os
 import re
+import resource
 import socket
 import threading
+import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,6 +40,8 @@ from serving import inference, json_codec, tensors
 from serving.batching import Batchers
 from serving.errors import DeadlineExceeded, InvalidArgument, ServingError
 from serving.grpc_service import model_metadata, model_status
+from serving.log_limits import RateLimitedLog, suffix
+from serving.metrics import NO_METRICS, OK, Metrics
 from serving.model_manager import ModelManager, State
 from serving.request_log import RequestLogs
 
@@ -44,6 +53,17 @@ PREDICTION_API = re.compile(r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labe
 MODEL_STATUS_API = re.compile(r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"
                               r"(?:/(metadata))?", re.IGNORECASE)
 MAX_INT64 = 2**63 - 1
+# Connections accepted per event-loop wake-up (asyncio accepts up to its `backlog` argument in one
+# go): small, so connections closed to make room are closed before many more are opened, and a
+# burst cannot run the process out of file descriptors between two loop steps. The kernel's listen
+# backlog is set separately (RestServer.backlog).
+ACCEPTS_PER_WAKEUP = 32
+# File descriptors kept free for everything but REST connections (gRPC clients, model files, request
+# logs, the accept batch above): the connection cap is lowered to fit the limit minus these.
+FD_HEADROOM = 128
+ACCEPT_FAILED = "socket.accept() out of system resource"  # asyncio's message (selector_events.py)
+
+_limited = RateLimitedLog(log)
 
 
 class _ClientErrorsInOneLine(logging.Filter):
@@ -58,8 +78,12 @@ class _ClientErrorsInOneLine(logging.Filter):
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
             if any(cls.__name__ in self.CLIENT_ERRORS for cls in type(error).__mro__):
+                suppressed = _limited.allow(f"client error {type(error).__name__}")
+                if suppressed is None:
+                    return False  # the same kind was logged moments ago; counted, said on its next line
                 text = " ".join(str(error).split())[:300]
-                record.msg, record.args = "rest client error: %s: %s", (type(error).__name__, text)
+                record.msg = "rest client error: %s: %s" + suffix(suppressed, _limited.interval)
+                record.args = (type(error).__name__, text)
                 record.exc_info, record.exc_text = None, None
                 record.levelno, record.levelname = logging.INFO, "INFO"
         return True
@@ -112,13 +136,19 @@ class _Counted(asyncio.Protocol):
     idle timeout without the 503 (issue 32). Counting here, in the factory, closes that window.
     """
 
-    def __init__(self, inner: asyncio.Protocol, on_lost: Any) -> None:
-        self._inner, self._on_lost = inner, on_lost
+    def __init__(self, inner: asyncio.Protocol, server: "RestServer") -> None:
+        self._inner, self._server = inner, server
+        self.transport: Any = None
+        self.evicted = False
 
     def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self._server._connections[transport] = self
+        self._server._idle[self] = None  # nothing asked yet: idle until the first bytes
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        self._server._idle.pop(self, None)  # a request is coming in: busy until it is answered
         self._inner.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -131,7 +161,7 @@ class _Counted(asyncio.Protocol):
         self._inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._on_lost()
+        self._server._connection_closed(self)
         self._inner.connection_lost(exc)
 
 
@@ -140,8 +170,10 @@ class RestServer:
                  max_body_bytes: int = 64 * 1024 * 1024, max_tensor_bytes: int = 64 * 1024 * 1024,
                  timeout_ms: int = 30_000, max_connections: int = 512, idle_timeout: float = 30.0,
                  read_timeout: float = 30.0, backlog: int = 1024, workers: int = 16,
-                 request_logs: RequestLogs | None = None) -> None:
+                 request_logs: RequestLogs | None = None, metrics: Metrics = NO_METRICS,
+                 metrics_path: str | None = None) -> None:
         self.manager, self.batchers = manager, batchers
+        self.metrics, self.metrics_path = metrics, metrics_path
         self.logs = request_logs or RequestLogs()
         self.max_body_bytes, self.max_tensor_bytes = max_body_bytes, max_tensor_bytes
         self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
@@ -157,21 +189,64 @@ class RestServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="rest", daemon=True)
         self._runner: web.AppRunner | None = None
         self._server: asyncio.AbstractServer | None = None
-        self._open = 0  # admitted connections not yet closed; read and written on the loop thread only
+        # Read and written on the loop thread only:
+        self._open = 0  # admitted connections not yet closed (an evicted one stops counting at once)
+        self._connections: dict[Any, _Counted] = {}  # transport -> its connection
+        self._idle: collections.OrderedDict[_Counted, None] = collections.OrderedDict()  # longest idle first
+        self.evicted = 0  # idle connections closed to admit a new one
+        self.connection_cap = max_connections
 
     @property
     def open_connections(self) -> int:
         """Connections admitted under the cap and still open (refused ones are not counted)."""
         return self._open
 
-    def _connection_closed(self) -> None:
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle)
+
+    def _connection_closed(self, conn: _Counted) -> None:
+        self._idle.pop(conn, None)
+        self._connections.pop(conn.transport, None)
+        if not conn.evicted:
+            self._open -= 1
+
+    def _evict_idle(self) -> bool:
+        """Close the connection idle the longest (fair admission at the cap); False when none is idle."""
+        if not self._idle:
+            return False
+        conn, _ = self._idle.popitem(last=False)
+        conn.evicted = True
         self._open -= 1
+        self.evicted += 1
+        conn.transport.close()
+        return True
+
+    def _request_done(self, transport: Any) -> None:
+        """The connection's request is answered: idle again, the most recently used."""
+        conn = self._connections.get(transport)
+        if conn is not None and not conn.evicted and not transport.is_closing():
+            self._idle[conn] = None
+            self._idle.move_to_end(conn)
+
+    def _loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        """asyncio's own errors: a failed accept (out of file descriptors) is logged at most once
+        per interval with the count, and idle connections are closed to free descriptors; asyncio
+        retries accepting after a second. Anything else goes to asyncio's default handler."""
+        if context.get("message") == ACCEPT_FAILED:
+            freed = sum(self._evict_idle() for _ in range(ACCEPTS_PER_WAKEUP))
+            _limited.log("accept", logging.WARNING, "rest: accepting a connection failed (%s); %d idle "
+                         "connection(s) closed to free file descriptors", context.get("exception"), freed)
+            return
+        loop.default_exception_handler(context)
 
     # --- lifecycle -----------------------------------------------------------------------------
     def start(self) -> None:
         server_log = logging.getLogger("aiohttp.server")
         if _client_filter not in server_log.filters:
             server_log.addFilter(_client_filter)
+        self.connection_cap = _fd_limited_cap(self.max_connections)
+        self._loop.set_exception_handler(self._loop_exception)
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
 
@@ -184,12 +259,13 @@ class RestServer:
         handler_factory = self._runner.server
 
         def factory() -> asyncio.Protocol:
-            if self._open >= self.max_connections:
-                return _Refuse()
+            if self._open >= self.connection_cap and not self._evict_idle():
+                return _Refuse()  # every admitted connection is busy with a request
             self._open += 1
-            return _Counted(handler_factory(), self._connection_closed)
+            return _Counted(handler_factory(), self)
 
-        self._server = await self._loop.create_server(factory, sock=self._sock, backlog=self.backlog)
+        self._server = await self._loop.create_server(factory, sock=self._sock, backlog=ACCEPTS_PER_WAKEUP)
+        self._sock.listen(self.backlog)  # the kernel's queue stays long; asyncio's batch stays short
 
     def stop(self) -> None:
         async def shutdown() -> None:
@@ -206,7 +282,17 @@ class RestServer:
 
     # --- requests ------------------------------------------------------------------------------
     async def _handle(self, request: web.Request) -> web.Response:
+        try:
+            return await self._respond(request)
+        finally:  # answered (or failed): the connection is idle again, the most recently used
+            self._request_done(request.transport)
+
+    async def _respond(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
+        if path == self.metrics_path and request.method == "GET":
+            # http_server.cc: the Prometheus page on the REST port, text format 0.0.4.
+            page = await self._loop.run_in_executor(self._pool, self.metrics.render)
+            return web.Response(text=page, content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"})
         body = b""
         try:
             if request.method == "POST":
@@ -233,14 +319,24 @@ class RestServer:
         return status, json_codec.dumps({"error": message})
 
     def process(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
-        """(HTTP status, JSON body) for one request; runs in the worker pool."""
+        """(HTTP status, JSON body) for one request; runs in the worker pool. Predict, Classify
+        and Regress calls are counted and timed by status, entrypoint "REST" (TF Serving's
+        http_rest_api_handler.cc records the same metrics as its gRPC service)."""
+        started, status = time.perf_counter(), OK
         try:
             return 200, json_codec.dumps(self._dispatch(method, path, body))
         except ServingError as e:
+            status = e.code.name
             return self._client_error(method, path, e.http_status, e.message)
         except Exception as e:
+            status = "INTERNAL"
             log.exception("REST %s %s failed", method, path[:200])
             return 500, json_codec.dumps({"error": f"{type(e).__name__}: {e}"})
+        finally:
+            m = PREDICTION_API.fullmatch(path) if method == "POST" and self.metrics is not NO_METRICS else None
+            if m:
+                self.metrics.request(urllib.parse.unquote(m.group(1)), m.group(4).capitalize(), "REST", status,
+                                     time.perf_counter() - started)
 
     def _dispatch(self, method: str, path: str, body: bytes) -> Any:
         malformed = InvalidArgument(f"Malformed request: {method} {path[:200]}")
@@ -253,7 +349,7 @@ class RestServer:
             doc = json_codec.parse_body(body)
             model = self.manager.resolve(name, version, label)
             if verb == "predict":
-                sig = inference.signature(model, doc.get("signature_name", ""))
+                sig = _rest_signature(model, doc.get("signature_name", ""))
                 feeds, columnar = json_codec.predict_feeds(doc, sig)
                 outputs = inference.predict(model, sig, feeds, [], self.batchers)
                 self.logs.offer(model, sig.name, lambda: _predict_log(model, sig.name, feeds, outputs))
@@ -292,6 +388,16 @@ class RestServer:
                             "error_message": s.status.error_message}}
                 for s in status.model_version_status]}
         raise malformed
+
+
+def _rest_signature(model: Any, name: str) -> Any:
+    """REST predict's signature lookup: an unknown name is INVALID_ARGUMENT (400) with the text of
+    TF Serving's REST path (http_rest_api_handler.cc -> json_tensor.cc FillPredictRequestFromJson's
+    signature getter), unlike gRPC's FAILED_PRECONDITION from predict_util.cc."""
+    name = name or inference.DEFAULT_SIGNATURE
+    if name not in model.signatures:
+        raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+    return model.signatures[name]
 
 
 def _state_name(state: int) -> str:
@@ -352,3 +458,20 @@ def _metadata_json(response: Any) -> dict:
     options = {"preserving_proto_field_name": True, "always_print_fields_with_no_presence": True}
     return {"model_spec": json_format.MessageToDict(response.model_spec, **options),
             "metadata": {"signature_def": json_format.MessageToDict(sig_map, **options)}}
+
+
+def _fd_limited_cap(max_connections: int) -> int:
+    """The REST connection cap, lowered to fit the file-descriptor limit: the soft RLIMIT_NOFILE
+    minus what is open now and FD_HEADROOM. Beyond it accepts would fail (EMFILE)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return max_connections
+    try:
+        in_use = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        in_use = 64
+    cap = max(1, min(max_connections, soft - in_use - FD_HEADROOM))
+    if cap < max_connections:
+        log.warning("rest: connection cap %d lowered to %d to fit the file-descriptor limit %d (%d open)",
+                    max_connections, cap, soft, in_use)
+    return cap

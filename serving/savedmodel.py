@@ -40,6 +40,9 @@ class Signature:
     method_name: str
     inputs: dict[str, TensorSpec]
     outputs: dict[str, TensorSpec]
+    # SignatureDef.defaults: a value for an input alias a request may leave out (TF >= 2.13's
+    # meta_graph.proto; tensorflow/cc/saved_model/util.cc GetInputValues feeds it in its place).
+    defaults: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_proto(cls, name: str, proto: Any) -> "Signature":
@@ -49,7 +52,11 @@ class Signature:
                 shape = None if info.tensor_shape.unknown_rank else tuple(d.size for d in info.tensor_shape.dim)
                 out[alias] = TensorSpec(alias, info.name, info.dtype, shape)
             return out
-        return cls(name, proto.method_name, specs(proto.inputs), specs(proto.outputs))
+        defaults = {}
+        if proto.DESCRIPTOR.fields_by_name.get("defaults") is not None:
+            from serving import tensors
+            defaults = {alias: tensors.to_array(value, 2**62, alias) for alias, value in proto.defaults.items()}
+        return cls(name, proto.method_name, specs(proto.inputs), specs(proto.outputs), defaults)
 
 
 class LoadedVersion:

@@ -21,6 +21,7 @@ from serving import inference
 from serving.batching import Batchers, BatchingParameters
 from serving.errors import InvalidArgument
 from serving.grpc_service import ModelService, PredictionService
+from serving.metrics import NO_METRICS, Metrics
 from serving.model_manager import ModelConfig, ModelManager
 from serving.request_log import LoggerLimits, RequestLogs
 from serving.rest import RestServer
@@ -40,20 +41,24 @@ class ModelServer:
                  rest_idle_timeout: float = 30.0, workers: int = 16, tls: tuple[bytes, bytes] | None = None,
                  keep_served_signatures: bool = True, model_config_file: str | None = None,
                  config_poll_seconds: float = 0.0, request_log_limits: LoggerLimits | None = None,
-                 session_config: Any = None) -> None:
-        self.batchers = Batchers(batching)
+                 session_config: Any = None, metrics_path: str | None = None) -> None:
+        # --monitoring_config_file: metrics are recorded only when they are exposed somewhere.
+        self.metrics = Metrics() if metrics_path and rest_port is not None else NO_METRICS
+        self.batchers = Batchers(batching, self.metrics)
         self.request_logs = RequestLogs(request_log_limits)
+        self.metrics.add_collector(self.request_logs.collect)
         self.max_tensor_bytes = max_tensor_bytes
         self.manager = ModelManager(
             models, poll_seconds, keep_served_signatures=keep_served_signatures, session_config=session_config,
-            warm_up=lambda model: inference.warm_up(model, self.batchers, max_tensor_bytes))
+            metrics=self.metrics, warm_up=lambda model: inference.warm_up(model, self.batchers, max_tensor_bytes))
         self.host, self.max_message_bytes = host, max_message_bytes
         self.model_config_file, self.config_poll_seconds = model_config_file, config_poll_seconds
         options = [("grpc.max_receive_message_length", max_message_bytes),
                    ("grpc.max_send_message_length", max_message_bytes)]
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionService(self.manager, self.batchers, max_tensor_bytes, self.request_logs), self.grpc)
+            PredictionService(self.manager, self.batchers, max_tensor_bytes, self.request_logs, self.metrics),
+            self.grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(
             ModelService(self.manager, self.reload_config, self.request_logs), self.grpc)
         self.health = health.HealthServicer()
@@ -67,7 +72,8 @@ class ModelServer:
         self.rest = RestServer(self.manager, self.batchers, host, rest_port, max_body_bytes=max_body_bytes,
                                max_tensor_bytes=max_tensor_bytes, timeout_ms=rest_timeout_ms,
                                max_connections=rest_max_connections, idle_timeout=rest_idle_timeout,
-                               workers=workers, request_logs=self.request_logs) if rest_port is not None else None
+                               workers=workers, request_logs=self.request_logs, metrics=self.metrics,
+                               metrics_path=metrics_path) if rest_port is not None else None
         self.rest_port = self.rest.port if self.rest else None
         self._stop = threading.Event()
         self._config_thread: threading.Thread | None = None

@@ -202,3 +202,54 @@ def write_warmup(export_dir: str, requests: list) -> str:
              }[kind].request.CopyFrom(request)
             writer.write(log.SerializeToString())
     return path
+
+
+def signature_defaults_tf1(export_dir: str, k: float = 10.0) -> str:
+    """y = x * k, with `k` a SignatureDef default (meta_graph.proto `defaults`, TF >= 2.13): a
+    request may leave `k` out and GetInputValues (tensorflow/cc/saved_model/util.cc) feeds the
+    default. TF's builders do not write defaults from TF1 graphs, so they are added to
+    saved_model.pb after the save, as an exporter that sets them would write them."""
+    import tensorflow.compat.v1 as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    graph = tf.Graph()
+    with graph.as_default(), tf.Session(graph=graph) as sess:
+        x = tf.placeholder(tf.float32, name="x", shape=[None])
+        scale = tf.placeholder(tf.float32, name="k", shape=[])
+        y = tf.identity(x * scale, name="y")
+        info = tf.saved_model.utils.build_tensor_info
+        signature = tf.saved_model.signature_def_utils.build_signature_def(
+            {"x": info(x), "k": info(scale)}, {"y": info(y)}, tf.saved_model.signature_constants.PREDICT_METHOD_NAME)
+        builder = tf.saved_model.builder.SavedModelBuilder(export_dir)
+        builder.add_meta_graph_and_variables(sess, [tf.saved_model.tag_constants.SERVING],
+                                             signature_def_map={"serving_default": signature})
+        builder.save()
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved = saved_model_pb2.SavedModel()
+    with open(path, "rb") as f:
+        saved.ParseFromString(f.read())
+    saved.meta_graphs[0].signature_def["serving_default"].defaults["k"].CopyFrom(tf.make_tensor_proto(k, tf.float32))
+    with open(path, "wb") as f:
+        f.write(saved.SerializeToString())
+    return export_dir
+
+
+def images_tf2(export_dir: str, seed: int = 0) -> str:
+    """A 28x28-image classifier with fixed random weights (softmax of the flattened image times a
+    784x10 matrix): each image gets its own answer, so a batcher that mixed answers up shows."""
+    import numpy as np
+    import tensorflow as tf
+
+    weights = np.random.default_rng(seed).normal(0, 0.3, (784, 10)).astype(np.float32)
+
+    class Images(tf.Module):
+        def __init__(self) -> None:
+            self.w = tf.Variable(weights)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32, name="images")])
+        def serve(self, images):
+            return {"probabilities": tf.nn.softmax(tf.matmul(tf.reshape(images, [-1, 784]), self.w))}
+
+    module = Images()
+    tf.saved_model.save(module, export_dir, signatures={"serving_default": module.serve})
+    return export_dir

@@ -4,7 +4,9 @@ Sources (tensorflow/serving): TMS = tensorflow_serving/model_servers/tensorflow_
 HANDLER = tensorflow_serving/model_servers/http_rest_api_handler_test.cc,
 JSON = tensorflow_serving/util/json_tensor_test.cc, REST_MD = tensorflow_serving/g3doc/api_rest.md,
 PREDICT = tensorflow_serving/servables/tensorflow/predict_util.cc,
-METADATA = tensorflow_serving/servables/tensorflow/get_model_metadata_impl.cc.
+METADATA = tensorflow_serving/servables/tensorflow/get_model_metadata_impl.cc,
+INPUTS = tensorflow/cc/saved_model/util.cc (TensorFlow; GetInputValues, called by PREDICT's RunPredict),
+MODEL_SERVICE = tensorflow_serving/model_servers/model_service_impl.cc.
 The models are built in the set-up from upstream's generator scripts (tests/tfs_models.py); one
 real server on 127.0.0.1 is shared by the module. Where we differ, README "Known differences".
 """
@@ -51,13 +53,15 @@ def models(tmp_path_factory):
     tfs_models.json_cases_tf2(str(root / "cases" / "1"))
     tfs_models.scalar_tf2(str(root / "scalar" / "00000123"))
     tfs_models.keras_sequential(str(root / "keras" / "00000123"))
+    tfs_models.signature_defaults_tf1(str(root / "defaults" / "1"))
     return root
 
 
 @pytest.fixture(scope="module")
 def server(models):
     configs = [ModelConfig(n, str(models / n)) for n in
-               ("default", "half_plus_three", "tf2", "counter", "counter_warm", "cases", "scalar", "keras")]
+               ("default", "half_plus_three", "tf2", "counter", "counter_warm", "cases", "scalar", "keras",
+                "defaults")]
     # HANDLER: the 2-version model with a specific policy on 123 and label Version_Label -> 123.
     configs.append(ModelConfig(TWO_VERSIONS, str(models / TWO_VERSIONS), VersionPolicy("specific", specific=(123,)),
                                (("Version_Label", 123),)))
@@ -271,15 +275,43 @@ def test_output_filter_errors(stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "output tensor alias not found in signature: zz" in details
 
 
-def test_input_errors(stub):
-    """PREDICT VerifyRequestInputsSize: extra / missing inputs are INVALID_ARGUMENT naming them."""
+def _float_request(name: str, **inputs: list[float]) -> predict_pb2.PredictRequest:
+    """A Predict on model `name` with float32 inputs (shape [n] for n > 1 values, else a scalar)."""
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = "default"
-    request.inputs["q"].dtype = types_pb2.DT_FLOAT
-    request.inputs["q"].float_val.append(2.0)
+    request.model_spec.name = name
+    for key, values in inputs.items():
+        request.inputs[key].dtype = types_pb2.DT_FLOAT
+        request.inputs[key].float_val.extend(values)
+        if len(values) > 1:
+            request.inputs[key].tensor_shape.dim.add().size = len(values)
+    return request
+
+
+def test_input_errors(stub):
+    """INPUTS GetInputValues: a signature alias missing from the request (and without a default) and
+    a request alias the signature does not have are INVALID_ARGUMENT, with TensorFlow's texts."""
+    request = _float_request("default", q=[2.0])
     code, details = _code(lambda: stub.Predict(request, 30))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert "Sent extra: {q}" in details and "Missing but required: {x}" in details
+    assert details == ("Signature input alias: x(feed name: x:0) not found in request and no default value "
+                       "provided. Inputs expected to be in the request {q}, or default input alias set: ")
+    request.inputs["x"].CopyFrom(request.inputs["q"])
+    code, details = _code(lambda: stub.Predict(request, 30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "Inputs contains invalid name. Used request inputs: x, request input: q,x"
+
+
+def test_signature_defaults(stub):
+    """INPUTS GetInputValues: an input alias the request leaves out is fed the SignatureDef's
+    default (meta_graph.proto `defaults`); one the request gives overrides it."""
+    def predict(**inputs):
+        return list(stub.Predict(_float_request("defaults", **inputs), 30).outputs["y"].float_val)
+    assert predict(x=[1.0, 2.0]) == [10.0, 20.0]
+    assert predict(x=[1.0, 2.0], k=[3.0]) == [3.0, 6.0]
+    code, details = _code(lambda: stub.Predict(_float_request("defaults", k=[3.0]), 30))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Signature input alias: x(feed name: x:0) not found in request" in details
+    assert details.endswith("Inputs expected to be in the request {k}, or default input alias set: k")
 
 
 def test_metadata_needs_signature_def_field(stub):
@@ -290,7 +322,8 @@ def test_metadata_needs_signature_def_field(stub):
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     request.metadata_field.append("foo")
     code, details = _code(lambda: stub.GetModelMetadata(request, 30))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT and "MetadataField foo is not supported" in details
+    # ValidateGetModelMetadataRequest's errors::InvalidArgument concatenates: "%s" stays literal.
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details == "Metadata field %s is not supportedfoo"
 
 
 def test_unknown_label_and_version(stub):
@@ -335,6 +368,15 @@ def test_handle_reload_config_request(server, models, model_stub, stub):
         assert code == grpc.StatusCode.INVALID_ARGUMENT
     finally:
         server.manager.reload(before)
+
+
+def test_handle_reload_config_request_without_config(model_stub):
+    """MODEL_SERVICE HandleReloadConfigRequest: a request with no config (and so no
+    model_config_list) is INVALID_ARGUMENT with upstream's text; nothing is unloaded."""
+    code, details = _code(lambda: model_stub.HandleReloadConfigRequest(model_management_pb2.ReloadConfigRequest(), 60))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details == ("ServerModelConfig type not supported by HandleReloadConfigRequest. "
+                       "Only ModelConfigList is currently supported")
 
 
 # --- REST: tensorflow_model_server_test.py and http_rest_api_handler_test.cc ----------------------
@@ -464,6 +506,13 @@ def test_rest_get_status_by_version_and_label(server, path_tail):
     """HANDLER GetStatus: all versions, a version, a label."""
     assert rest(server, f"/v1/models/{TWO_VERSIONS}{path_tail}") == (200, {"model_version_status": [
         {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]})
+
+
+def test_rest_predict_unknown_signature(server):
+    """HANDLER / JSON (the REST path's signature lookup in json_tensor.cc's predict request
+    filling): an unknown signature_name is 400 with TF Serving's text (gRPC: FAILED_PRECONDITION)."""
+    status, doc = rest(server, "/v1/models/default:predict", {"signature_name": "nope", "instances": [1.0]})
+    assert (status, doc) == (400, {"error": 'Serving signature name: "nope" not found in signature def'})
 
 
 def test_rest_content_type(server):
