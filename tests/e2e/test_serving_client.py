@@ -140,13 +140,15 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
         assert not any(t.is_alive() for t in threads)
         assert proc.wait(timeout=300) == 0  # generous: a loaded 2-core machine is slow to drain
         # Every client ended on a refusal, none hung; every answer is complete and is its own
-        # client's answer. A refusal is UNAVAILABLE, or CANCELLED for a call sent after the signal
-        # (gRPC cancels a call that reaches a server already shutting down before a handler took
-        # it); a call sent before the signal must have been answered, not cancelled -- the drain.
+        # client's answer. A refusal is UNAVAILABLE (nothing listens any more) or CANCELLED: grpcio's
+        # Server.stop(grace) "immediately stops the server from servicing new RPCs" by cancelling
+        # calls no handler has started, while started ones run until the grace ends (600 s here,
+        # so none is cut off). Which of the two a call gets depends on when it reached the server,
+        # which a client clock cannot tell (stress: CANCELLED for calls sent 0.2-0.3 ms before the
+        # signal), so both count as refusals; the drain is what the next assertion shows.
         assert len(errors) == 6, errors
         for sent, e in errors:
-            assert e.code() == grpc.StatusCode.UNAVAILABLE or (
-                e.code() == grpc.StatusCode.CANCELLED and sent > signalled), (sent - signalled, e)
+            assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), (sent - signalled, e)
         for k, sent, received, got, expected in answers:
             assert [p.class_id for p in got] == [p.class_id for p in expected], k
             np.testing.assert_allclose([p.probabilities for p in got], [p.probabilities for p in expected],
