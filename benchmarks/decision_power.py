@@ -81,7 +81,7 @@ def run_evaluator(run_output: Any, tmp: Path, candidate: str, served: str | None
     examples.uri = source.uri
     examples.split_names = source.properties["split_names"].string_value
     models = []
-    for uri in (candidate, served):
+    for uri in (candidate, served) if served else (candidate,):
         model = standard_artifacts.Model()
         model.uri = uri
         models.append(model)
