@@ -6,6 +6,7 @@ stock ones.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -20,6 +21,8 @@ from tfx.utils import json_utils, proto_utils
 
 from components import csv_example_gen, pusher
 from components.baseline import has_saved_model
+from components.decision import DecisionPolicy
+from components.paired_blessing import amend_blessing
 from schema.contract import TRAIN_SPLIT
 
 
@@ -45,6 +48,7 @@ class FastCsvExampleGen(tfx.components.CsvExampleGen):
 # property before running the stock executor, so artifacts and behaviour stay TFX's own.
 
 EPOCHS_KEY, THRESHOLD_KEY, SERVING_DIR_KEY = "epochs", "accuracy_threshold", "serving_model_dir"
+POLICY_KEY = "decision_policy"   # Evaluator: components/decision.DecisionPolicy as JSON
 
 
 # Optional Trainer input: the training data's statistics, so run_fn knows the split's size
@@ -109,20 +113,30 @@ class EpochsTrainer(tfx.components.Trainer):
 
 
 class _EvaluatorSpec(specs.EvaluatorSpec):
-    PARAMETERS = {**specs.EvaluatorSpec.PARAMETERS, THRESHOLD_KEY: ExecutionParameter(type=float, optional=True)}
+    PARAMETERS = {**specs.EvaluatorSpec.PARAMETERS, THRESHOLD_KEY: ExecutionParameter(type=float, optional=True),
+                  POLICY_KEY: ExecutionParameter(type=str, optional=True)}
 
 
 def set_lower_bounds(eval_config_json: str, value: float) -> str:
-    """Every value_threshold.lower_bound in the EvalConfig JSON set to `value`."""
+    """The overall slice's value_threshold.lower_bound(s) in the EvalConfig JSON set to `value`.
+
+    Only thresholds whose slicing specs are all the overall slice: the per-class recall floors
+    (thresholds on the label slices) keep their own value.
+    """
     config = json.loads(eval_config_json)
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
-            for key, child in node.items():
-                if key in ("value_threshold", "valueThreshold") and isinstance(child, dict):
-                    for bound in ("lower_bound", "lowerBound"):
-                        if bound in child:
-                            child[bound] = value
+            for key in ("per_slice_thresholds", "perSliceThresholds"):
+                for per_slice in node.get(key, []):
+                    specs_ = per_slice.get("slicing_specs", per_slice.get("slicingSpecs", [{}]))
+                    bound = per_slice.get("threshold", {})
+                    bound = bound.get("value_threshold", bound.get("valueThreshold", {}))
+                    if all(not spec for spec in specs_):
+                        for name in ("lower_bound", "lowerBound"):
+                            if name in bound:
+                                bound[name] = value
+            for child in node.values():
                 visit(child)
         elif isinstance(node, list):
             for child in node:
@@ -141,20 +155,28 @@ class _ThresholdEvaluatorExecutor(evaluator_executor.Executor):
             input_dict = {**input_dict, specs.BASELINE_MODEL_KEY: []}
         props = dict(exec_properties)
         threshold = props.pop(THRESHOLD_KEY, None)
+        policy = DecisionPolicy(**json.loads(props.pop(POLICY_KEY, None) or "{}"))
         if threshold is not None and props.get(specs.EVAL_CONFIG_KEY):
             props[specs.EVAL_CONFIG_KEY] = set_lower_bounds(props[specs.EVAL_CONFIG_KEY], float(threshold))
-        return super().Do(input_dict, output_dict, props)
+        super().Do(input_dict, output_dict, props)
+        # TFMA's thresholds have decided; the paired test against the served model amends it.
+        amend_blessing(artifact_utils.get_single_instance(output_dict[specs.BLESSING_KEY]),
+                       artifact_utils.get_single_uri(output_dict[specs.EVALUATION_KEY]),
+                       has_baseline=bool(input_dict.get(specs.BASELINE_MODEL_KEY)), policy=policy)
 
 
 class ThresholdEvaluator(tfx.components.Evaluator):
-    """Evaluator with the blessing threshold as its own property (overrides the EvalConfig's)."""
+    """Evaluator with the blessing threshold and the paired-decision policy as its own properties
+    (the threshold overrides the EvalConfig's overall bound; components/paired_blessing.py)."""
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(_ThresholdEvaluatorExecutor)
 
     def __init__(self, *, examples: Any, model: Any, baseline_model: Any, eval_config: Any,
-                 example_splits: list[str], accuracy_threshold: Any = None) -> None:
+                 example_splits: list[str], accuracy_threshold: Any = None,
+                 decision_policy: DecisionPolicy | None = None) -> None:
         spec = _EvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, eval_config=eval_config,
             example_splits=json_utils.dumps(example_splits), accuracy_threshold=accuracy_threshold,
+            decision_policy=json.dumps(dataclasses.asdict(decision_policy or DecisionPolicy()), sort_keys=True),
             fairness_indicator_thresholds=json_utils.dumps(None),
             evaluation=tfx_types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=tfx_types.Channel(type=standard_artifacts.ModelBlessing))

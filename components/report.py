@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from schema.contract import ACCURACY_METRIC, CLASS_NAMES, NUM_CLASSES, REPORT_FILE
+from schema.contract import ACCURACY_METRIC, CLASS_NAMES, LABEL_KEY, NUM_CLASSES, REPORT_FILE
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,26 @@ def confusion_from_tfma(evaluation_uri: str) -> np.ndarray:
     raise ValueError(f"{evaluation_uri}: no multi_class_confusion_matrix_plot for the overall slice")
 
 
+def threshold_failures(evaluation_uri: str) -> list[str]:
+    """TFMA's failed thresholds, one line each, naming the class for a label slice's floor."""
+    import tensorflow_model_analysis as tfma
+
+    failures = []
+    for per_slice in tfma.load_validation_result(evaluation_uri).metric_validations_per_slice:
+        keys = per_slice.slice_key.single_slice_keys
+        where = (f"class {keys[0].int64_value} {CLASS_NAMES[keys[0].int64_value]} recall"
+                 if len(keys) == 1 and keys[0].column == LABEL_KEY and 0 <= keys[0].int64_value < NUM_CLASSES
+                 else "overall")
+        for f in per_slice.failures:
+            bound = f.metric_threshold.value_threshold.lower_bound.value
+            limit = "threshold" if where == "overall" else "floor"
+            kind = (f"below the {limit} {bound:g}" if f.metric_threshold.HasField("value_threshold")
+                    else " ".join(str(f.metric_threshold).split()))
+            diff = " (vs. baseline)" if f.metric_key.is_diff else ""
+            failures.append(f"{where}: {f.metric_key.name}{diff} = {f.metric_value.double_value.value:.4f} {kind}")
+    return failures
+
+
 def blessing_from_tfma(evaluation_uri: str, blessed: bool) -> Blessing:
     """Threshold, candidate and baseline accuracy and failure reasons from TFMA's outputs."""
     import tensorflow_model_analysis as tfma
@@ -77,7 +97,8 @@ def blessing_from_tfma(evaluation_uri: str, blessed: bool) -> Blessing:
         for metric in spec.get("metrics", []):
             for per_slice in metric.get("perSliceThresholds", []):
                 bound = per_slice.get("threshold", {}).get("valueThreshold", {}).get("lowerBound")
-                if bound is not None:
+                overall = all(not s for s in per_slice.get("slicingSpecs", [{}]))  # not a class floor
+                if bound is not None and overall:
                     threshold = float(bound)
     accuracy = baseline = None
     for metrics in tfma.load_metrics(evaluation_uri):
@@ -91,14 +112,7 @@ def blessing_from_tfma(evaluation_uri: str, blessed: bool) -> Blessing:
                 baseline = value
             else:
                 accuracy = value
-    validation = tfma.load_validation_result(evaluation_uri)
-    failures = []
-    for failure in validation.metric_validations_per_slice:
-        for f in failure.failures:
-            failures.append(f"{f.metric_key.name}"
-                            f"{' (vs. baseline)' if f.metric_key.is_diff else ''} = "
-                            f"{f.metric_value.double_value.value:.4f} fails "
-                            f"{str(f.metric_threshold).strip().replace(chr(10), ' ')}")
+    failures = threshold_failures(evaluation_uri)
     return Blessing(blessed, threshold, accuracy, baseline, failures)
 
 
@@ -174,9 +188,35 @@ def data_rows(data_input: dict[str, Any] | None) -> str:
     return "\n".join(rows)
 
 
+def decision_section(decision: dict[str, Any] | None) -> str:
+    """The paired decision (components/paired_blessing.py's decision.json) and its table per class."""
+    if not decision:
+        return ""
+    head = (f'<h2>Decision against the served model</h2>\n<p id="decision">{html.escape(decision["summary"])}</p>')
+    if not decision.get("classes"):
+        return head
+
+    def recall(c: dict[str, int], side: str) -> float:
+        rows = sum(c.values())
+        return (c["both_right"] + c[side]) / rows if rows else 0.0
+    rows = []
+    for v in decision["classes"]:
+        c = v["counts"]
+        cand, served = recall(c, "only_candidate"), recall(c, "only_served")
+        verdict = "REFUSED: dropped with evidence" if v["refused"] else "ok"
+        rows.append(f"<tr><td>{v['class_id']}</td><td>{html.escape(v['name'])}</td><td>{cand:.4f}</td>"
+                    f"<td>{served:.4f}</td><td>{100 * (cand - served):+.2f}</td><td>{c['only_candidate']}</td>"
+                    f"<td>{c['only_served']}</td><td>{v['adjusted_p_value']:.3g}</td><td>{verdict}</td></tr>")
+    return (head + '\n<table id="decision-classes"><tr><th>id</th><th>class</th><th>candidate recall</th>'
+            "<th>served recall</th><th>difference (points)</th><th>rows only the candidate gets right</th>"
+            "<th>rows only the served model gets right</th><th>Holm-adjusted McNemar p</th><th>verdict</th></tr>\n"
+            + "\n".join(rows) + "</table>")
+
+
 def write_report(out_dir: str, *, history: dict[str, list[float]], confusion: np.ndarray,
                  blessing: Blessing, misclassified: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 run_info: dict[str, str], data_input: dict[str, Any] | None = None) -> str:
+                 run_info: dict[str, str], data_input: dict[str, Any] | None = None,
+                 decision: dict[str, Any] | None = None) -> str:
     """Writes index.html, the PNGs and per_class.json into out_dir; returns the HTML path."""
     os.makedirs(out_dir, exist_ok=True)
     plot_history(history, os.path.join(out_dir, "history.png"))
@@ -193,7 +233,7 @@ def write_report(out_dir: str, *, history: dict[str, list[float]], confusion: np
         f"<tr><td>{r['class_id']}</td><td>{html.escape(r['class_name'])}</td>"
         f"<td>{r['precision']:.4f}</td><td>{r['recall']:.4f}</td><td>{r['f1']:.4f}</td>"
         f"<td>{r['support']}</td></tr>" for r in table)
-    decision = "BLESSED (pushed if the Pusher ran)" if blessing.blessed else "NOT BLESSED (not pushed)"
+    verdict = "BLESSED (pushed if the Pusher ran)" if blessing.blessed else "NOT BLESSED (not pushed)"
     failures = "".join(f"<li>{html.escape(f)}</li>" for f in blessing.failures) or "<li>none</li>"
     info = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
                    for k, v in run_info.items())
@@ -203,13 +243,14 @@ def write_report(out_dir: str, *, history: dict[str, list[float]], confusion: np
 table{{border-collapse:collapse}}tr:nth-child(even){{background:#f3f3f3}}</style></head><body>
 <h1>Fashion-MNIST run report</h1>
 <table>{info}</table>
-<h2>Blessing: {decision}</h2>
+<h2>Blessing: {verdict}</h2>
 <table>
 <tr><th>test accuracy (candidate)</th><td id="accuracy">{fmt(blessing.accuracy)}</td></tr>
 <tr><th>threshold (lower bound)</th><td id="threshold">{fmt(blessing.threshold)}</td></tr>
 <tr><th>baseline (latest blessed model)</th><td id="baseline">{fmt(blessing.baseline_accuracy)}</td></tr>
 </table>
 <p>Failed checks:</p><ul>{failures}</ul>
+{decision_section(decision)}
 <h2>Data</h2>
 <table id="data"><tr><th>split</th><th>files read</th><th>rows taken</th><th>blank lines skipped</th>
 <th>rows refused</th><th>images also in the training split</th></tr>

@@ -83,6 +83,7 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
     wrong = np.nonzero(predicted != labels)[0]
     run_info = {"model": model.uri, "evaluation": evaluation.uri,
                 "test examples": str(len(labels)), "misclassified": str(len(wrong))}
+    from components.paired_blessing import load_decision
     from components.warm_start import read_record
     start = read_record(model_run.uri)   # span mode: warm or cold start, and why
     if start:
@@ -94,4 +95,5 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
         blessing=report.blessing_from_tfma(evaluation.uri, blessed),
         misclassified=(pixels[wrong], labels[wrong], predicted[wrong]),
         data_input=_data_input(examples.uri),
-        run_info=run_info)
+        run_info=run_info,
+        decision=load_decision(blessing.uri))

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.decision import POLICIES, DecisionPolicy
 from components.training_config import ConfigError, TrainingConfig, field_names as training_fields
 
 __all__ = ["PRESETS", "ConfigError", "PipelineConfig", "TrainingConfig", "load_config"]
@@ -43,8 +44,15 @@ class PipelineConfig:
     # Training, model and Trainer input: components/training_config.py (its fields are set by name,
     # e.g. `--set epochs=20`, like this class's own).
     training: TrainingConfig = TrainingConfig()
-    # Blessing.
+    # Blessing: TFMA's thresholds (overall accuracy, each class's recall), then -- when a model is
+    # served -- the paired test against it (components/decision.py; README "Blessing"). The floor's
+    # default sits below the weakest class of the measured full-data models (Shirt 0.77-0.86).
     accuracy_threshold: float = 0.915
+    class_recall_floor: float = 0.70
+    significance_level: float = DecisionPolicy.significance_level
+    no_evidence_policy: str = DecisionPolicy.no_evidence
+    max_regression: float = DecisionPolicy.max_regression
+    max_class_drop: float = DecisionPolicy.max_class_drop
     # Servability (InfraValidator): test rows sent as Predict + Classify requests (and shipped in the
     # pushed model as TF Serving warm-up records), then a bounded single-image load whose p99 must
     # stay under the limit (0 = no latency gate).
@@ -98,6 +106,11 @@ class PipelineConfig:
         self.training.validate()
         checks = [
             ("accuracy_threshold", 0 <= self.accuracy_threshold <= 1, "must be in [0, 1]"),
+            ("class_recall_floor", 0 <= self.class_recall_floor <= 1, "must be in [0, 1] (0: no floor)"),
+            ("significance_level", 0 < self.significance_level < 1, "must be in (0, 1)"),
+            ("no_evidence_policy", self.no_evidence_policy in POLICIES, f"must be one of {', '.join(POLICIES)}"),
+            ("max_regression", 0 <= self.max_regression < 1, "must be in [0, 1)"),
+            ("max_class_drop", 0 <= self.max_class_drop < 1, "must be in [0, 1)"),
             ("infra_num_examples", self.infra_num_examples >= 1, "must be >= 1"),
             ("infra_latency_requests", self.infra_latency_requests >= 1, "must be >= 1"),
             ("infra_latency_p99_ms", self.infra_latency_p99_ms >= 0, "must be >= 0 (0: no latency gate)"),
@@ -120,6 +133,11 @@ class PipelineConfig:
                                   "pattern without a directory part (it matches names in data_root)")
         return self
 
+    def decision_policy(self) -> DecisionPolicy:
+        """What the Evaluator's paired test uses (its defaults are DecisionPolicy's)."""
+        return DecisionPolicy(significance_level=self.significance_level, no_evidence=self.no_evidence_policy,
+                              max_regression=self.max_regression, max_class_drop=self.max_class_drop)
+
     def data_input_options(self) -> dict[str, Any]:
         """What FastCsvExampleGen checks beyond the split patterns (its custom_config)."""
         return {"file_counts": {"train": self.train_file_count, "test": self.test_file_count},
@@ -137,14 +155,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The embedded default: the committed 2,500/600-row sample, a few epochs, a threshold the
     # sample can meet, so `make run` finishes in minutes on a laptop.
     "sample": {"pipeline_name": "fmnist-sample", "output_root": str(DEFAULT_OUTPUT / "sample"),
-               "epochs": 8, "batch_size": 64, "accuracy_threshold": 0.6,
+               "epochs": 8, "batch_size": 64, "accuracy_threshold": 0.6, "class_recall_floor": 0.3,
                "early_stopping_patience": 3},
     # The committed sample split into two spans (data/sample-spans, tools/make_span_sample.py):
     # `make run-spans` runs span 1, then span 2 (warm start, compared with span 1's served model).
     "sample-spans": {"pipeline_name": "fmnist-sample-spans", "output_root": str(DEFAULT_OUTPUT / "sample-spans"),
                      "data_root": str(PROJECT_ROOT / "data" / "sample-spans"), "spans": True,
                      "epochs": 8, "warm_start_epochs": 3, "batch_size": 64, "accuracy_threshold": 0.6,
-                     "early_stopping_patience": 3},
+                     "class_recall_floor": 0.3, "early_stopping_patience": 3},
     # The full data set's production settings: two convolutions per block, label smoothing.
     "default": {"convs_per_block": 2, "dropout": 0.35, "conv_dropout": 0.175, "label_smoothing": 0.1,
                 "epochs": 18, "early_stopping_patience": 5},

@@ -17,6 +17,7 @@ import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
+from components import paired_metric
 from components.baseline import ServedModelBaseline
 from components.csv_example_gen import input_options
 from components.custom_components import AtomicPusher, EpochsTrainer, FastCsvExampleGen, ThresholdEvaluator
@@ -38,22 +39,31 @@ from schema.contract import (
 )
 
 
-def eval_config(accuracy_threshold: Any) -> tfma.EvalConfig:
-    """Accuracy overall and per class (sliced by label); bless above the threshold, no regression."""
-    threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": accuracy_threshold}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -1e-10}))
+def eval_config(accuracy_threshold: Any, class_recall_floor: float = 0.0) -> tfma.EvalConfig:
+    """Accuracy overall and per class (sliced by label), and the paired outcomes against the served model.
+
+    TFMA's thresholds: overall accuracy above `accuracy_threshold`, and every class's recall (the
+    accuracy on its label slice) above `class_recall_floor`. No change threshold: whether the
+    candidate beats the served model is the paired test's question (components/paired_blessing.py),
+    decided from the PairedOutcomes counts computed here, overall and per label slice.
+    """
+    def above(bound: Any) -> tfma.MetricThreshold:
+        return tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": bound}))
+
+    thresholds = [config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                                     threshold=above(accuracy_threshold))]
+    if class_recall_floor:
+        thresholds.append(config_pb2.PerSliceMetricThreshold(
+            slicing_specs=[tfma.SlicingSpec(feature_keys=[LABEL_KEY])], threshold=above(class_recall_floor)))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=EVAL_SIGNATURE, label_key=LABEL_KEY,
                                     prediction_key=PROBABILITIES_OUTPUT)],
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="ExampleCount"),
-            # Thresholds on the overall slice only: per-class accuracy is reported, not gated.
-            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
-                config_pb2.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()], threshold=threshold)]),
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=thresholds),
             tfma.MetricConfig(class_name="MultiClassConfusionMatrixPlot"),
+            tfma.MetricConfig(class_name="PairedOutcomes", module=paired_metric.__name__),
         ])])
 
 
@@ -190,8 +200,9 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         example_splits=[TEST_SPLIT, HOLDOUT_SPLIT] if config.spans else [TEST_SPLIT],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["baseline"],
-        eval_config=eval_config(config.accuracy_threshold),
-        accuracy_threshold=accuracy_threshold).with_id(contract.EVALUATOR)
+        eval_config=eval_config(config.accuracy_threshold, config.class_recall_floor),
+        accuracy_threshold=accuracy_threshold,
+        decision_policy=config.decision_policy()).with_id(contract.EVALUATOR)
 
     # Servability: the candidate is loaded and queried by the model server binary production runs
     # (TF Serving where installed), and the copy with warm-up records is what gets pushed.

@@ -42,6 +42,8 @@ class RunSummary:
     report_path: str | None = None
     servable: dict[str, str] | None = None   # InfraValidator's outcome: blessed, server, latency, failure
     data_input: dict[str, Any] | None = None   # ExampleGen's per-split files and row counts
+    decision: str | None = None       # the Evaluator's paired decision (components/paired_blessing.py)
+    threshold_failures: list[str] = dataclasses.field(default_factory=list)  # TFMA's failed thresholds
 
     def component(self, name: str) -> ComponentRun | None:
         return next((c for c in self.components if c.name == name), None)
@@ -158,6 +160,11 @@ def summarize(config: PipelineConfig) -> RunSummary:
     if evaluator and evaluator.outputs.get("blessing"):
         props = evaluator.outputs["blessing"][0].custom_properties
         summary.blessed = bool(props["blessed"].int_value) if "blessed" in props else None
+        if "decision_summary" in props:
+            summary.decision = props["decision_summary"].string_value
+        if summary.evaluation_uri and summary.blessed is not None:
+            from components.report import threshold_failures
+            summary.threshold_failures = threshold_failures(summary.evaluation_uri)
     infra = summary.component(contract.INFRA_VALIDATOR)
     if infra and infra.outputs.get("blessing"):
         props = infra.outputs["blessing"][0].custom_properties
@@ -227,6 +234,9 @@ def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
         lines.extend(["  per class:"] + per_class if per_class else [])
     if summary.blessed is not None:
         lines.append(f"blessing: {'BLESSED' if summary.blessed else 'NOT BLESSED'}")
+        lines.extend(f"  threshold failed: {failure}" for failure in summary.threshold_failures)
+    if summary.decision:
+        lines.append(f"decision: {summary.decision}")
     if summary.servable and "blessed" in summary.servable:
         s = summary.servable
         if s["blessed"] == "1":

@@ -101,3 +101,10 @@ SERVING_THREAD_FLAG = f"--tensorflow_intra_op_parallelism={SERVING_INTRA_OP_THRE
 # --- Metric names (TFMA's names for the EvalConfig's metrics) ---------------------------------------
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_COUNT_METRIC = "example_count"
+# PairedOutcomes (components/paired_metric.py): rows the candidate and the served model get right,
+# counted per slice on the candidate; components/decision.py tests them.
+PAIRED_BOTH_RIGHT_METRIC = "paired_both_right"
+PAIRED_ONLY_CANDIDATE_METRIC = "paired_only_candidate_right"
+PAIRED_ONLY_SERVED_METRIC = "paired_only_served_right"
+PAIRED_BOTH_WRONG_METRIC = "paired_both_wrong"
+DECISION_FILE = "decision.json"                  # Evaluator: the paired decision, in the blessing artifact

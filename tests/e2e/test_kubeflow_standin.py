@@ -143,6 +143,9 @@ def test_changed_data_is_re_ingested_and_the_served_model_is_the_baseline(kfp):
     assert baseline["served_version"] == {"string": first_versions[0]}
     blessing = standin.artifacts[run.tasks["Evaluator"].outputs["blessing"]]["custom_properties"]
     assert "baseline_model_id" in blessing          # compared against what is served
+    # The paired decision's outcome reaches ML Metadata through the KFP launcher as locally.
+    assert blessing["decision"]["string"] in ("better", "no evidence", "worse"), blessing
+    assert blessing["blessed"] == {"double": 1.0 if blessing["decision"]["string"] == "better" else 0.0}
     now = sorted(os.listdir(serving / "fmnist"))
     if blessing["blessed"] == {"double": 1.0}:
         assert len(now) == 2 and now[0] == first_versions[0]

@@ -117,7 +117,13 @@ def test_second_run_is_served_from_the_cache(sample_run):
     again = runner.run_local(config, progress=False)
     for name in ("FastCsvExampleGen", "StatisticsGen", "Transform", "Trainer"):
         assert again.component(name).state == "CACHED", name
-    assert "(cached)" in runner.format_summary(again, config)
+    text = runner.format_summary(again, config)
+    assert "(cached)" in text
+    # The same model against itself: no row where only one is right, "no evidence"; with the
+    # default policy `keep` it is not pushed again (components/decision.py).
+    assert again.blessed is False and not again.pushed_to, text
+    assert "decision: no evidence (+0.00 points" in text and "0 vs 0 rows" in text, text
+    assert runner.exit_code(again) == runner.EXIT_NOT_PUSHED
 
 
 def test_run_report_matches_the_evaluator(sample_run):

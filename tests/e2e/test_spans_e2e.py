@@ -135,8 +135,14 @@ def test_span_2_is_compared_with_span_1s_served_model_and_the_better_one_is_serv
     candidate, count = accuracy("candidate")
     served, _ = accuracy("baseline")
     assert count == 400                # span 2's 200 test rows + the 200 holdout rows
-    better = candidate >= served and candidate >= config.accuracy_threshold
-    assert second.blessed is better, (candidate, served)
+    # The paired decision on those same rows (components/decision.py), with the default policy
+    # `keep`: only a significant gain is blessed, and the summary says which outcome and why.
+    decision = blessing.custom_properties["decision"].string_value
+    assert decision in ("better", "no evidence", "worse"), decision
+    better = decision == "better" and "refused_classes" not in blessing.custom_properties
+    assert second.blessed is better, (decision, candidate, served)
+    from pipeline.runner import format_summary
+    assert f"decision: {decision} (" in format_summary(second, config)
     if better:
         assert runs["served_after_2"][-1] == int(os.path.basename(second.pushed_to)) > runs["served_after_1"][-1]
     else:
