@@ -109,10 +109,14 @@ kubeflow-compile:
 	$(STACK) fmnist kubeflow compile --target $(TARGET) --image $(IMAGE) --pipeline-root $(PIPELINE_ROOT) \
 	  --spec outputs/fmnist_pipeline.$(if $(filter vertex,$(TARGET)),json,yaml)
 
-## image: build kubeflow/Dockerfile (needs a running Docker engine)
+## image: build kubeflow/Dockerfile as $(IMAGE): docker where an engine answers, else podman (installed from
+## Debian if missing); the base image is made from Debian 13's packages when absent (tools/image).
+## TF_SERVING=tensorflow/serving:2.20.0 adds TF Serving's binary (needs a registry; default here: without)
+TF_SERVING ?= scratch
+LEFT_OUT ?= components/validation_gate.py
 image:
-	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine reachable here (docker info failed); build on a machine with Docker"; exit 1; }
-	docker build -f kubeflow/Dockerfile -t $(IMAGE) .
+	tools/image build --tag $(IMAGE) --build-arg TF_SERVING=$(TF_SERVING)
+
 
 clean:
 	rm -rf outputs
