@@ -105,12 +105,17 @@ out = sys.argv[1]
 os.makedirs(os.path.join(out, "empty"))
 os.makedirs(os.path.join(out, "full"))
 open(os.path.join(out, "full", "file.txt"), "w").write("kept")
+for leftover in ("/tmp/left-by-an-earlier-step", os.path.expanduser("~/left-by-an-earlier-step")):
+    open(leftover, "w").write("a pod's disk is its own")
 """
-LIST_INPUTS = """import os, sys
+LIST_INPUTS = f"""import os, sys
 for root in sys.argv[2:]:
     for parent, dirs, files in os.walk(root):
         print("seen", os.path.relpath(parent, root), sorted(dirs), sorted(files))
 print("rate", sys.argv[1])
+print("leftovers", [p for p in ("/tmp/left-by-an-earlier-step", os.path.expanduser("~/left-by-an-earlier-step"))
+                    if os.path.exists(p)])
+print("checkout", os.path.exists({str(PROJECT_ROOT)!r}), "cwd", os.getcwd())
 """
 OUTSIDE_THE_BUCKET = """import json, os, sys
 executor_input = json.loads(sys.argv[1])
@@ -123,8 +128,9 @@ with open(output_file, "w") as f:
 
 @pytest.fixture(scope="module")
 def small_run(engine, tmp_path_factory):
-    """a and b independent (each writes an empty and a full directory, after a pause), c reads
-    both and prints the run parameter `rate` = 1e-05."""
+    """a and b independent (each writes an empty and a full directory and files in /tmp and $HOME,
+    after a pause), c reads both and prints the run parameter `rate` = 1e-05, what it finds of
+    a's and b's files and of the checkout."""
     tmp = tmp_path_factory.mktemp("kfp-small")
     steps = {
         "a": _step(WRITE_WITH_EMPTY_DIR, "{{$.outputs.artifacts['out'].path}}", outputs=("out",)),
@@ -150,6 +156,13 @@ def test_an_empty_output_directory_does_not_reach_the_next_step(small_run):
     log = run.tasks["c"].log
     assert "seen . ['full'] []" in log and "seen full [] ['file.txt']" in log, log
     assert "empty" not in log
+
+
+def test_each_step_has_its_own_tmp_and_home_and_no_checkout(small_run):
+    _, _, run = small_run
+    log = run.tasks["c"].log
+    assert "leftovers []" in log                            # a and b wrote into /tmp and $HOME
+    assert "checkout False cwd /pipeline" in log, log       # the image's WORKDIR, not the repository
 
 
 def test_number_parameters_are_written_as_the_launcher_writes_them(small_run):

@@ -2,7 +2,7 @@
 contract (tests/kfp_standin.py): refused in its stock TFX form, run end to end in ours.
 
 One module-scoped sequence of runs on the committed sample, every task a container of the image
-`make test` built (each run ~2-3 min: every step is its own pod):
+`make test` built (each run several minutes on 2 shared cores: every step is its own pod):
   1. first run: nothing served -> evaluated without a baseline, blessed, pushed;
   2. a training file changes under the same data_root -> ExampleGen re-ingests (not a stale cache),
      the first run's served model is the baseline the Evaluator compares against;
