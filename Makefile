@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image
+.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -25,13 +25,20 @@ run-spans:
 serve:
 	$(STACK) fmnist serve --model-base outputs/sample/serving
 
-## test: the whole test suite (what CI runs): ruff, two checkouts on the stack at once (from the host), then pytest
+## test: the whole test suite (what CI runs): ruff, the pipeline image (built once, shared by the suite)
+## and its copy with one module left out, two checkouts on the stack at once (from the host), then
+## pytest with a container engine's API for the KFP stand-in (tools/image with-engine)
 ## (tools/prometheus fetches Debian's Prometheus binary once; its directory is bound into the chroot stack)
-test: lint
+test: lint image-left-out
 	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
 	python3 tests/unit/test_with_stack.py
 	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom)" \
-	    $(STACK) python -m pytest -q tests/unit tests/e2e
+	    $(WITH_ENGINE) $(STACK) python -m pytest -q tests/unit tests/e2e
+
+## test-kubeflow: only the Kubeflow tests that run containers (the images as for `make test`)
+test-kubeflow: image-left-out
+	$(WITH_ENGINE) $(STACK) python -m pytest -q tests/e2e/test_kubeflow_image.py tests/e2e/test_kubeflow_standin.py \
+	  tests/e2e/test_kubeflow_spans.py
 
 ## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers)
 test-unit:
@@ -113,10 +120,21 @@ kubeflow-compile:
 	$(STACK) fmnist kubeflow compile --target $(TARGET) --image $(IMAGE) --pipeline-root $(PIPELINE_ROOT) \
 	  --spec outputs/fmnist_pipeline.$(if $(filter vertex,$(TARGET)),json,yaml)
 
-## image: build kubeflow/Dockerfile (needs a running Docker engine)
+## image: build kubeflow/Dockerfile as $(IMAGE): docker where an engine answers, else podman (installed from
+## Debian if missing); the base image is made from Debian 13's packages when absent (tools/image).
+## TF_SERVING=tensorflow/serving:2.20.0 adds TF Serving's binary (needs a registry; default here: without)
+TF_SERVING ?= scratch
+LEFT_OUT ?= components/validation_gate.py
 image:
-	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine reachable here (docker info failed); build on a machine with Docker"; exit 1; }
-	docker build -f kubeflow/Dockerfile -t $(IMAGE) .
+	tools/image build --tag $(IMAGE) --build-arg TF_SERVING=$(TF_SERVING)
+
+## image-left-out: the image again without $(LEFT_OUT) in its COPY lines (seconds: the layers before are
+## shared), for the test that a step imports only what the image holds
+image-left-out: image
+	tools/image build --tag $(IMAGE)-without-$(basename $(notdir $(LEFT_OUT))) --build-arg TF_SERVING=$(TF_SERVING) \
+	  --leave-out $(LEFT_OUT)
+# The tests' container engine (tests/container_engine.py) and the images they run.
+WITH_ENGINE = FMNIST_IMAGE=$(IMAGE) FMNIST_LEFT_OUT=$(LEFT_OUT) tools/image with-engine
 
 clean:
 	rm -rf outputs

@@ -77,6 +77,10 @@ def server_command(model_name: str, model_base_path: str, port: int) -> tuple[li
     binary = shutil.which(TF_SERVING_BINARY)
     if binary:
         return [binary, *flags], TF_SERVING_BINARY
+    # The pipeline image records how it was built (kubeflow/Dockerfile); say why the binary is absent.
+    built_with = os.environ.get("FMNIST_TF_SERVING")
+    log.info("%s not on PATH%s: validating with the project's server (python -m serving)", TF_SERVING_BINARY,
+             f" (this image was built with TF_SERVING={built_with})" if built_with else "")
     return [sys.executable, "-m", "serving", *flags], "python -m serving"
 
 

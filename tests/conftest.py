@@ -5,13 +5,15 @@ import gzip
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from pipeline.config import SAMPLE_DATA, PipelineConfig, load_config
+from pipeline.config import PROJECT_ROOT, SAMPLE_DATA, PipelineConfig, load_config
 from schema.contract import CSV_COLUMNS
 
 # TensorFlow's C++ start-up lines are noise in test output; set before any test imports TensorFlow.
@@ -85,3 +87,11 @@ def wait_until(condition: Callable[[], object], what: str, seconds: float = 120)
 def small_config(tmp_path: Path, data_root: Path, **overrides) -> PipelineConfig:
     return load_config("sample", overrides={"output_root": str(tmp_path / "out"),
                                             "data_root": str(data_root), **NO_LATENCY_GATE, **overrides})
+
+
+def compile_kubeflow(out: Path, *args: str) -> str:
+    """`fmnist kubeflow compile --spec OUT ARGS...` as a user runs it; returns its stdout."""
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "kubeflow", "compile", "--spec", str(out), *args],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout

@@ -1,47 +1,63 @@
 """A stand-in for the open-source Kubeflow Pipelines 2.x backend, for tests: it runs a compiled
-PipelineSpec YAML task by task, as the API server, driver and launcher would, with each task's
-real container command in a subprocess of the same Python stack as the image.
+PipelineSpec YAML task by task, as the API server, driver and launcher would, each task as a
+container of the task's image (tests/container_engine.py: the engine's REST API).
 
 Every behaviour copied names the file of kubeflow/pipelines it comes from (backend/src/...):
 
 * Upload (apiserver/template/template.go, v2_template.go): the YAML's documents are read; the one
   that parses as a PipelineSpec with a name and a root is the spec, a document with
   `platforms.kubernetes` the platform spec; schemaVersion must be 2.1.0; the name must match the
-  DNS-style pattern; a root parameter needs a value or a default and its type must match.
+  DNS-style pattern; a root parameter needs a value or a default and its type must match; a run
+  parameter the spec does not declare is refused ("parameter(s) provided are not required by
+  pipeline").
 * Compile to Argo (v2/compiler/visitor.go, argocompiler/dag.go): resolver executors and any
-  executor that is neither a container nor an importer are rejected.
+  executor that is neither a container nor an importer are rejected. Argo runs every task whose
+  dependencies are done at once, and schedules nothing new after a failure (a DAG's failFast);
+  here at most `max_parallel` at a time (default: the cores).
 * Driver (v2/driver/resolve.go, driver.go, cache.go; v2/cacheutils/cache.go): parameters resolve
   from the run's values or the root defaults (`componentInputParameter`) or from `runtimeValue.
   constant`, with the run placeholders substituted; the 2.0.0 `constantValue` form is "not
   implemented". Input artifacts come from ML Metadata: name = the MLMD id, type with an empty
-  instance schema, metadata as metadata/converter.go stores and reads it back. Outputs are
-  provisioned under `<root>/<pipeline>/<run id>/<task>/<uuid>/<output>` plus the `executor-logs`
-  artifact; the output metadata file sits in the task root's local path. With caching enabled, a
-  fingerprint of inputs, output specs, command and image that matches an earlier successful
-  execution reuses its outputs instead of running.
+  instance schema, metadata as metadata/converter.go stores and reads it back, including the
+  `display_name` and `store_session_info` custom properties metadata/client.go (RecordArtifact)
+  adds to every artifact. Outputs are provisioned under `<root>/<pipeline>/<run id>/<task>/<uuid>/
+  <output>` plus the `executor-logs` artifact; the output metadata file sits in the task root's
+  local path. With caching enabled, a fingerprint of inputs, output specs, command and image that
+  matches an earlier successful execution reuses its outputs instead of running.
 * Launcher (v2/component/launcher_v2.go): parameter defaults are added; `{{$}}` and the
-  artifact/parameter placeholders are substituted in command and args; input artifacts are
-  downloaded to their local paths (LocalPathForURI: minio:// -> /minio/...), output folders
-  created, the command run, the output metadata file read (absent -> empty), artifact URIs and
-  metadata merged from it (mergeRuntimeArtifacts), local output paths uploaded, and the artifacts
-  recorded in ML Metadata (converter.go: a null value fails).
+  artifact/parameter placeholders are substituted in command and args (numbers as Go's
+  strconv.FormatFloat(v, 'f', -1, 64): 1e-05 -> 0.00001); input artifacts are downloaded to their
+  local paths (LocalPathForURI: minio:// -> /minio/...), output folders created, the command run,
+  the output metadata file read (absent -> empty), artifact URIs and metadata merged from it
+  (mergeRuntimeArtifacts), local output paths uploaded, and the artifacts recorded in ML Metadata
+  (converter.go: a null value fails). The object store holds files, not directories
+  (objectstore/object_store.go, UploadBlob/DownloadBlob walk files), so an empty directory never
+  reaches the next step; an output URI outside the pipeline root's bucket cannot be uploaded
+  (KeyFromURI) and fails the task.
 
-The pod's private file system is reproduced with a private mount namespace per task in which a
-fresh directory is bind-mounted at /minio (needs root, as the project's stack chroot has), so
-whatever a step writes outside its uploaded outputs is lost, as in a pod. The object store is a
-local directory (`<workdir>/objectstore/<bucket>/<key>`).
+The pod: a container of the image named in the spec, with the image's ENTRYPOINT (replaced by the
+spec's `command` when it has one, as Kubernetes does), ENV and WORKDIR; its own /tmp and $HOME
+(a fresh container file system each time); nothing of the checkout. What reaches it: the pod's
+/minio, a fresh directory per task into which the launcher downloaded the inputs (bind-mounted;
+on a cluster, the launcher's emptyDir), and the volumes the test declares (data root, serving
+root, span store), mounted at their own paths as a PersistentVolume would be. The object store
+is a local directory (`<workdir>/objectstore/<bucket>/<key>`).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import decimal
 import hashlib
 import json
+import logging
+import math
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -50,30 +66,20 @@ import yaml
 from google.protobuf import json_format, struct_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 
+from container_engine import ContainerEngine
+
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = "2.1.0"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 LOCAL_MOUNT = "/minio"
 EXECUTOR_LOGS = "executor-logs"
-
-# Runs `argv[2:]` with a private mount namespace in which argv[1] is bind-mounted at /minio.
-_POD = """import ctypes, os, sys
-libc = ctypes.CDLL(None, use_errno=True)
-os.unshare(os.CLONE_NEWNS)
-if libc.mount(sys.argv[1].encode(), b"/minio", None, 4096, None) != 0:  # MS_BIND
-    raise OSError(ctypes.get_errno(), "bind mount of the pod's /minio failed")
-os.execvp(sys.argv[2], sys.argv[2:])
-"""
-
-
-def image_environment(dockerfile: Path) -> dict[str, str]:
-    """The environment a step's container starts with: the Dockerfile's ENV lines, plus the PATH
-    and HOME a container has (here: those of this stack, whose Python stands in for the image's)."""
-    env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-           "LANG": "C.UTF-8"}
-    for line in Path(dockerfile).read_text().splitlines():
-        if line.startswith("ENV "):
-            env.update(pair.split("=", 1) for pair in line[4:].split())
-    return env
+# What a default KFP install records as `store_session_info` for its MinIO bucket
+# (objectstore/config.go, the session info of the kfp-launcher config; client.go stores it as JSON).
+MINIO_SESSION_INFO = json.dumps({"Provider": "minio", "Params": {
+    "accessKeyKey": "accesskey", "disableSSL": "true", "endpoint": "minio-service.kubeflow:9000",
+    "fromEnv": "false", "region": "minio", "secretKeyKey": "secretkey",
+    "secretName": "mlpipeline-minio-artifact"}}, separators=(",", ":"))
 
 
 class Rejected(Exception):
@@ -87,6 +93,8 @@ class TaskResult:
     outputs: dict[str, int]          # output key -> MLMD artifact id
     log: str = ""
     executor_input: dict | None = None
+    started: float = 0.0             # time.monotonic() around the container's run
+    finished: float = 0.0
 
 
 @dataclasses.dataclass
@@ -106,6 +114,45 @@ def local_path(uri: str) -> str:
         if uri.startswith(scheme):
             return prefix + uri[len(scheme):]
     raise Rejected(f"failed to generate local path for URI {uri}: unsupported storage scheme")
+
+
+def prefixed_bucket(pipeline_root: str) -> str:
+    """Config.PrefixedBucket (objectstore/object_store.go): scheme, bucket and the root's prefix."""
+    scheme, rest = pipeline_root.split("://", 1)
+    return f"{scheme}://{rest.strip('/')}"
+
+
+def key_from_uri(uri: str, bucket: str) -> str:
+    """KeyFromURI (objectstore/object_store.go): an artifact outside the root's bucket cannot be
+    uploaded."""
+    if not uri.startswith(bucket):
+        raise Rejected(f"URI {uri!r} does not have expected bucket prefix {bucket!r}")
+    return uri[len(bucket):].lstrip("/")
+
+
+def go_format_float(value: float) -> str:
+    """strconv.FormatFloat(v, 'f', -1, 64), how the launcher writes a number into a command line:
+    the shortest digits that round-trip, never an exponent (1e-05 -> 0.00001, 3.0 -> 3)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = format(decimal.Decimal(repr(value)), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def copy_files(source: Path, target: Path) -> None:
+    """Copy the files under `source` to `target`: an object store holds blobs, so a directory with
+    no file in it does not exist there (UploadBlob / DownloadBlob in objectstore/object_store.go)."""
+    if source.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+        return
+    for parent, _, files in os.walk(source):
+        for name in files:
+            dest = target / Path(parent).relative_to(source) / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(Path(parent) / name, dest)
 
 
 def to_mlmd_value(value: struct_pb2.Value) -> dict:
@@ -131,15 +178,22 @@ def from_mlmd_value(value: dict) -> Any:
 
 
 class KfpStandIn:
-    def __init__(self, workdir: Path, python: str = sys.executable, cwd: str | None = None,
-                 env: dict[str, str] | None = None, publish_logs: bool = True) -> None:
+    def __init__(self, workdir: Path, engine: ContainerEngine, volumes: list[str | Path] = (),
+                 publish_logs: bool = True, max_parallel: int | None = None) -> None:
+        """`volumes`: host directories every task's container sees at the same path (what the
+        compiled spec names as data root, serving root, span store). They and `workdir` must be
+        paths the engine's host sees: under /tmp, which the with-stack chroot shares."""
         self.workdir = Path(workdir)
         self.store = self.workdir / "objectstore"
-        self.python, self.cwd, self.publish_logs = python, cwd, publish_logs
-        self.env = dict(os.environ if env is None else env)
+        self.engine, self.publish_logs = engine, publish_logs
+        self.volumes = [str(v) for v in volumes]
+        for volume in self.volumes:   # a volume exists before the pod starts (a PersistentVolume is provisioned)
+            os.makedirs(volume, exist_ok=True)
+        self.max_parallel = max_parallel or os.cpu_count() or 1
         self.artifacts: dict[int, dict] = {}        # MLMD: id -> {uri, custom_properties, name}
         self.cache: dict[str, dict[str, int]] = {}  # fingerprint -> outputs of that execution
-        os.makedirs(LOCAL_MOUNT, exist_ok=True)
+        self.tasks_outputs: dict[str, dict[str, int]] = {}
+        self._lock = threading.Lock()
         self.workdir.mkdir(parents=True, exist_ok=True)
 
     # --- API server ------------------------------------------------------------------------------
@@ -186,8 +240,12 @@ class KfpStandIn:
 
     @staticmethod
     def root_values(spec: pb.PipelineSpec, values: dict[str, Any]) -> dict[str, struct_pb2.Value]:
+        declared = spec.root.input_definitions.parameters
+        undeclared = sorted(set(values) - set(declared))
+        if undeclared:   # v2_template.go: a run may only set parameters the pipeline declares
+            raise Rejected(f"parameter(s) provided are not required by pipeline: {', '.join(undeclared)}")
         result = {}
-        for name, param in spec.root.input_definitions.parameters.items():
+        for name, param in declared.items():
             if name in values:
                 ptype = pb.ParameterType.ParameterTypeEnum.Name(param.parameter_type)
                 if ptype == "PARAMETER_TYPE_ENUM_UNSPECIFIED":
@@ -214,28 +272,54 @@ class KfpStandIn:
         run_id = str(uuid.uuid4())
         values = self.root_values(spec, parameters or {})
         run_root = f"{pipeline_root.rstrip('/')}/{spec.pipeline_info.name}/{run_id}"
+        bucket = prefixed_bucket(pipeline_root)
+        upstream = self.upstream(spec)
+        self.order(spec)   # a cycle is refused before anything runs
         result = RunResult(run_id=run_id, tasks={})
-        for task_name in self.order(spec):
-            task = spec.root.dag.tasks[task_name]
-            try:
-                result.tasks[task_name] = self.run_task(spec, task_name, task, values, run_root, run_id)
-            except Rejected as e:
-                result.tasks[task_name] = TaskResult(task_name, "FAILED", {}, str(e))
-            if result.tasks[task_name].state == "FAILED":
-                result.error = f"task {task_name} failed: {result.tasks[task_name].log[-4000:]}"
-                break
+        started: set[str] = set()
+        with concurrent.futures.ThreadPoolExecutor(self.max_parallel) as pool:
+            running: dict[concurrent.futures.Future, str] = {}
+            while True:
+                done = {n for n, t in result.tasks.items() if t.state != "FAILED"}
+                if not result.error:   # failFast: nothing new starts after a failure
+                    ready = sorted(n for n in upstream if n not in started and upstream[n] <= done)
+                    for name in ready[:self.max_parallel - len(running)]:
+                        started.add(name)
+                        running[pool.submit(self.run_task_or_fail, spec, name, values, run_root, run_id,
+                                            bucket)] = name
+                if not running:
+                    break
+                finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: running[f]):
+                    name = running.pop(future)
+                    result.tasks[name] = task = future.result()
+                    log.info("task %s: %s (%.1f s)", name, task.state, task.finished - task.started)
+                    if task.state == "FAILED" and not result.error:
+                        result.error = f"task {name} failed: {task.log[-4000:]}"
         return result
 
+    def run_task_or_fail(self, spec: pb.PipelineSpec, task_name: str, values: dict, run_root: str,
+                         run_id: str, bucket: str) -> TaskResult:
+        try:
+            return self.run_task(spec, task_name, spec.root.dag.tasks[task_name], values, run_root, run_id, bucket)
+        except Rejected as e:
+            return TaskResult(task_name, "FAILED", {}, str(e))
+
     @staticmethod
-    def order(spec: pb.PipelineSpec) -> list[str]:
-        tasks = spec.root.dag.tasks
-        upstream = {name: set(t.dependent_tasks) | {a.task_output_artifact.producer_task
-                                                    for a in t.inputs.artifacts.values()
-                                                    if a.HasField("task_output_artifact")}
-                    for name, t in tasks.items()}
+    def upstream(spec: pb.PipelineSpec) -> dict[str, set[str]]:
+        """Each task's dependencies: dependentTasks and the producers of its input artifacts."""
+        return {name: set(t.dependent_tasks) | {a.task_output_artifact.producer_task
+                                                for a in t.inputs.artifacts.values()
+                                                if a.HasField("task_output_artifact")}
+                for name, t in spec.root.dag.tasks.items()}
+
+    @classmethod
+    def order(cls, spec: pb.PipelineSpec) -> list[str]:
+        """A topological order of the tasks; refuses a cycle or an unknown dependency."""
+        upstream = cls.upstream(spec)
         done: list[str] = []
-        while len(done) < len(tasks):
-            ready = sorted(n for n in tasks if n not in done and upstream[n] <= set(done))
+        while len(done) < len(upstream):
+            ready = sorted(n for n in upstream if n not in done and upstream[n] <= set(done))
             if not ready:
                 raise Rejected("the DAG has a cycle or an unknown dependency")
             done += ready
@@ -266,7 +350,7 @@ class KfpStandIn:
         return artifact
 
     def run_task(self, spec: pb.PipelineSpec, task_name: str, task: Any, values: dict,
-                 run_root: str, run_id: str) -> TaskResult:
+                 run_root: str, run_id: str, bucket: str) -> TaskResult:
         component = spec.components[task.component_ref.name]
         executor = json_format.MessageToDict(
             spec.deployment_spec.fields["executors"].struct_value.fields[component.executor_label].struct_value)
@@ -297,19 +381,16 @@ class KfpStandIn:
             fingerprint = self.fingerprint(executor_input, container)
             if fingerprint in self.cache:
                 self.tasks_outputs[task_name] = self.cache[fingerprint]
-                return TaskResult(task_name, "CACHED", self.cache[fingerprint])
-        state, log, produced = self.launch(component, container, executor_input)
+                now = time.monotonic()
+                return TaskResult(task_name, "CACHED", self.cache[fingerprint], started=now, finished=now)
+        started = time.monotonic()
+        state, output, produced = self.launch(task_name, component, container, executor_input, bucket)
         if state == "COMPLETE":
             self.tasks_outputs[task_name] = produced
             if fingerprint:
                 self.cache[fingerprint] = produced
-        return TaskResult(task_name, state, produced, log, json_format.MessageToDict(executor_input))
-
-    @property
-    def tasks_outputs(self) -> dict[str, dict[str, int]]:
-        if not hasattr(self, "_tasks_outputs"):
-            self._tasks_outputs: dict[str, dict[str, int]] = {}
-        return self._tasks_outputs
+        return TaskResult(task_name, state, produced, output, json_format.MessageToDict(executor_input),
+                          started=started, finished=time.monotonic())
 
     @staticmethod
     def fingerprint(executor_input: pb.ExecutorInput, container: dict) -> str:
@@ -333,57 +414,62 @@ class KfpStandIn:
         scheme, rest = uri.split("://", 1)
         return self.store / rest
 
-    def launch(self, component: Any, container: dict, executor_input: pb.ExecutorInput
-               ) -> tuple[str, str, dict[str, int]]:
+    @staticmethod
+    def placeholders(executor_input: pb.ExecutorInput) -> dict[str, str]:
+        """The launcher's placeholder values (launcher_v2.go, getPlaceholders)."""
+        values = {"{{$}}": json_format.MessageToJson(executor_input, indent=None)}
+        for name, lst in executor_input.inputs.artifacts.items():
+            values[f"{{{{$.inputs.artifacts['{name}'].uri}}}}"] = lst.artifacts[0].uri
+            values[f"{{{{$.inputs.artifacts['{name}'].path}}}}"] = local_path(lst.artifacts[0].uri)
+        for name, lst in executor_input.outputs.artifacts.items():
+            values[f"{{{{$.outputs.artifacts['{name}'].uri}}}}"] = lst.artifacts[0].uri
+            values[f"{{{{$.outputs.artifacts['{name}'].path}}}}"] = local_path(lst.artifacts[0].uri)
+        for name, value in executor_input.inputs.parameter_values.items():
+            kind = value.WhichOneof("kind")
+            values[f"{{{{$.inputs.parameters['{name}']}}}}"] = (
+                value.string_value if kind == "string_value" else
+                go_format_float(value.number_value) if kind == "number_value" else
+                json.dumps(json_format.MessageToDict(value)))
+        return values
+
+    def launch(self, task_name: str, component: Any, container: dict, executor_input: pb.ExecutorInput,
+               bucket: str) -> tuple[str, str, dict[str, int]]:
         with_defaults = pb.ExecutorInput()
         with_defaults.CopyFrom(executor_input)
         for name, param in component.input_definitions.parameters.items():   # addDefaultParams
             if name not in with_defaults.inputs.parameter_values and param.HasField("default_value"):
                 with_defaults.inputs.parameter_values[name].CopyFrom(param.default_value)
-        placeholders = {"{{$}}": json_format.MessageToJson(with_defaults, indent=None)}
-        for name, lst in with_defaults.inputs.artifacts.items():
-            placeholders[f"{{{{$.inputs.artifacts['{name}'].uri}}}}"] = lst.artifacts[0].uri
-            placeholders[f"{{{{$.inputs.artifacts['{name}'].path}}}}"] = local_path(lst.artifacts[0].uri)
-        for name, lst in with_defaults.outputs.artifacts.items():
-            placeholders[f"{{{{$.outputs.artifacts['{name}'].uri}}}}"] = lst.artifacts[0].uri
-            placeholders[f"{{{{$.outputs.artifacts['{name}'].path}}}}"] = local_path(lst.artifacts[0].uri)
-        for name, value in with_defaults.inputs.parameter_values.items():
-            kind = value.WhichOneof("kind")
-            text = (value.string_value if kind == "string_value" else
-                    repr(value.number_value).removesuffix(".0") if kind == "number_value" else
-                    json.dumps(json_format.MessageToDict(value)))
-            placeholders[f"{{{{$.inputs.parameters['{name}']}}}}"] = text
+        placeholders = self.placeholders(with_defaults)
 
         def substitute(arg: str) -> str:
             for key, text in placeholders.items():
                 arg = arg.replace(key, text)
             return arg
 
-        command = [substitute(a) for a in container.get("command", []) + container.get("args", [])]
-        with tempfile.TemporaryDirectory(prefix="pod-", dir=self.workdir) as pod:  # the pod's disk
+        with tempfile.TemporaryDirectory(prefix="pod-", dir=self.workdir) as pod:  # the pod's /minio
 
             def pod_path(uri: str, pod: str = pod) -> Path:
                 return Path(pod) / local_path(uri)[len(LOCAL_MOUNT) + 1:]
 
             for lst in executor_input.inputs.artifacts.values():                    # downloadArtifacts
                 for artifact in lst.artifacts:
-                    source = self.object_path(artifact.uri)
-                    target = pod_path(artifact.uri)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    if source.is_dir():
-                        shutil.copytree(source, target)
-                    elif source.exists():
-                        shutil.copy(source, target)
+                    if self.object_path(artifact.uri).exists():
+                        copy_files(self.object_path(artifact.uri), pod_path(artifact.uri))
             for lst in executor_input.outputs.artifacts.values():                   # prepareOutputFolders
                 pod_path(lst.artifacts[0].uri).parent.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run([self.python, "-c", _POD, pod, *command], cwd=self.cwd, env=self.env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800)
-            log = proc.stdout
+            # Kubernetes: `command` replaces the image's ENTRYPOINT, `args` its CMD.
+            command = container.get("command")
+            exited = self.engine.run(
+                container["image"], entrypoint=[substitute(a) for a in command] if command else None,
+                args=[substitute(a) for a in container.get("args", [])],
+                binds={pod: LOCAL_MOUNT, **{v: v for v in self.volumes}},
+                name=f"kfp-{task_name.lower()}-{uuid.uuid4().hex[:8]}")
+            output = exited.log
             if EXECUTOR_LOGS in executor_input.outputs.artifacts:                   # getLogWriter
                 logs = pod_path(executor_input.outputs.artifacts[EXECUTOR_LOGS].artifacts[0].uri)
-                logs.write_text(log)
-            if proc.returncode != 0:
-                return "FAILED", log, {}
+                logs.write_text(output)
+            if exited.status != 0:
+                return "FAILED", output, {}
             output_file = Path(pod) / executor_input.outputs.output_file[len(LOCAL_MOUNT) + 1:]
             executor_output = pb.ExecutorOutput()
             if output_file.exists():                                                # getExecutorOutputFile
@@ -400,21 +486,24 @@ class KfpStandIn:
                             artifact.uri = src.uri
                         for k, v in src.metadata.fields.items():
                             artifact.metadata.fields[k].CopyFrom(v)
-                    local = pod_path(artifact.uri) if artifact.uri.startswith("minio://") else None
-                    if local is not None and local.exists():
-                        target = self.object_path(artifact.uri)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        (shutil.copytree if local.is_dir() else shutil.copy)(local, target)
-                    produced[name] = self.record(artifact)
+                    key_from_uri(artifact.uri, bucket)
+                    local = pod_path(artifact.uri)
+                    if local.exists():
+                        copy_files(local, self.object_path(artifact.uri))
+                    produced[name] = self.record(name, artifact)
             except Rejected as e:
-                return "FAILED", f"{log}\nunable to produce MLMD artifact: {e}", {}
-        return "COMPLETE", log, produced
+                return "FAILED", f"{output}\nfailed to upload or record output artifacts: {e}", {}
+        return "COMPLETE", output, produced
 
-    def record(self, artifact: pb.RuntimeArtifact) -> int:
-        """RecordArtifact (metadata/client.go) via toMLMDArtifact (converter.go)."""
+    def record(self, output_name: str, artifact: pb.RuntimeArtifact) -> int:
+        """RecordArtifact (metadata/client.go) via toMLMDArtifact (converter.go): every artifact
+        also gets `display_name` (the output's name unless set) and `store_session_info`."""
         props = {k: to_mlmd_value(v) for k, v in artifact.metadata.fields.items()}
-        artifact_id = len(self.artifacts) + 1
-        self.artifacts[artifact_id] = {"uri": artifact.uri, "custom_properties": props}
+        props.setdefault("display_name", {"string": output_name})
+        props["store_session_info"] = {"string": MINIO_SESSION_INFO}
+        with self._lock:
+            artifact_id = len(self.artifacts) + 1
+            self.artifacts[artifact_id] = {"uri": artifact.uri, "custom_properties": props}
         return artifact_id
 
     def artifact_dir(self, artifact_id: int) -> Path:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import NO_LATENCY_GATE_ARGS
-from kfp_standin import KfpStandIn, image_environment
+from conftest import NO_LATENCY_GATE_ARGS, compile_kubeflow
+from container_engine import ContainerEngine, image_under_test
+from kfp_standin import KfpStandIn
 from pipeline.config import PROJECT_ROOT
 
 ROOT = "minio://mlpipeline/v2/artifacts"
@@ -22,12 +21,9 @@ SPAN_TASKS = {"HoldoutExampleGen", "SpanDrift", "SpanWindow"}
 
 
 def _compile(out: Path, *extra: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "kubeflow", "compile", "--image", "fmnist:test",
-         "--preset", "sample-spans", "--pipeline-root", ROOT, "--spec", str(out), *extra],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "span_store" in result.stdout
+    stdout = compile_kubeflow(out, "--image", image_under_test(), "--preset", "sample-spans",
+                              "--pipeline-root", ROOT, *extra)
+    assert "span_store" in stdout
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +95,8 @@ def two_spans(tmp_path_factory):
     shutil.copytree(SPANS / "holdout", data / "holdout")
     spec = tmp / "spans.yaml"
     _compile(spec, "--data-root", str(data), "--serving-root", str(serving), "--set", f"span_store={store}",
-             "--schema-dir", str(PROJECT_ROOT / "schema"), "--set", "warm_start_epochs=1",
-             *NO_LATENCY_GATE_ARGS)
-    standin = KfpStandIn(tmp / "backend", cwd=str(PROJECT_ROOT),
-                         env=image_environment(PROJECT_ROOT / "kubeflow" / "Dockerfile"))
+             "--set", "warm_start_epochs=1", *NO_LATENCY_GATE_ARGS)
+    standin = KfpStandIn(tmp / "backend", ContainerEngine.from_environment(), volumes=[data, serving, store])
     parameters = {"epochs": 2, "accuracy_threshold": 0.3}
     runs = {1: standin.run(spec, parameters, pipeline_root=ROOT)}
     served_1 = sorted(os.listdir(serving / "fmnist")) if (serving / "fmnist").exists() else []

@@ -1,8 +1,8 @@
 """The compiled Kubeflow pipeline executed task by task under the open-source KFP v2 backend's
 contract (tests/kfp_standin.py): refused in its stock TFX form, run end to end in ours.
 
-One module-scoped sequence of runs on the committed sample (each run ~2 min: every task is its
-own process, as every step is its own pod):
+One module-scoped sequence of runs on the committed sample, every task a container of the image
+`make test` built (each run several minutes on 2 shared cores: every step is its own pod):
   1. first run: nothing served -> evaluated without a baseline, blessed, pushed;
   2. a training file changes under the same data_root -> ExampleGen re-ingests (not a stale cache),
      the first run's served model is the baseline the Evaluator compares against;
@@ -17,22 +17,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 
-from conftest import NO_LATENCY_GATE_ARGS, SAMPLE_DATA, read_sample_rows, write_csv_gz
-from kfp_standin import KfpStandIn, Rejected, image_environment
+from conftest import NO_LATENCY_GATE_ARGS, SAMPLE_DATA, compile_kubeflow, read_sample_rows, write_csv_gz
+from container_engine import ContainerEngine, image_under_test, left_out_image, left_out_module
+from kfp_standin import KfpStandIn, Rejected
 from pipeline.config import PROJECT_ROOT
 
 ROOT = "minio://mlpipeline/v2/artifacts"
 RUN_PARAMETERS = {"epochs": 3, "accuracy_threshold": 0.5}
 TRAIN_CSV = "fashion-mnist_train.csv.gz"
 TEST_CSV = "fashion-mnist_test.csv.gz"
-
-
-def _compile(out: Path, *extra: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "kubeflow", "compile", "--image", "fmnist:test",
-         "--spec", str(out), *extra], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def _tree_digest(path: Path) -> str:
@@ -80,11 +75,10 @@ def kfp(tmp_path_factory):
     data, serving = tmp / "data", tmp / "serving"
     shutil.copytree(SAMPLE_DATA, data)
     spec = tmp / "fmnist.yaml"
-    _compile(spec, "--preset", "sample", "--pipeline-root", ROOT, "--data-root", str(data),
-             "--serving-root", str(serving), "--schema-dir", str(PROJECT_ROOT / "schema"), *NO_LATENCY_GATE_ARGS)
-    # The image's WORKDIR is the project (kubeflow/Dockerfile), so is the stand-in's.
-    standin = KfpStandIn(tmp / "backend", cwd=str(PROJECT_ROOT),
-                         env=image_environment(PROJECT_ROOT / "kubeflow" / "Dockerfile"))
+    compile_kubeflow(spec, "--image", image_under_test(), "--preset", "sample", "--pipeline-root", ROOT,
+                     "--data-root", str(data), "--serving-root", str(serving), *NO_LATENCY_GATE_ARGS)
+    # The data and serving roots reach every step's container as volumes at their own paths.
+    standin = KfpStandIn(tmp / "backend", ContainerEngine.from_environment(), volumes=[data, serving])
     runs = {"first": standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)}
     first_versions = sorted(os.listdir(serving / "fmnist")) if (serving / "fmnist").exists() else []
     # A training file changes under the same data_root: 2,000 of the 2,500 rows.
@@ -127,6 +121,12 @@ def test_first_run_completes_blesses_without_a_baseline_and_pushes(kfp):
         run.tasks["Trainer"].log
     report = standin.artifact_dir(run.tasks["RunReport"].outputs["report_dir"])
     assert (report / "index.html").exists()
+    # The InfraValidator names the server it validated with: TF Serving's binary when the image
+    # carries it, else the project's server (tools/image builds without it where it cannot be pulled).
+    infra = standin.artifacts[run.tasks["InfraValidator"].outputs["blessing"]]["custom_properties"]
+    tf_serving = dict(e.split("=", 1) for e in standin.engine.image(image_under_test())["Config"]["Env"])
+    assert infra["server"] == {"string": "python -m serving" if tf_serving["FMNIST_TF_SERVING"] == "scratch"
+                                         else "tensorflow_model_server"}
 
 
 def test_changed_data_is_re_ingested_and_the_served_model_is_the_baseline(kfp):
@@ -163,6 +163,29 @@ def test_bad_csv_stops_before_training_naming_file_line_and_column(kfp):
     log = run.tasks[failed[0]].log
     assert TEST_CSV in log and "line 9" in log and "pixel300" in log
     assert _tree_digest(serving) == before_bad
+
+
+def test_a_module_left_out_of_the_image_fails_the_first_step_that_imports_it(tmp_path):
+    """Nothing leaks in from the checkout: with one module not copied into the image, the steps
+    before the first one importing it complete, and that step fails with the ImportError."""
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE_DATA, data)
+    spec = tmp_path / "fmnist.yaml"
+    compile_kubeflow(spec, "--image", left_out_image(), "--preset", "sample", "--pipeline-root", ROOT,
+                     "--data-root", str(data), "--serving-root", str(tmp_path / "serving"), *NO_LATENCY_GATE_ARGS)
+    standin = KfpStandIn(tmp_path / "backend", ContainerEngine.from_environment(), volumes=[data])
+    module = left_out_module().removesuffix(".py").replace("/", ".")
+    run = standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)
+    spec_proto, _ = standin.upload(spec)
+    executors = spec_proto.deployment_spec.fields["executors"].struct_value.fields
+    importing = [name for name in standin.order(spec_proto)
+                 if f'"{module}.' in json_format.MessageToJson(
+                     executors[spec_proto.components[spec_proto.root.dag.tasks[name].component_ref.name]
+                               .executor_label])]
+    failed = [name for name, task in run.tasks.items() if task.state == "FAILED"]
+    assert importing and failed == importing[:1], (importing, {n: t.state for n, t in run.tasks.items()})
+    assert f"No module named '{module}'" in run.tasks[failed[0]].log
+    assert f"task {failed[0]} failed" in run.error
 
 
 def test_two_logical_devices_train_with_mirrored_strategy(sample_run, tmp_path):
