@@ -10,7 +10,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from conftest import NO_LATENCY_GATE, NO_LATENCY_GATE_ARGS
+from conftest import NO_CLASS_FLOOR, NO_LATENCY_GATE, NO_LATENCY_GATE_ARGS
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT, load_config
 from schema.contract import ACCURACY_METRIC
@@ -24,7 +24,8 @@ def _versions(base):
 def blessed_once(tmp_path_factory):
     """A pipeline whose first run blessed and pushed a model (its own output root)."""
     out = tmp_path_factory.mktemp("model-faults")
-    config = load_config("sample", overrides={"output_root": str(out), "epochs": 4, **NO_LATENCY_GATE})
+    config = load_config("sample", overrides={"output_root": str(out), "epochs": 4, **NO_CLASS_FLOOR,
+                                              **NO_LATENCY_GATE})
     summary = runner.run_local(config, progress=False)
     assert summary.pushed_to, summary.failures
     return config, summary
@@ -63,7 +64,8 @@ def test_candidate_worse_than_blessed_model_is_not_pushed(blessed_once):
 def test_sigkill_during_trainer_loses_nothing(tmp_path):
     out = tmp_path / "out"
     config = load_config("sample", overrides={"output_root": str(out), "epochs": 30,
-                                              "early_stopping_patience": 30, **NO_LATENCY_GATE})
+                                              "early_stopping_patience": 30, **NO_CLASS_FLOOR,
+                                              **NO_LATENCY_GATE})
     cmd = [sys.executable, "-m", "pipeline.cli", "run", "--preset", "sample", "--output", str(out),
            "--set", "epochs=30", "--set", "early_stopping_patience=30", *NO_LATENCY_GATE_ARGS]
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

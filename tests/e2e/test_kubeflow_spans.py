@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NO_LATENCY_GATE_ARGS, compile_kubeflow
+from conftest import NO_CLASS_FLOOR_ARGS, NO_LATENCY_GATE_ARGS, compile_kubeflow
 from container_engine import ContainerEngine, image_under_test
 from kfp_standin import KfpStandIn
 from pipeline.config import PROJECT_ROOT
@@ -95,7 +95,8 @@ def two_spans(tmp_path_factory):
     shutil.copytree(SPANS / "holdout", data / "holdout")
     spec = tmp / "spans.yaml"
     _compile(spec, "--data-root", str(data), "--serving-root", str(serving), "--set", f"span_store={store}",
-             "--set", "warm_start_epochs=1", *NO_LATENCY_GATE_ARGS)
+             "--set", "warm_start_epochs=1", *NO_LATENCY_GATE_ARGS,
+             *NO_CLASS_FLOOR_ARGS)
     standin = KfpStandIn(tmp / "backend", ContainerEngine.from_environment(), volumes=[data, serving, store])
     parameters = {"epochs": 2, "accuracy_threshold": 0.3}
     runs = {1: standin.run(spec, parameters, pipeline_root=ROOT)}

@@ -19,7 +19,14 @@ from pathlib import Path
 import pytest
 from google.protobuf import json_format
 
-from conftest import NO_LATENCY_GATE_ARGS, SAMPLE_DATA, compile_kubeflow, read_sample_rows, write_csv_gz
+from conftest import (
+    NO_CLASS_FLOOR_ARGS,
+    NO_LATENCY_GATE_ARGS,
+    SAMPLE_DATA,
+    compile_kubeflow,
+    read_sample_rows,
+    write_csv_gz,
+)
 from container_engine import ContainerEngine, image_under_test, left_out_image, left_out_module
 from kfp_standin import KfpStandIn, Rejected
 from pipeline.config import PROJECT_ROOT
@@ -76,7 +83,8 @@ def kfp(tmp_path_factory):
     shutil.copytree(SAMPLE_DATA, data)
     spec = tmp / "fmnist.yaml"
     compile_kubeflow(spec, "--image", image_under_test(), "--preset", "sample", "--pipeline-root", ROOT,
-                     "--data-root", str(data), "--serving-root", str(serving), *NO_LATENCY_GATE_ARGS)
+                     "--data-root", str(data), "--serving-root", str(serving), *NO_LATENCY_GATE_ARGS,
+                     *NO_CLASS_FLOOR_ARGS)
     # The data and serving roots reach every step's container as volumes at their own paths.
     standin = KfpStandIn(tmp / "backend", ContainerEngine.from_environment(), volumes=[data, serving])
     runs = {"first": standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)}

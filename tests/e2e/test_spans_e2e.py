@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NO_LATENCY_GATE
+from conftest import NO_CLASS_FLOOR, NO_LATENCY_GATE
 from pipeline.config import PROJECT_ROOT, load_config
 
 SPANS = PROJECT_ROOT / "data" / "sample-spans"
@@ -46,7 +46,7 @@ def spans_run(tmp_path_factory: pytest.TempPathFactory):
     # A low threshold: this test is about the flow (the accuracy gate has its own tests).
     config = load_config("sample-spans", overrides={
         "data_root": str(data), "output_root": str(root / "out"), "epochs": "3", "warm_start_epochs": "2",
-        "accuracy_threshold": "0.3", **NO_LATENCY_GATE})
+        "accuracy_threshold": "0.3", **NO_CLASS_FLOOR, **NO_LATENCY_GATE})
     runs = {1: runner.run_local(config, progress=False)}
     runs["served_after_1"] = _served(config)
     shutil.copytree(SPANS / "span-2", data / "span-2")
