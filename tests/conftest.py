@@ -78,6 +78,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tree_digest(path: Path) -> str:
+    """One hash of every file's relative path and bytes under `path`: "byte-identical" in one value."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for parent, dirs, files in sorted(os.walk(path)):
+        dirs.sort()
+        for name in sorted(files):
+            file = Path(parent) / name
+            digest.update(str(file.relative_to(path)).encode() + file.read_bytes())
+    return digest.hexdigest()
+
+
 def wait_until(condition: Callable[[], object], what: str, seconds: float = 120) -> None:
     """Poll `condition` until it holds; fail naming `what` after `seconds`.
 

@@ -7,7 +7,6 @@ the row, so both sides of a comparison see the same rows), `without_class` moves
 answers to another. A class lost through training (its labels moved in the training data) runs the
 whole pipeline, so the Pusher's side is checked too: nothing pushed, serving directory unchanged.
 """
-import hashlib
 import os
 import shutil
 
@@ -16,7 +15,7 @@ import tensorflow as tf
 
 from benchmarks.decision_power import run_evaluator
 from components.decision import BETTER, FIRST_RUN, NO_EVIDENCE, WORSE, DecisionPolicy
-from conftest import NO_LATENCY_GATE, SAMPLE_DATA, read_sample_rows, write_csv_gz
+from conftest import NO_LATENCY_GATE, SAMPLE_DATA, read_sample_rows, tree_digest, write_csv_gz
 from pipeline.config import PROJECT_ROOT, load_config
 from schema import contract
 from schema.contract import EVAL_SIGNATURE, EXAMPLES_INPUT, PROBABILITIES_OUTPUT, SCHEMA_FILE
@@ -135,16 +134,6 @@ def test_first_run_keeps_the_threshold_and_the_class_floors(sample_run, models, 
     assert _blessed(blessing) and failures == []
 
 
-def _tree_digest(path) -> str:
-    digest = hashlib.sha256()
-    for parent, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for name in sorted(files):
-            digest.update(os.path.relpath(os.path.join(parent, name), path).encode())
-            digest.update(open(os.path.join(parent, name), "rb").read())
-    return digest.hexdigest()
-
-
 def test_a_class_lost_in_training_is_refused_and_nothing_is_pushed(sample_run, tmp_path):
     """The pipeline end to end: every Shirt in the training CSV relabelled T-shirt/top, the sample's
     model served. The candidate never answers Shirt: refused, naming the class; serving untouched."""
@@ -165,7 +154,7 @@ def test_a_class_lost_in_training_is_refused_and_nothing_is_pushed(sample_run, t
     (schema / SCHEMA_FILE).write_text(text.replace("threshold: 0.05", "threshold: 0.5", 1))
     served = tmp_path / "serving"
     shutil.copytree(os.path.dirname(first.pushed_to), served / "fmnist")
-    before = _tree_digest(served)
+    before = tree_digest(served)
     config = load_config("sample", overrides={"output_root": str(tmp_path / "out"), "data_root": str(data),
                                               "serving_root": str(served), "schema_dir": str(schema),
                                               **NO_LATENCY_GATE})
@@ -174,4 +163,4 @@ def test_a_class_lost_in_training_is_refused_and_nothing_is_pushed(sample_run, t
     assert runner.exit_code(summary) == runner.EXIT_NOT_PUSHED, text
     assert summary.blessed is False and not summary.pushed_to
     assert "class 6 Shirt" in text, text
-    assert _tree_digest(served) == before
+    assert tree_digest(served) == before

@@ -9,12 +9,10 @@ One module-scoped sequence of runs on the committed sample, every task a contain
   3. a bad CSV -> the run stops before Transform/Trainer naming file, line and column; the served
      directory is byte-identical.
 """
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
@@ -25,6 +23,7 @@ from conftest import (
     SAMPLE_DATA,
     compile_kubeflow,
     read_sample_rows,
+    tree_digest,
     write_csv_gz,
 )
 from container_engine import ContainerEngine, image_under_test, left_out_image, left_out_module
@@ -35,16 +34,6 @@ ROOT = "minio://mlpipeline/v2/artifacts"
 RUN_PARAMETERS = {"epochs": 3, "accuracy_threshold": 0.5}
 TRAIN_CSV = "fashion-mnist_train.csv.gz"
 TEST_CSV = "fashion-mnist_test.csv.gz"
-
-
-def _tree_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    for parent, dirs, files in sorted(os.walk(path)):
-        dirs.sort()
-        for name in sorted(files):
-            file = Path(parent) / name
-            digest.update(str(file.relative_to(path)).encode() + file.read_bytes())
-    return digest.hexdigest()
 
 
 def test_stock_tfx_compilation_is_refused_by_the_open_source_backend(tmp_path):
@@ -93,7 +82,7 @@ def kfp(tmp_path_factory):
     header, rows = read_sample_rows(data / TRAIN_CSV)
     write_csv_gz(data / TRAIN_CSV, header, rows[:2000])
     runs["changed"] = standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)
-    before_bad = _tree_digest(serving)
+    before_bad = tree_digest(serving)
     header, rows = read_sample_rows(data / TEST_CSV)
     rows[7][300] = 300  # pixel300 out of [0, 255]: line 9 of the file
     write_csv_gz(data / TEST_CSV, header, rows)
@@ -170,7 +159,7 @@ def test_bad_csv_stops_before_training_naming_file_line_and_column(kfp):
     assert "Transform" not in run.tasks and "Trainer" not in run.tasks
     log = run.tasks[failed[0]].log
     assert TEST_CSV in log and "line 9" in log and "pixel300" in log
-    assert _tree_digest(serving) == before_bad
+    assert tree_digest(serving) == before_bad
 
 
 def test_a_module_left_out_of_the_image_fails_the_first_step_that_imports_it(tmp_path):
