@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow
+.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -32,13 +32,27 @@ serve:
 test: lint image-left-out
 	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
 	python3 tests/unit/test_with_stack.py
-	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom)" \
+	tools/flink install >/dev/null
+	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom) $$(tools/flink binds)" \
 	    $(WITH_ENGINE) $(STACK) python -m pytest -q tests/unit tests/e2e
 
 ## test-kubeflow: only the Kubeflow tests that run containers (the images as for `make test`)
 test-kubeflow: image-left-out
 	$(WITH_ENGINE) $(STACK) python -m pytest -q tests/e2e/test_kubeflow_image.py tests/e2e/test_kubeflow_standin.py \
 	  tests/e2e/test_kubeflow_spans.py
+
+## flink-up / flink-down: a local Flink cluster for the Beam steps on 127.0.0.1 (JobManager REST :8081,
+## two TaskManagers with a Beam worker pool each, Beam's job server :8099); fetched once, then cached.
+## Run the pipeline on it: tools/with-stack fmnist run --set beam_args="$$(tools/flink args)"
+flink-up:
+	tools/flink up
+flink-down:
+	tools/flink down
+
+## test-flink: only the tests that run the Beam steps on a Flink cluster (their own, on other ports)
+test-flink:
+	tools/flink install >/dev/null
+	FMNIST_BIND="$${FMNIST_BIND:-} $$(tools/flink binds)" $(STACK) python -m pytest -q tests/e2e/test_beam_flink.py
 
 ## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers)
 test-unit:

@@ -65,9 +65,11 @@ def smallest_gain(rows: int, discordance: float, level: float, target: float = 0
 
 
 def run_evaluator(run_output: Any, tmp: Path, candidate: str, served: str | None, policy: DecisionPolicy,
-                  eval_config: Any, accuracy_threshold: float) -> tuple[Any, Any]:
+                  eval_config: Any, accuracy_threshold: float,
+                  beam_args: tuple[str, ...] = ()) -> tuple[Any, Any]:
     """The project's Evaluator executor on a finished run's Examples (test split), as the pipeline runs
-    it; returns (blessing, evaluation) artifacts. `run_output` is the run's RunSummary."""
+    it (its Beam steps on `beam_args`' runner); returns (blessing, evaluation) artifacts. `run_output`
+    is the run's RunSummary."""
     from tfx import types
     from tfx.dsl.components.base import base_beam_executor
     from tfx.types import standard_artifacts
@@ -97,7 +99,7 @@ def run_evaluator(run_output: Any, tmp: Path, candidate: str, served: str | None
     props = {k: proto_utils.proto_to_json(v) if hasattr(v, "DESCRIPTOR") else v
              for k, v in component.exec_properties.items()}
     executor = component.executor_spec.executor_class(base_beam_executor.BaseBeamExecutor.Context(
-        beam_pipeline_args=[], tmp_dir=str(tmp / "tmp"), unique_id="1"))
+        beam_pipeline_args=list(beam_args), tmp_dir=str(tmp / "tmp"), unique_id="1"))
     executor.Do({"examples": [examples], "model": models[:1], "baseline_model": models[1:] if served else []},
                 {"evaluation": [evaluation], "blessing": [blessing]}, props)
     return blessing, evaluation
