@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink
+.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -121,6 +121,14 @@ bench-infra:
 FACTORS ?= 1 3 10
 bench-scale:
 	$(STACK) python benchmarks/scale.py --data $(FULL_DATA) --factors $(FACTORS) --png benchmarks/scale.png
+
+## bench-flink: the Beam steps (data components) on DirectRunner in_memory vs. a local Flink cluster at
+## parallelism 2 and 4, 1x and 10x data, time and peak memory per process, in one run (BENCHMARKS.md)
+FLINK_FACTORS ?= 1 10
+bench-flink:
+	tools/flink install >/dev/null
+	FMNIST_BIND="$${FMNIST_BIND:-} $$(tools/flink binds)" $(STACK) python benchmarks/scale.py --data $(FULL_DATA) \
+	  --data-only --flink --factors $(FLINK_FACTORS) --json outputs/bench/flink.json
 
 ## bench-spans: full data as two spans -- span 2 retrained warm vs. cold, time and accuracy (BENCHMARKS.md)
 bench-spans:

@@ -15,6 +15,12 @@ Results go to --json; --png draws the curve (seconds and GB against training row
 back to back, to choose the Beam settings by measurement:
 
     tools/with-stack python benchmarks/scale.py --data-only --beam-modes --factors 1 10
+
+`--flink` adds the same runs on a local Flink cluster (tools/flink, started and stopped by this
+script) at parallelism 2 and 4, with the peak memory of each cluster process (JobManager, each
+TaskManager JVM, each worker pool with its SDK harnesses, the job server) besides the pipeline's:
+
+    make bench-flink    # = ... scale.py --data-only --flink --factors 1 10 (in_memory, flink p2, flink p4)
 """
 from __future__ import annotations
 
@@ -40,30 +46,46 @@ BEAM_MODES = {
 }
 
 
-class TreeMemory:
-    """Samples the resident memory of this process and its children (Beam workers) in a thread."""
+FLINK_PARALLELISM = (2, 4)
 
-    def __init__(self, interval: float) -> None:
+
+def tree_rss(process) -> float:
+    """Resident GB of a process and its children (Beam workers, SDK harnesses)."""
+    import psutil
+    total = 0
+    for p in [process] + process.children(recursive=True):
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / GB
+
+
+class TreeMemory:
+    """Samples the resident memory of this process and its children (Beam workers) in a thread, and
+    of each process of a Flink cluster when `flink_state` names one (tools/flink's PID files)."""
+
+    def __init__(self, interval: float, flink_state: str | None = None) -> None:
         import psutil
         self.process = psutil.Process()
         self.interval = interval
         self.samples: list[tuple[float, float]] = []    # (unix time, GB)
+        self.cluster_peaks: dict[str, float] = {}       # cluster process -> peak GB (with children)
+        self.cluster = {}
+        for pid_file in sorted(Path(flink_state).glob("*.pid")) if flink_state else []:
+            with contextlib.suppress(psutil.Error, ValueError):
+                self.cluster[pid_file.stem] = psutil.Process(int(pid_file.read_text()))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def tree_rss(self) -> float:
-        import psutil
-        total = 0
-        for p in [self.process] + self.process.children(recursive=True):
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                pass
-        return total / GB
+        return tree_rss(self.process)
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
             self.samples.append((time.time(), self.tree_rss()))
+            for name, process in self.cluster.items():
+                self.cluster_peaks[name] = max(self.cluster_peaks.get(name, 0.0), tree_rss(process))
 
     def peak(self, start: float = 0.0, end: float = float("inf")) -> float:
         return max((gb for t, gb in self.samples if start <= t <= end), default=0.0)
@@ -113,7 +135,7 @@ def one_run(args: argparse.Namespace) -> dict:
         transform.exec_properties["disable_statistics"] = 1
     started = time.monotonic()
     error = None
-    with TreeMemory(args.sample_seconds) as memory:
+    with TreeMemory(args.sample_seconds, os.environ.get("FLINK_STATE") if args.flink_child else None) as memory:
         try:
             tfx.orchestration.LocalDagRunner().run(pipeline)
         except Exception as e:  # reported in the result, the parent decides
@@ -136,6 +158,7 @@ def one_run(args: argparse.Namespace) -> dict:
         "components": {c.name: {"seconds": round(c.seconds, 1),
                                 "peak_rss_gb": round(memory.peak(*intervals[c.name]), 3)}
                        for c in summary.components},
+        "cluster_peak_rss_gb": {k: round(v, 3) for k, v in memory.cluster_peaks.items()},
         "accuracy": summary.metrics.get("overall", {}).get("sparse_categorical_accuracy"),
         # Every 10th sample: enough to draw the run's memory over time.
         "rss_trace": [(round(t - memory.samples[0][0], 1), round(gb, 3)) for t, gb in memory.samples[::10]],
@@ -143,7 +166,7 @@ def one_run(args: argparse.Namespace) -> dict:
     }
 
 
-def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = ()) -> dict:
+def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = (), flink: bool = False) -> dict:
     with contextlib.ExitStack() as stack:
         out = args.keep_output or stack.enter_context(tempfile.TemporaryDirectory(prefix="fmnist-scale-",
                                                                                   dir=args.work))
@@ -151,6 +174,7 @@ def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = ()) 
                "--preset", args.preset, "--sample-seconds", str(args.sample_seconds)]
         cmd += sum((["--set", s] for s in [*(args.set or []), *extra_sets]), [])
         cmd += ["--data-only"] if args.data_only else []
+        cmd += ["--flink-child"] if flink else []
         cmd += ["--transform-without-statistics"] if args.transform_without_statistics else []
         print(f"$ {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
@@ -200,6 +224,11 @@ def markdown(results: list[dict]) -> str:
         cells = [f"{r['components'][n]['seconds']:.0f} s / {r['components'][n]['peak_rss_gb']:.2f} GB"
                  if n in r["components"] else "-" for r in results]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    if any(r.get("cluster_peak_rss_gb") for r in results):
+        for name in sorted({n for r in results for n in r.get("cluster_peak_rss_gb", {})}):
+            lines.append(f"| Flink: {name} (peak) | " + " | ".join(
+                f"{r['cluster_peak_rss_gb'][name]:.2f} GB" if name in r.get("cluster_peak_rss_gb", {}) else "-"
+                for r in results) + " |")
     lines.append("| **whole run** | " + " | ".join(f"**{r['wall_seconds']:.0f} s / {r['peak_rss_gb']:.2f} GB**"
                                              for r in results) + " |")
     if any(r.get("accuracy") for r in results):
@@ -221,6 +250,9 @@ def main() -> int:
     p.add_argument("--transform-without-statistics", action="store_true",
                    help="experiment: Transform with disable_statistics (no pre/post-transform TFDV passes)")
     p.add_argument("--beam-modes", action="store_true", help="each factor under each DirectRunner mode")
+    p.add_argument("--flink", action="store_true",
+                   help=f"also on a local Flink cluster (tools/flink) at parallelism {FLINK_PARALLELISM}")
+    p.add_argument("--flink-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--sample-seconds", type=float, default=0.5)
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "scale.json"))
     p.add_argument("--png", default=None, help="draw the curve here (e.g. benchmarks/scale.png)")
@@ -242,16 +274,31 @@ def main() -> int:
     from benchmarks import scale_data
 
     results = []
-    modes = BEAM_MODES if args.beam_modes else {"config": None}
-    for factor in args.factors:
-        data = scale_data.make(Path(args.data), Path(args.data_out), factor)
-        for mode, beam_args in modes.items():
-            sets = [f"beam_args={beam_args}"] if beam_args else []
-            result = {"factor": factor, "train_rows": factor * 60_000, "mode": mode,
-                      **run_child(args, data, sets)}
-            results.append(result)
-            print(json.dumps(result, indent=1), file=sys.stderr, flush=True)
-            write_result(args.json, results, echo=False)
+    modes = dict(BEAM_MODES) if args.beam_modes else {"config": None}
+    if args.flink and not args.beam_modes:   # the comparison the Flink runs are for: DirectRunner's default
+        modes = {"in_memory": BEAM_MODES["in_memory"]}
+    flink = ROOT / "tools" / "flink"
+    if args.flink:
+        # One cluster for every run (4 slots: 2 TaskManagers x 2), its processes' memory sampled.
+        os.environ.setdefault("FLINK_STATE", tempfile.mkdtemp(prefix="fmnist-bench-flink-"))
+        subprocess.run([str(flink), "up"], check=True)
+        for parallelism in FLINK_PARALLELISM:
+            beam_args = subprocess.run([str(flink), "args"], check=True, capture_output=True, text=True,
+                                       env={**os.environ, "BEAM_PARALLELISM": str(parallelism)}).stdout.strip()
+            modes[f"flink p{parallelism}"] = beam_args
+    try:
+        for factor in args.factors:
+            data = scale_data.make(Path(args.data), Path(args.data_out), factor)
+            for mode, beam_args in modes.items():
+                sets = [f"beam_args={beam_args}"] if beam_args else []
+                result = {"factor": factor, "train_rows": factor * 60_000, "mode": mode,
+                          **run_child(args, data, sets, flink=mode.startswith("flink"))}
+                results.append(result)
+                print(json.dumps(result, indent=1), file=sys.stderr, flush=True)
+                write_result(args.json, results, echo=False)
+    finally:
+        if args.flink:
+            subprocess.run([str(flink), "down"], check=False)
     if args.png:
         plot([r for r in results if r["mode"] == next(iter(modes))], Path(args.png))
     print(markdown(results))

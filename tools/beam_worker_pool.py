@@ -8,7 +8,7 @@ shared by two TaskManagers breaks: the pool keys its SDK harness processes by `w
 ("1-1", "2-1", ...), so one TaskManager's StopWorker kills the other's harness and its task waits
 for ever ("Still waiting for startup of environment", seen here). So each pool here binds its own
 loopback address (127.0.0.2, 127.0.0.3, ...) and each TaskManager resolves the one name in the
-Beam arguments, `beam-worker-pool`, to its own pool (tools/flink gives it its own /etc/hosts).
+Beam arguments, `beam-worker-pool`, to its own pool (tools/flink gives each JVM its own hosts file).
 
 Only the binding is ours: the servicer, which starts one SDK harness process per StartWorker
 request, is Beam's.

@@ -1,0 +1,61 @@
+"""What "the same result as DirectRunner" means for a pipeline run on a Beam cluster (Flink,
+Spark): shared by tests/e2e/test_beam_flink.py and test_beam_spark.py."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from schema import contract
+
+SPLITS = (contract.TRAIN_SPLIT, contract.TEST_SPLIT)
+
+
+def output(summary, component: str, key: str):
+    return summary.component(component).outputs[key][0]
+
+
+def rows_per_split(summary) -> dict[str, int]:
+    """ExampleGen's own count of the rows it took, per split."""
+    return {split: s["rows"] for split, s in summary.data_input["splits"].items()}
+
+
+def count_records(summary, split: str) -> int:
+    """The tf.Examples ExampleGen wrote for a split, read back."""
+    import tensorflow as tf
+    directory = Path(output(summary, contract.EXAMPLE_GEN, "examples").uri) / f"Split-{split}"
+    files = [str(p) for p in directory.iterdir()]
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+
+
+def statistics(summary, split: str):
+    import tensorflow_data_validation as tfdv
+    uri = output(summary, contract.STATISTICS_GEN, "statistics").uri
+    return tfdv.load_stats_binary(os.path.join(uri, f"Split-{split}", "FeatureStats.pb")).datasets[0]
+
+
+def assert_same_statistics(on_cluster, direct) -> None:
+    """Counts, extremes, zeros, means and deviations, every histogram (standard and quantiles)."""
+    assert on_cluster.num_examples == direct.num_examples > 0
+    features = {f.path.step[0]: f for f in direct.features}
+    assert {f.path.step[0] for f in on_cluster.features} == set(features)
+    for feature in on_cluster.features:
+        other = features[feature.path.step[0]]
+        if feature.HasField("num_stats"):
+            a, b = feature.num_stats, other.num_stats
+            assert a.common_stats.num_non_missing == b.common_stats.num_non_missing
+            assert a.common_stats.tot_num_values == b.common_stats.tot_num_values
+            assert (a.min, a.max, a.num_zeros) == (b.min, b.max, b.num_zeros)
+            assert a.mean == pytest.approx(b.mean, rel=1e-9) and a.std_dev == pytest.approx(b.std_dev, rel=1e-9)
+            assert a.histograms and list(a.histograms) == list(b.histograms)
+        else:
+            assert feature.bytes_stats.common_stats.num_non_missing == other.bytes_stats.common_stats.num_non_missing
+
+
+def assert_same_data_as_directrunner(on_cluster, direct) -> None:
+    """Examples per split (ExampleGen's count and the records on disk) and statistics."""
+    assert rows_per_split(on_cluster) == rows_per_split(direct)
+    for split in SPLITS:
+        assert count_records(on_cluster, split) == count_records(direct, split) > 0, split
+        assert_same_statistics(statistics(on_cluster, split), statistics(direct, split))
