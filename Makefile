@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink
+.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink spark-up spark-down test-spark
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -32,8 +32,8 @@ serve:
 test: lint image-left-out
 	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
 	python3 tests/unit/test_with_stack.py
-	tools/flink install >/dev/null
-	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom) $$(tools/flink binds)" \
+	tools/flink install >/dev/null && tools/spark install >/dev/null
+	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom) $$(tools/flink binds) $$(tools/spark binds)" \
 	    $(WITH_ENGINE) $(STACK) python -m pytest -q tests/unit tests/e2e
 
 ## test-kubeflow: only the Kubeflow tests that run containers (the images as for `make test`)
@@ -49,10 +49,21 @@ flink-up:
 flink-down:
 	tools/flink down
 
-## test-flink: only the tests that run the Beam steps on a Flink cluster (their own, on other ports)
+## test-flink / test-spark: only the tests that run the Beam steps on a Flink / Spark cluster (their
+## own, on other ports)
 test-flink:
 	tools/flink install >/dev/null
 	FMNIST_BIND="$${FMNIST_BIND:-} $$(tools/flink binds)" $(STACK) python -m pytest -q tests/e2e/test_beam_flink.py
+test-spark:
+	tools/spark install >/dev/null
+	FMNIST_BIND="$${FMNIST_BIND:-} $$(tools/spark binds)" $(STACK) python -m pytest -q tests/e2e/test_beam_spark.py
+
+## spark-up / spark-down: a local Spark standalone cluster for the Beam steps on 127.0.0.1 (master :7077,
+## JSON :8080, two workers with a Beam worker pool each, Beam's job server :8199)
+spark-up:
+	tools/spark up
+spark-down:
+	tools/spark down
 
 ## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers)
 test-unit:
