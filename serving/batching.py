@@ -327,9 +327,15 @@ def _pad_to_common_shape(parts: list[np.ndarray]) -> list[np.ndarray]:
 
 # --- the shared scheduler ----------------------------------------------------------------------------------
 class SharedBatchScheduler:
-    """`num_batch_threads` threads shared by every queue (model version x signature), round-robin
-    over the queues (SharedBatchScheduler::ThreadLogic). A thread with nothing due sleeps until the
-    earliest open batch's timeout or until a task makes a batch schedulable."""
+    """`num_batch_threads` batch slots shared by every queue (model version x signature), taken
+    round-robin over the queues (SharedBatchScheduler::ThreadLogic). A thread with nothing due
+    sleeps until the earliest open batch's timeout or until a task makes a batch schedulable.
+
+    At most `num_batch_threads` batches run at once, as in TF Serving. One shortcut: a request
+    that finds its queue empty, its batch due at once (timeout 0, or full) and a slot free runs
+    that batch -- itself alone -- on its own thread instead of waking a batch thread for it. The
+    batch is the one a free batch thread would take at that moment; the two thread switches it
+    saves are a lone client's whole cost of batching."""
 
     def __init__(self, params: BatchingParameters, metrics: Metrics = NO_METRICS) -> None:
         self.params, self.metrics = params.validate(), metrics
@@ -337,7 +343,8 @@ class SharedBatchScheduler:
         self._queues: list[_Queue] = []
         self._next = 0
         self._closed = False
-        self._idle = 0  # threads waiting for work
+        self._idle = 0  # batch threads waiting for work
+        self._busy = 0  # batches being processed (by batch threads or inline): <= num_batch_threads
         self._threads = [threading.Thread(target=self._thread_logic, name=f"{params.thread_pool_name}_{i}",
                                           daemon=True) for i in range(params.num_batch_threads)]
         for t in self._threads:
@@ -356,17 +363,24 @@ class SharedBatchScheduler:
             tasks = self._split(queue, feeds, rows, key)
         else:
             tasks = [_Task(feeds, rows, key)]
+        inline = None
         with self._cond:
             if self._closed:
                 raise Unavailable("the batch scheduler is shut down")
             queue.schedule(tasks, rows)
-            if self._idle:
-                due = queue.schedulable_at()
+            due = queue.schedulable_at()
+            now = time.monotonic()
+            alone = len(queue.batches) == 1 and queue.batches[0].tasks[0] is tasks[0]
+            if (alone and len(tasks) == 1 and due is not None and due <= now
+                    and self._busy < self.params.num_batch_threads):
+                inline = queue.take(now)
+                self._busy += 1
+            elif self._idle and due is not None and (due <= now or alone):
                 # Wake a thread for a batch due now, or for a new deadline to sleep until (this
                 # task opened the queue's only batch); otherwise the sleepers' deadlines stand.
-                if due is not None and (due <= time.monotonic() or (
-                        len(queue.batches) == 1 and queue.batches[0].tasks[0] is tasks[0])):
-                    self._cond.notify()
+                self._cond.notify()
+        if inline is not None:
+            self._process(queue, inline)
         if len(tasks) == 1:
             return tasks[0].wait()
         parts = [t.wait() for t in tasks]  # SplitInputTask's pieces, answered in order
@@ -392,25 +406,46 @@ class SharedBatchScheduler:
                     queue, batch, wake_at = self._next_work()
                     if batch is not None:
                         break
-                    if self._closed and wake_at is None:
+                    if self._closed and wake_at is None and not self._busy:
                         return
                     self._idle += 1
                     self._cond.wait(None if wake_at is None else max(wake_at - time.monotonic(), 0.0))
                     self._idle -= 1
-                if self._idle and any(q.schedulable_at() is not None for q in self._queues):
-                    self._cond.notify()  # more due work, or a deadline someone must sleep until
+                self._busy += 1
+                self._wake_if_due()
             assert queue is not None
-            try:
-                queue.process(batch)
-            except BaseException as e:  # never leave a caller waiting
-                log.exception("batch processing failed")
-                for task in batch.tasks:
-                    if task.done.locked() and task.result is None and task.error is None:
-                        task.finish(error=e)
+            self._process(queue, batch)
+
+    def _process(self, queue: _Queue, batch: _Batch) -> None:
+        """Run one batch in a slot taken under the lock; free the slot after."""
+        try:
+            queue.process(batch)
+        except BaseException as e:  # never leave a caller waiting
+            log.exception("batch processing failed")
+            for task in batch.tasks:
+                if task.result is None and task.error is None:
+                    task.finish(error=e)
+        finally:
+            with self._cond:
+                self._busy -= 1
+                if self._closed:
+                    self._cond.notify_all()  # threads waiting for this slot may now exit
+                else:
+                    self._wake_if_due()
+
+    def _wake_if_due(self) -> None:
+        """(lock held) Wake a sleeping batch thread when a free slot has queued work (due, or with
+        a deadline someone must sleep until)."""
+        if self._idle and self._busy < self.params.num_batch_threads and any(
+                q.schedulable_at() is not None for q in self._queues):
+            self._cond.notify()
 
     def _next_work(self) -> tuple[_Queue | None, _Batch | None, float | None]:
-        """GetNextWorkItem_Locked: the next queue in round-robin order with a due batch; else the
-        earliest time one becomes due (None: nothing queued)."""
+        """GetNextWorkItem_Locked: with a slot free, the next queue in round-robin order with a due
+        batch; else the earliest time one becomes due (None: nothing queued, or no slot free --
+        a slot's release wakes a thread)."""
+        if self._busy >= self.params.num_batch_threads:
+            return None, None, None
         now, n, wake_at = time.monotonic(), len(self._queues), None
         for i in range(n):
             queue = self._queues[(self._next + i) % n]

@@ -116,6 +116,7 @@ def server_from_args(args: argparse.Namespace):
         poll_seconds=args.file_system_poll_wait_seconds, tls=tls,
         max_message_bytes=args.max_message_mb * 1024 * 1024, max_tensor_bytes=args.max_tensor_mb * 1024 * 1024,
         max_body_bytes=args.max_body_mb * 1024 * 1024, rest_timeout_ms=args.rest_api_timeout_in_ms,
+        workers=args.grpc_max_threads,
         rest_max_connections=args.rest_max_connections, rest_idle_timeout=args.rest_idle_timeout_seconds,
         keep_served_signatures=not args.allow_version_signature_removal,
         model_config_file=args.model_config_file,
@@ -152,6 +153,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     tfs.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
     tfs.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
                      help="REST call timeout (0 = none)")
+    tfs.add_argument("--grpc_max_threads", type=int, default=16,
+                     help="threads handling gRPC calls (requests in the server at once; TF Serving's default "
+                          "is 4 x CPUs, 16 here); with --enable_batching, at least the concurrent clients "
+                          "whose requests should meet in one batch")
     for threads, meaning in (("session", "threads for running a Session, intra- and inter-op"),
                              ("intra_op", "threads parallelising one op"),
                              ("inter_op", "ops run at the same time")):

@@ -254,3 +254,19 @@ def test_a_failing_batch_is_retried_request_by_request():
         batchers.close()
     np.testing.assert_array_equal(results["good"], [[2.0]])
     assert isinstance(results["bad"], ValueError)
+
+
+def test_a_lone_request_with_a_free_slot_runs_at_once_on_its_own_thread():
+    """Timeout 0, nothing queued, a slot free: the batch a free batch thread would take now is
+    run by the caller itself (no thread switch); with the slots busy it is queued for a batch thread."""
+    names: list[str] = []
+
+    def model(feeds):
+        names.append(threading.current_thread().name)
+        return {"y": feeds["x"] + 1}
+    batchers = Batchers(BatchingParameters(num_batch_threads=1, thread_pool_name="pool"))
+    try:
+        np.testing.assert_array_equal(batchers.run(("m", 1, "s", ("y",)), model, {"x": np.ones((1, 1))})["y"], [[2.0]])
+        assert names == [threading.current_thread().name]
+    finally:
+        batchers.close()
