@@ -270,3 +270,27 @@ def test_a_lone_request_with_a_free_slot_runs_at_once_on_its_own_thread():
         assert names == [threading.current_thread().name]
     finally:
         batchers.close()
+
+
+def test_command_line_batching_as_tensorflow_model_server(tmp_path):
+    """server.cc: --enable_batching without a file = every default, pool "model_server_batch_threads";
+    a parameters file without --enable_batching is refused with its text."""
+    import argparse
+
+    from serving.cli import add_serve_arguments, batching_from_args
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    params = batching_from_args(parser.parse_args(["--enable_batching"]))
+    assert params == BatchingParameters(thread_pool_name="model_server_batch_threads")
+    config = tmp_path / "b.config"
+    config.write_text("max_batch_size { value: 32 } num_batch_threads { value: 1 }")
+    params = batching_from_args(parser.parse_args(["--enable_batching", f"--batching_parameters_file={config}",
+                                                   "--batch-timeout-micros=500"]))
+    assert (params.max_batch_size, params.num_batch_threads, params.batch_timeout_micros) == (32, 1, 500)
+    assert params.thread_pool_name == "batch_threads"
+    with pytest.raises(ConfigError) as e:
+        batching_from_args(parser.parse_args([f"--batching_parameters_file={config}"]))
+    assert str(e.value) == ("server_options.batching_parameters_file is set without setting "
+                            "server_options.enable_batching to true.")
+    assert parser.parse_args(["--grpc_max_threads=64"]).grpc_max_threads == 64
