@@ -43,8 +43,12 @@ TF_EXAMPLE = ("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\
 TUNED = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n"
          "max_enqueued_batches { value: 16 }\nnum_batch_threads { value: 1 }\n")
 TUNED_FLAGS = ["--grpc_max_threads=64"]  # requests in the server at once: enough to meet in a batch
-MODES: dict[str, tuple[str | None, list[str]]] = {"off": (None, []), "on, TF Serving's example": (TF_EXAMPLE, []),
-                                                 "on, tuned": (TUNED, TUNED_FLAGS)}
+# For clients that send batches themselves: the same, with the batch thread's model call on both
+# cores (fmnist serve's contract is one intra-op thread, schema/contract.py).
+TWO_CORES = ["--tensorflow_intra_op_parallelism=2"]
+MODES: dict[str, tuple[str | None, list[str]]] = {
+    "off": (None, []), "on, TF Serving's example": (TF_EXAMPLE, []), "on, tuned": (TUNED, TUNED_FLAGS),
+    "on, tuned, 2 intra-op threads": (TUNED, TUNED_FLAGS + TWO_CORES)}
 
 
 # --- client processes ------------------------------------------------------------------------------------
