@@ -1,6 +1,7 @@
 """Batching under concurrency (issue 30): the model server in its own process (`fmnist serve`,
-TF Serving's flags) with batching off, on with TF Serving's example parameters and on with the
-parameters README recommends, side by side in one run; clients in their own processes.
+TF Serving's flags) with batching off, on with TF Serving's example parameters, on with the
+parameters README recommends, and those with two intra-op threads, side by side in one run;
+clients in their own processes.
 
     make bench-batching     # = tools/with-stack python benchmarks/batching_sweep.py --model-dir ...
 
@@ -37,11 +38,13 @@ TF_EXAMPLE = ("max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\
 # The recommendation (README "When to turn batching on"), measured here against batching/README.md's
 # CPU-only starting point (num_batch_threads = cores, timeout 0): ONE batch thread, so requests that
 # arrive while a batch runs form the next one (with two, a free thread takes each request nearly
-# alone: mean batch 3.3 vs 6.4 at 32 clients); timeout 0, so a lone request never waits; at most
-# 32 rows a call (the model's cost per image stops falling there: 0.26 ms at 32 vs 0.61 ms alone);
-# the queue bounded, though with 64 gRPC threads at most 64 requests (2 batches) can wait.
-TUNED = ("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n"
-         "max_enqueued_batches { value: 16 }\nnum_batch_threads { value: 1 }\n")
+# alone: mean batch 3.3 vs 6.4 at 32 clients); timeout 0, so a lone request never waits; model
+# calls of at most 32 rows (the cost per image stops falling there: 0.26 ms at 32 vs 0.61 ms alone),
+# with larger requests (up to 1024 rows; `fmnist predict` sends 256) split across batches instead
+# of refused; the queue bounded at 64 batches of 32 rows.
+TUNED = ("max_batch_size { value: 1024 }\nenable_large_batch_splitting { value: true }\n"
+         "max_execution_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\n"
+         "max_enqueued_batches { value: 64 }\nnum_batch_threads { value: 1 }\n")
 TUNED_FLAGS = ["--grpc_max_threads=64"]  # requests in the server at once: enough to meet in a batch
 # For clients that send batches themselves: the same, with the batch thread's model call on both
 # cores (fmnist serve's contract is one intra-op thread, schema/contract.py).
