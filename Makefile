@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-batching bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow
+.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -79,6 +79,7 @@ bench-serving:
 ## bench-batching: batching off / TF Serving's example / tuned, 8-32-128 clients x batch 1 and 8, plus one
 ## client's p50 next to the in-process call, side by side (BENCHMARKS.md; MODEL_DIR = a pushed version)
 MODEL_DIR ?=
+.PHONY: bench-batching
 bench-batching:
 	$(STACK) python benchmarks/batching_sweep.py --repeat 5 $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
