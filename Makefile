@@ -101,6 +101,13 @@ bench-training:
 bench-serving:
 	$(STACK) python benchmarks/serving_bench.py
 
+## bench-batching: batching off / TF Serving's example / tuned, 8-32-128 clients x batch 1 and 8, plus one
+## client's p50 next to the in-process call, side by side (BENCHMARKS.md; MODEL_DIR = a pushed version)
+MODEL_DIR ?=
+.PHONY: bench-batching
+bench-batching:
+	$(STACK) python benchmarks/batching_sweep.py --repeat 5 $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+
 ## bench-monitoring: request-logging latency overhead, promote/rollback times under load (BENCHMARKS.md)
 bench-monitoring:
 	$(STACK) python benchmarks/monitoring_bench.py

@@ -137,7 +137,8 @@ def main() -> int:
     from serving.savedmodel import LoadedVersion
 
     model_dir, work, base = common.served_copy(args.model_dir, "serving")
-    (work / "batching.config").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 2000 }\n")
+    from benchmarks.batching_sweep import TUNED, TUNED_FLAGS  # README's recommended batching (issue 30)
+    (work / "batching.config").write_text(TUNED)
     (work / "monitoring.config").write_text("prometheus_config { enable: true }\n")
     (work / "session.config").write_text("".join(f"{k}: {v}\n" for k, v in threads.items()))
     rng = np.random.default_rng(0)
@@ -166,7 +167,7 @@ def main() -> int:
             # recorded only when the REST port that serves them is open (the other servers have none)
             flags += [f"--monitoring_config_file={work / 'monitoring.config'}", f"--rest_api_port={common.free_port()}"]
         if kind == "on":
-            flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}"]
+            flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}", *TUNED_FLAGS]
         if any(threads.values()):
             flags.append(f"--tensorflow_session_config_file={work / 'session.config'}")
         return common.launch_model_server(flags, common.FMNIST_SERVE)

@@ -46,14 +46,29 @@ def models_from_args(args: argparse.Namespace) -> list:
 
 
 def batching_from_args(args: argparse.Namespace):
-    from serving.batching import BatchingParameters
-    from serving.config import read_batching_parameters_file
+    """As tensorflow_model_server (server.cc): --enable_batching with a parameters file reads it;
+    without one, every field keeps its default and the thread pool is "model_server_batch_threads".
+    --max-batch-size / --batch-timeout-micros (this server's) override either when given."""
+    import dataclasses
+
+    from serving.batching import BatchingConfigError, BatchingParameters
+    from serving.config import ConfigError, read_batching_parameters_file
 
     if not args.enable_batching:
+        if args.batching_parameters_file:
+            raise ConfigError("server_options.batching_parameters_file is set without setting "
+                              "server_options.enable_batching to true.")
         return None
     if args.batching_parameters_file:
-        return read_batching_parameters_file(args.batching_parameters_file)
-    return BatchingParameters(args.max_batch_size, args.batch_timeout_micros)
+        params = read_batching_parameters_file(args.batching_parameters_file)
+    else:
+        params = BatchingParameters(thread_pool_name="model_server_batch_threads")
+    overrides = {k: v for k, v in (("max_batch_size", args.max_batch_size),
+                                   ("batch_timeout_micros", args.batch_timeout_micros)) if v is not None}
+    try:
+        return dataclasses.replace(params, **overrides).validate() if overrides else params
+    except BatchingConfigError as e:
+        raise ConfigError(str(e)) from None
 
 
 def session_config_from_args(args: argparse.Namespace):
@@ -101,6 +116,7 @@ def server_from_args(args: argparse.Namespace):
         poll_seconds=args.file_system_poll_wait_seconds, tls=tls,
         max_message_bytes=args.max_message_mb * 1024 * 1024, max_tensor_bytes=args.max_tensor_mb * 1024 * 1024,
         max_body_bytes=args.max_body_mb * 1024 * 1024, rest_timeout_ms=args.rest_api_timeout_in_ms,
+        workers=args.grpc_max_threads,
         rest_max_connections=args.rest_max_connections, rest_idle_timeout=args.rest_idle_timeout_seconds,
         keep_served_signatures=not args.allow_version_signature_removal,
         model_config_file=args.model_config_file,
@@ -137,6 +153,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     tfs.add_argument("--batching_parameters_file", help="text-format BatchingParameters")
     tfs.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
                      help="REST call timeout (0 = none)")
+    tfs.add_argument("--grpc_max_threads", type=int, default=16,
+                     help="threads handling gRPC calls (requests in the server at once; TF Serving's default "
+                          "is 4 x CPUs, 16 here); with --enable_batching, at least the concurrent clients "
+                          "whose requests should meet in one batch")
     for threads, meaning in (("session", "threads for running a Session, intra- and inter-op"),
                              ("intra_op", "threads parallelising one op"),
                              ("inter_op", "ops run at the same time")):
@@ -151,8 +171,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     extra = p.add_argument_group("this server's additions")
     extra.add_argument("--model-base", help="serving root: every <root>/<model>/<version>/ is served")
     extra.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
-    extra.add_argument("--max-batch-size", type=int, default=64, help="without --batching_parameters_file")
-    extra.add_argument("--batch-timeout-micros", type=int, default=2000)
+    extra.add_argument("--max-batch-size", type=int, default=None,
+                       help="batching: overrides max_batch_size (default: the parameters file's, else 1000)")
+    extra.add_argument("--batch-timeout-micros", type=int, default=None,
+                       help="batching: overrides batch_timeout_micros (default: the parameters file's, else 0)")
     extra.add_argument("--max-message-mb", type=int, default=16, help="gRPC message limit")
     extra.add_argument("--max-tensor-mb", type=int, default=64, help="claimed size limit of one request tensor")
     extra.add_argument("--max-body-mb", type=int, default=64, help="REST body limit")

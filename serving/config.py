@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.batching import BatchingParameters
+from serving.batching import BatchingConfigError, BatchingParameters
 from serving.model_manager import ModelConfig, VersionPolicy
 from serving.request_log import LoggingConfig
 
@@ -184,25 +184,24 @@ def read_monitoring_config_file(path: str | None) -> str | None:
 
 
 def parse_batching_parameters(text: str, source: str = "<batching>") -> BatchingParameters:
+    """A text-format BatchingParameters. A field left out keeps TF Serving's default for it
+    (bundle_factory_util.h GetQueueOptions / CreateBatchScheduler only set what the proto has);
+    values TF Serving refuses when it builds the scheduler are a ConfigError with its text."""
     proto = _batching_message_class()()
     try:
         text_format.Parse(text, proto)
     except text_format.ParseError as e:
         raise ConfigError(f"{source}: Error parsing text-format tensorflow.serving.BatchingParameters: {e}") from None
-    defaults = BatchingParameters()
-
-    def value(field: str, default: int) -> int:
-        return getattr(proto, field).value if proto.HasField(field) else default
-
-    params = BatchingParameters(
-        max_batch_size=value("max_batch_size", defaults.max_batch_size),
-        batch_timeout_micros=value("batch_timeout_micros", defaults.batch_timeout_micros),
-        max_enqueued_batches=value("max_enqueued_batches", defaults.max_enqueued_batches),
-        thread_pool_name=proto.thread_pool_name.value if proto.HasField("thread_pool_name")
-        else defaults.thread_pool_name)
-    if params.max_batch_size < 1:
-        raise ConfigError(f"{source}: max_batch_size must be positive")
-    return params
+    fields = {f.name for f, _ in proto.ListFields()}
+    values: dict[str, Any] = {name: getattr(proto, name).value for name in fields if name in (
+        "max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads", "thread_pool_name",
+        "enable_large_batch_splitting", "max_execution_batch_size")}
+    values["allowed_batch_sizes"] = tuple(proto.allowed_batch_sizes)
+    values["pad_variable_length_inputs"] = proto.pad_variable_length_inputs
+    try:
+        return BatchingParameters(**values).validate()
+    except BatchingConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
 
 def read_batching_parameters_file(path: str) -> BatchingParameters:

@@ -39,6 +39,7 @@ FailedPrecondition = _status_error(grpc.StatusCode.FAILED_PRECONDITION)
 ResourceExhausted = _status_error(grpc.StatusCode.RESOURCE_EXHAUSTED)
 Unimplemented = _status_error(grpc.StatusCode.UNIMPLEMENTED)
 DeadlineExceeded = _status_error(grpc.StatusCode.DEADLINE_EXCEEDED)
+Unavailable = _status_error(grpc.StatusCode.UNAVAILABLE)
 
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {

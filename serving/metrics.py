@@ -174,10 +174,13 @@ class Metrics:
     def warmup(self, model_path: str, status: str, seconds: float) -> None:
         self.warmup_latency.observe((model_path, status), seconds * 1e6)
 
-    def batch(self, thread_pool_name: str, sizes: list[int], queued_seconds: list[float]) -> None:
-        """One model call made by the batcher for requests of `sizes` rows that waited `queued_seconds`."""
+    def batch(self, thread_pool_name: str, sizes: list[int], queued_seconds: list[float],
+              processed: int | None = None) -> None:
+        """One model call made by the batcher for requests of `sizes` rows that waited `queued_seconds`;
+        `processed` is the batch's size after allowed_batch_sizes padding (MergeInputTensors records
+        the padded size as processed_batch_size), the sum of `sizes` when not given."""
         self.wrapped_run_count.add(())
-        self.processed_batch_size.observe((), sum(sizes))
+        self.processed_batch_size.observe((), sum(sizes) if processed is None else processed)
         for size, waited in zip(sizes, queued_seconds):
             self.input_batch_size.observe((), size)
             self.queuing_latency.observe((thread_pool_name,), waited * 1e6)
