@@ -53,7 +53,11 @@ def tree_rss(process) -> float:
     """Resident GB of a process and its children (Beam workers, SDK harnesses)."""
     import psutil
     total = 0
-    for p in [process] + process.children(recursive=True):
+    try:
+        tree = [process] + process.children(recursive=True)
+    except psutil.Error:          # the process itself is gone (a TaskManager lost in a run)
+        return 0.0
+    for p in tree:
         try:
             total += p.memory_info().rss
         except psutil.Error:
@@ -158,12 +162,36 @@ def one_run(args: argparse.Namespace) -> dict:
         "components": {c.name: {"seconds": round(c.seconds, 1),
                                 "peak_rss_gb": round(memory.peak(*intervals[c.name]), 3)}
                        for c in summary.components},
+        "data_digest": data_digest(summary),
         "cluster_peak_rss_gb": {k: round(v, 3) for k, v in memory.cluster_peaks.items()},
         "accuracy": summary.metrics.get("overall", {}).get("sparse_categorical_accuracy"),
         # Every 10th sample: enough to draw the run's memory over time.
         "rss_trace": [(round(t - memory.samples[0][0], 1), round(gb, 3)) for t, gb in memory.samples[::10]],
         "failures": summary.failures + ([error] if error else []),
     }
+
+
+def data_digest(summary) -> dict:
+    """What the data components produced, comparable across runners: rows per split, and per split
+    the statistics' example count, mean and a hash of every histogram (standard and quantiles).
+    Equal digests of an in_memory and a Flink run = the same examples and statistics."""
+    import hashlib
+
+    import tensorflow_data_validation as tfdv
+
+    from schema import contract
+
+    out: dict = {"rows": {split: s["rows"] for split, s in (summary.data_input or {}).get("splits", {}).items()}}
+    stats = summary.component(contract.STATISTICS_GEN)
+    for split in (contract.TRAIN_SPLIT, contract.TEST_SPLIT) if stats and stats.outputs.get("statistics") else ():
+        path = os.path.join(stats.outputs["statistics"][0].uri, f"Split-{split}", "FeatureStats.pb")
+        dataset = tfdv.load_stats_binary(path).datasets[0]
+        histograms = hashlib.sha256(b"".join(h.SerializeToString(deterministic=True)
+                                             for f in dataset.features for h in f.num_stats.histograms))
+        out[split] = {"num_examples": dataset.num_examples,
+                      "means": [round(f.num_stats.mean, 9) for f in dataset.features if f.HasField("num_stats")],
+                      "histograms_sha256": histograms.hexdigest()[:16]}
+    return out
 
 
 def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = (), flink: bool = False) -> dict:
@@ -231,6 +259,9 @@ def markdown(results: list[dict]) -> str:
                 for r in results) + " |")
     lines.append("| **whole run** | " + " | ".join(f"**{r['wall_seconds']:.0f} s / {r['peak_rss_gb']:.2f} GB**"
                                              for r in results) + " |")
+    if any(r.get("data_digest") for r in results):
+        lines.append("| statistics digest (train) | " + " | ".join(
+            r.get("data_digest", {}).get("train", {}).get("histograms_sha256", "-") for r in results) + " |")
     if any(r.get("accuracy") for r in results):
         lines.append("| test accuracy | " + " | ".join(f"{r['accuracy']:.4f}" if r.get("accuracy") else "-"
                                                      for r in results) + " |")
