@@ -80,7 +80,10 @@ def run_fn(fn_args: FnArgs) -> None:
     log.info("training on ~%d examples, validating on ~%d (every %d-th row of each of %d shard(s))",
              n_train, n_val, settings.validation_every, len(files))
 
-    global_batch = config.batch_size * dist.num_replicas_in_sync
+    global_batch, per_replica = strategy.replica_batches(config.batch_size, dist.num_replicas_in_sync)
+    log.info("global batch %d over %d replica(s): %d per replica, learning rate %g (the rule in "
+             "components/strategy.py, replica_batches)", global_batch, dist.num_replicas_in_sync, per_replica,
+             config.learning_rate)
     steps = -(-n_train // global_batch)
     # Several workers: every worker reads the same files and keeps its share of the batches.
     options = tf.data.Options()
