@@ -22,8 +22,9 @@ from kubeflow.gpu_check import DRIVER, TENSORFLOW_GPU_LIBRARIES
 from kubeflow.runner import gpu_image
 
 SITE = "/usr/local/lib/python3.13/site-packages"
-# Every C++ log line (INFO included); the image's default is TF_CPP_MIN_LOG_LEVEL=2.
-LOUD = ["env", "TF_CPP_MIN_LOG_LEVEL=0"]
+# Every C++ log line (INFO, and VLOG(1) where dso_loader.cc reports each library it could not load);
+# the image's default is TF_CPP_MIN_LOG_LEVEL=2.
+LOUD = ["env", "TF_CPP_MIN_LOG_LEVEL=0", "TF_CPP_MAX_VLOG_LEVEL=1"]
 NOT_LOADED = re.compile(r"Could not load dynamic library '([^']+)'")
 # What TensorFlow says when a GPU library, not the driver, is missing (cudart_stub.cc when
 # libcudart cannot be loaded; dso_loader.cc's MaybeTryDlopenGPULibraries for the others).
