@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink spark-up spark-down test-spark
+.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink spark-up spark-down test-spark image-gpu gpu-check
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -29,7 +29,7 @@ serve:
 ## and its copy with one module left out, two checkouts on the stack at once (from the host), then
 ## pytest with a container engine's API for the KFP stand-in (tools/image with-engine)
 ## (tools/prometheus fetches Debian's Prometheus binary once; its directory is bound into the chroot stack)
-test: lint image-left-out
+test: lint image-left-out image-gpu
 	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
 	python3 tests/unit/test_with_stack.py
 	tools/flink install >/dev/null && tools/spark install >/dev/null
@@ -37,9 +37,9 @@ test: lint image-left-out
 	    $(WITH_ENGINE) $(STACK) python -m pytest -q tests/unit tests/e2e
 
 ## test-kubeflow: only the Kubeflow tests that run containers (the images as for `make test`)
-test-kubeflow: image-left-out
-	$(WITH_ENGINE) $(STACK) python -m pytest -q tests/e2e/test_kubeflow_image.py tests/e2e/test_kubeflow_standin.py \
-	  tests/e2e/test_kubeflow_spans.py
+test-kubeflow: image-left-out image-gpu
+	$(WITH_ENGINE) $(STACK) python -m pytest -q tests/e2e/test_kubeflow_image.py tests/e2e/test_gpu_image.py \
+	  tests/e2e/test_kubeflow_standin.py tests/e2e/test_kubeflow_spans.py
 
 ## flink-up / flink-down: a local Flink cluster for the Beam steps on 127.0.0.1 (JobManager REST :8081,
 ## two TaskManagers with a Beam worker pool each, Beam's job server :8099); fetched once, then cached.
@@ -173,8 +173,23 @@ image:
 image-left-out: image
 	tools/image build --tag $(IMAGE)-without-$(basename $(notdir $(LEFT_OUT))) --build-arg TF_SERVING=$(TF_SERVING) \
 	  --leave-out $(LEFT_OUT)
+
+## image-gpu: the Trainer's GPU image $(IMAGE)-gpu: $(IMAGE) plus TensorFlow's CUDA libraries at
+## requirements-gpu.lock's versions (kubeflow/Dockerfile.gpu; one layer on top, ~2 min once the wheels are cached)
+image-gpu: image
+	tools/image build --tag $(IMAGE)-gpu --file kubeflow/Dockerfile.gpu --build-arg BASE=$(IMAGE)
 # The tests' container engine (tests/container_engine.py) and the images they run.
 WITH_ENGINE = FMNIST_IMAGE=$(IMAGE) FMNIST_LEFT_OUT=$(LEFT_OUT) tools/image with-engine
+
+## gpu-check: on a machine with a GPU (not in CI), one epoch of the fast preset's model in the GPU image, on the
+## GPU and on the CPU: asserts the convolutions ran on the GPU, prints seconds per epoch of each (README, "GPUs").
+## Docker needs the NVIDIA Container Toolkit, podman its CDI spec; GPU_CHECK_DATA=../shared/data/fashion-mnist
+GPU_CHECK_DATA ?= data/sample
+gpu-check: image-gpu
+	engine=$$(tools/image engine); \
+	if [ "$$engine" = docker ]; then gpus="--gpus all"; else gpus="--device nvidia.com/gpu=all"; fi; \
+	$$engine run --rm $$gpus -v $(abspath $(GPU_CHECK_DATA)):/data:ro --entrypoint python $(IMAGE)-gpu \
+	  -m kubeflow.gpu_check --data /data
 
 clean:
 	rm -rf outputs

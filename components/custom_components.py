@@ -15,6 +15,7 @@ from tfx.components.evaluator import executor as evaluator_executor
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_component, executor_spec
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils, proto_utils
@@ -77,19 +78,40 @@ def train_examples(statistics: list[Any], train_args_json: str | None) -> int | 
     return total
 
 
+def fold_trainer_inputs(input_dict: dict, exec_properties: dict[str, Any]) -> tuple[dict, dict[str, Any]]:
+    """(inputs, properties) TFX's own Trainer executor takes: `epochs` and the statistics' split size
+    folded into custom_config, the statistics input and the epochs property removed.
+
+    Done once, where the step runs, so replicas started elsewhere (a Vertex CustomJob, a TFJob) run
+    TFX's plain GenericExecutor on the same resolved values."""
+    props = dict(exec_properties)
+    input_dict = dict(input_dict)
+    epochs = props.pop(EPOCHS_KEY, None)
+    examples = train_examples(input_dict.pop(STATISTICS_KEY, None) or [], props.get(specs.TRAIN_ARGS_KEY))
+    if epochs or examples:
+        config = json_utils.loads(props.get(specs.CUSTOM_CONFIG_KEY) or "null") or {}
+        if epochs:
+            config["epochs"] = int(epochs)
+        if examples:
+            config[TRAIN_EXAMPLES_KEY] = examples
+        props[specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(config)
+    return input_dict, props
+
+
 class _EpochsTrainerExecutor(trainer_executor.GenericExecutor):
     def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
-        props = dict(exec_properties)
-        input_dict = dict(input_dict)
-        epochs = props.pop(EPOCHS_KEY, None)
-        examples = train_examples(input_dict.pop(STATISTICS_KEY, None) or [], props.get(specs.TRAIN_ARGS_KEY))
-        if epochs or examples:
-            config = json_utils.loads(props.get(specs.CUSTOM_CONFIG_KEY) or "null") or {}
-            if epochs:
-                config["epochs"] = int(epochs)
-            if examples:
-                config[TRAIN_EXAMPLES_KEY] = examples
-            props[specs.CUSTOM_CONFIG_KEY] = json_utils.dumps(config)
+        input_dict, props = fold_trainer_inputs(input_dict, exec_properties)
+        return super().Do(input_dict, output_dict, props)
+
+
+class VertexTrainerExecutor(vertex_trainer_executor.GenericExecutor):
+    """TFX's Vertex training extension's executor (what tfx.extensions.google_cloud_ai_platform.Trainer
+    runs) behind EpochsTrainer's spec: the step folds `epochs` and the statistics in, then the
+    extension submits the CustomJob (worker pools from custom_config's ai_platform_training_args)
+    whose replicas run TFX's GenericExecutor -- the same run_fn -- and waits for it."""
+
+    def Do(self, input_dict: dict, output_dict: dict, exec_properties: dict[str, Any]) -> None:
+        input_dict, props = fold_trainer_inputs(input_dict, exec_properties)
         return super().Do(input_dict, output_dict, props)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -21,9 +22,11 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from components import export, projector, strategy, train_input, warm_start
 from components.model import build_model
 from components.training_config import TrainingConfig
-from schema.contract import HISTORY_FILE, IMAGE_KEY, TRANSFORMED_LABEL_KEY
+from schema.contract import HISTORY_FILE, IMAGE_KEY, SAVED_MODEL_FILE, TRANSFORMED_LABEL_KEY
 
 log = logging.getLogger(__name__)
+# How long a non-chief replica waits, after its part of the collective export, for the chief's files.
+CHIEF_EXPORT_TIMEOUT_SECONDS = 600
 
 
 def load_split(patterns: list[str], tf_transform_output: tft.TFTransformOutput) -> tf.data.Dataset:
@@ -61,7 +64,8 @@ def _warm_start(model: keras.Model, fn_args: FnArgs, config: TrainingConfig, ste
             warm_start.restore(model, fn_args.base_model)
     result.epochs = epochs
     log.info("%s (base model %s, %d epochs)", result.reason, result.base_model, epochs)
-    warm_start.write_record(result, fn_args.model_run_dir)
+    if strategy.is_chief():   # the replicas share the output directories: one writer
+        warm_start.write_record(result, fn_args.model_run_dir)
     return model, epochs
 
 
@@ -80,7 +84,10 @@ def run_fn(fn_args: FnArgs) -> None:
     log.info("training on ~%d examples, validating on ~%d (every %d-th row of each of %d shard(s))",
              n_train, n_val, settings.validation_every, len(files))
 
-    global_batch = config.batch_size * dist.num_replicas_in_sync
+    global_batch, per_replica = strategy.replica_batches(config.batch_size, dist.num_replicas_in_sync)
+    log.info("global batch %d over %d replica(s): %d per replica, learning rate %g (the rule in "
+             "components/strategy.py, replica_batches)", global_batch, dist.num_replicas_in_sync, per_replica,
+             config.learning_rate)
     steps = -(-n_train // global_batch)
     # Several workers: every worker reads the same files and keeps its share of the batches.
     options = tf.data.Options()
@@ -104,8 +111,9 @@ def run_fn(fn_args: FnArgs) -> None:
     history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,
                         verbose=2)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
-        json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
+    if strategy.is_chief():
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
+            json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
 
     # Every worker takes part in the projector's predict and in the export (both are collective
     # under MultiWorkerMirroredStrategy); only the chief's files are kept.
@@ -121,4 +129,18 @@ def run_fn(fn_args: FnArgs) -> None:
     else:
         export.export_model(model, tf_transform_output, os.path.join(scratch, "model"))
         tf.io.gfile.rmtree(scratch)
+        # TFX's Trainer executor fails a replica whose run_fn returns before serving_model_dir
+        # exists (tfx/components/trainer/executor.py: "run_fn failed to generate model"), and a
+        # failed worker fails the TFJob or CustomJob: wait until the chief's export is there.
+        wait_for_export(fn_args.serving_model_dir)
     log.info("exported SavedModel to %s", fn_args.serving_model_dir)
+
+
+def wait_for_export(serving_model_dir: str, timeout_seconds: float = CHIEF_EXPORT_TIMEOUT_SECONDS) -> None:
+    """Block until the chief's SavedModel is complete in `serving_model_dir` (shared storage)."""
+    marker = os.path.join(serving_model_dir, SAVED_MODEL_FILE)
+    deadline = time.monotonic() + timeout_seconds
+    while not tf.io.gfile.exists(marker):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the chief exported nothing to {serving_model_dir} within {timeout_seconds:.0f} s")
+        time.sleep(1)

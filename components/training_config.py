@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from schema import contract
+
 
 class ConfigError(ValueError):
     """A config value a user set is unusable; the message names the field."""
@@ -21,6 +23,9 @@ class ConfigError(ValueError):
 class TrainingConfig:
     """What run_fn trains with: optimisation, Trainer input and model size."""
     epochs: int = 12
+    # The global batch: examples per optimizer step over all replicas, whatever their number
+    # (components/strategy.py, replica_batches: each replica computes batch_size / replicas of it and
+    # the learning rate stays as set), so N GPUs or workers take the same steps as one.
     batch_size: int = 128
     learning_rate: float = 2e-3
     # Every round(1 / validation_fraction)-th training row is held out for early stopping.
@@ -86,8 +91,12 @@ class TrainingConfig:
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "TrainingConfig":
-        """The dataclass back from the Trainer's custom_config; unknown keys are an error."""
-        values = dict(custom_config or {})
+        """The dataclass back from the Trainer's custom_config; unknown keys are an error.
+
+        The keys of the launcher that started this replica (contract.LAUNCHER_KEYS: a Vertex
+        CustomJob's or a TFJob's settings, which TFX passes on to every replica) are not training
+        settings and are dropped; anything else unknown is still a typo to refuse."""
+        values = {k: v for k, v in (custom_config or {}).items() if k not in contract.LAUNCHER_KEYS}
         unknown = sorted(set(values) - set(field_names()))
         if unknown:
             raise ConfigError(f"Trainer custom_config has unknown field(s) {unknown}; known: {sorted(field_names())}")

@@ -29,14 +29,21 @@ def cmd_compile(args: argparse.Namespace) -> int:
         selector = {key: value}
     spec = args.spec or ("fmnist_pipeline.json" if args.target == "vertex" else "fmnist_pipeline.yaml")
     out = compile_pipeline(config, args.image, args.pipeline_root, spec, target=args.target,
-                           gpus=args.gpus, accelerator=args.accelerator, gpu_node_selector=selector)
+                           gpus=args.gpus, accelerator=args.accelerator, gpu_node_selector=selector,
+                           workers=args.workers, gpu_image_name=args.gpu_image or "",
+                           vertex_project=args.vertex_project or "", vertex_region=args.vertex_region,
+                           machine_type=args.machine_type)
     gpu = f"{args.gpus} GPU(s)" if args.gpus else "no GPU"
+    how = ("" if args.workers == 1 else
+           f" in each of {args.workers} workers ({'a Vertex CustomJob' if args.target == 'vertex' else 'a TFJob'})")
     print(f"wrote {out} for {args.target}: runtime parameters {', '.join(defaults(config))}; "
-          f"Trainer requests {gpu}")
+          f"Trainer requests {gpu}{how}")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from kubeflow import runner  # no TensorFlow or TFX at import: the defaults, defined once there
+
     kf = sub.add_parser("kubeflow", help="Kubeflow Pipelines").add_subparsers(dest="kubeflow_command", required=True)
     c = kf.add_parser("compile", help="compile the pipeline for Kubeflow Pipelines (YAML) or Vertex AI (JSON)")
     add_config_arguments(c, "default")
@@ -55,5 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--gpu-node-selector", metavar="LABEL=VALUE",
                    help="kfp: node label for the Trainer's GPU nodes "
                         "(default cloud.google.com/gke-accelerator=<accelerator, lower-case with dashes>)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="Trainer workers (default 1). More: kfp submits a Training Operator TFJob (needs a "
+                        "gs:// pipeline root), vertex a CustomJob through TFX's Vertex training extension; "
+                        "--gpus is per worker")
+    c.add_argument("--gpu-image", help="image of the Trainer when --gpus > 0 (default <image>-gpu: make image-gpu)")
+    c.add_argument("--vertex-project", help="vertex, --workers > 1: the Google Cloud project of the CustomJob")
+    c.add_argument("--vertex-region", default=runner.DEFAULT_VERTEX_REGION,
+                   help="vertex, --workers > 1: the CustomJob's region")
+    c.add_argument("--machine-type", default=runner.DEFAULT_MACHINE_TYPE,
+                   help="vertex, --workers > 1: each worker's machine type")
     c.add_argument("--beam-args", help="Beam pipeline args, space-separated (e.g. --runner=DataflowRunner ...)")
     c.set_defaults(func=cmd_compile)

@@ -108,3 +108,15 @@ PAIRED_ONLY_CANDIDATE_METRIC = "paired_only_candidate_right"
 PAIRED_ONLY_SERVED_METRIC = "paired_only_served_right"
 PAIRED_BOTH_WRONG_METRIC = "paired_both_wrong"
 DECISION_FILE = "decision.json"                  # Evaluator: the paired decision, in the blessing artifact
+
+# --- Distributed training launchers ------------------------------------------------------------------
+# Keys a Trainer's custom_config may carry for the launcher that starts its replicas, not for run_fn:
+# TFX's Vertex training extension's (tfx/extensions/google_cloud_ai_platform: constants.py and
+# trainer/executor.py) and the TFJob launcher's (kubeflow/tfjob.py). run_fn's TrainingConfig ignores
+# exactly these and refuses any other unknown key.
+TFJOB_CONFIG_KEY = "fmnist_tfjob"
+VERTEX_LAUNCHER_KEYS: tuple[str, ...] = (
+    "ai_platform_training_args", "ai_platform_training_job_id", "ai_platform_training_labels",
+    "ai_platform_enable_vertex", "ai_platform_vertex_region", "ai_platform_training_enable_ucaip",
+    "ai_platform_training_ucaip_region")
+LAUNCHER_KEYS: tuple[str, ...] = (TFJOB_CONFIG_KEY, *VERTEX_LAUNCHER_KEYS)

@@ -8,11 +8,11 @@ import sys
 import pytest
 import yaml
 
-from conftest import free_port
 from pipeline.config import PROJECT_ROOT, load_config
 from schema import contract
 
 IMAGE = "registry.example.com/fmnist:test"
+GPU_IMAGE = IMAGE + "-gpu"
 EXPECTED_TASKS = set(contract.COMPONENT_IDS)
 EXPECTED_DEPENDENCIES = {
     contract.STATISTICS_GEN: {contract.EXAMPLE_GEN, contract.SCHEMA_GEN},
@@ -96,8 +96,9 @@ def test_every_component_with_its_dependencies(spec):
 
 def test_every_step_runs_the_project_entrypoint_and_example_gen_its_driver(spec):
     containers = {name: e["container"] for name, e in spec["deploymentSpec"]["executors"].items()}
-    assert all(c["image"] == IMAGE and c["command"] == ["python", "-m", "kubeflow.entrypoint"]
-               for c in containers.values())
+    assert all(c["command"] == ["python", "-m", "kubeflow.entrypoint"] for c in containers.values())
+    # --gpus 2: the Trainer runs in the GPU image (make image-gpu), every other step in the image.
+    assert {n: c["image"] for n, c in containers.items() if c["image"] != IMAGE} == {"Trainer_executor": GPU_IMAGE}
     example_gen = containers["FastCsvExampleGen_executor"]
     assert "lifecycle" not in example_gen and example_gen["args"][0] == "--example-gen-driver"
     assert all("--json_serialized_inputs_spec_args" in c["args"] for c in containers.values())
@@ -225,42 +226,6 @@ def test_pipeline_image_carries_the_tf_serving_binary_production_runs():
     assert docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["runtimeVersion"] == default.group(1)
 
 
-def test_two_workers_train_together_and_the_chief_exports(sample_run, tmp_path):
-    """MultiWorkerMirroredStrategy for real: two processes on 127.0.0.1, TF_CONFIG, the real run_fn."""
-    _, summary = sample_run
-    transform = summary.component("Transform")
-    examples = transform.outputs["transformed_examples"][0].uri
-    graph = transform.outputs["transform_graph"][0].uri
-    ports = [free_port(), free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    script = PROJECT_ROOT / "tests" / "e2e" / "train_worker.py"
-    procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), examples, graph, str(tmp_path / "serving"), str(tmp_path / f"run{index}")],
-            cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = []
-    for p in procs:
-        try:
-            outputs.append(p.communicate(timeout=900)[0])
-        finally:
-            if p.poll() is None:
-                p.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n=====\n".join(o[-2500:] for o in outputs)
-    import re
-    lines = [re.findall(r"distribution strategy: .*", out) for out in outputs]
-    # tf.distribute.MultiWorkerMirroredStrategy's class is CollectiveAllReduceStrategy.
-    assert all(l and re.search(r"(MultiWorkerMirrored|CollectiveAllReduce)Strategy with 2 replica", l[0])
-               for l in lines), lines
-    import numpy as np
-    import tensorflow as tf
-    loaded = tf.saved_model.load(str(tmp_path / "serving"))
-    out = loaded.signatures["serving_images"](images=tf.zeros([3, 28, 28]))
-    assert out["probabilities"].shape == (3, 10)
-    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1, rtol=1e-5)
-
-
 def test_entrypoint_adapts_what_the_open_source_launcher_hands_over():
     """Input as driver/launcher build it (empty schema, converter.go's wrapping, executor-logs,
     minio:// URIs) -> what TFX's entrypoint needs; and back."""
@@ -303,3 +268,99 @@ def test_entrypoint_adapts_what_the_open_source_launcher_hands_over():
     # gs:// stays: TensorFlow opens it natively (and Vertex's launcher never rewrites it).
     from kubeflow.entrypoint import local_path
     assert local_path("gs://b/x") == "gs://b/x" and local_path("s3://b/x") == "/s3/b/x"
+
+
+def _trainer(spec: dict) -> tuple[dict, dict]:
+    """(the Trainer's container, its constant parameters) in a compiled PipelineSpec."""
+    container = spec["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
+    parameters = {k: v["runtimeValue"]["constant"] for k, v in spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]
+                  ["parameters"].items() if "constant" in v.get("runtimeValue", {})}
+    return container, parameters
+
+
+def test_several_workers_on_open_source_kfp_are_a_tfjob_submitted_by_the_trainer_step(tmp_path):
+    out = tmp_path / "workers.yaml"
+    result = _compile(out, "--pipeline-root", "gs://bucket/root", "--workers", "3", "--gpus", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 GPU(s) in each of 3 workers (a TFJob)" in result.stdout
+    docs = [d for d in yaml.safe_load_all(out.read_text()) if d]
+    container, parameters = _trainer(docs[0])
+    args = container["args"]
+    assert args[args.index("--executor_class_path") + 1] == "kubeflow.tfjob.TFJobTrainerExecutor"
+    # The step only submits and watches: the pipeline image, no GPU, no GPU node.
+    assert container["image"] == IMAGE and "accelerator" not in container["resources"]
+    assert len(docs) == 1
+    settings = json.loads(parameters["custom_config"])[contract.TFJOB_CONFIG_KEY]
+    assert settings["workers"] == 3 and settings["gpus"] == 2 and settings["image"] == GPU_IMAGE
+    assert settings["node_selector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+
+
+def test_several_workers_need_a_root_the_replicas_can_open(tmp_path):
+    result = _compile(tmp_path / "x.yaml", "--pipeline-root", "minio://mlpipeline/v2/artifacts", "--workers", "2")
+    assert result.returncode == 2 and "gs://" in result.stderr and "TFJob" in result.stderr
+    assert not (tmp_path / "x.yaml").exists()
+
+
+class _Submitted(Exception):
+    """Raised by the recorded create_custom_job: there is no Vertex AI here to run the job."""
+
+
+def test_several_workers_on_vertex_are_a_customjob_of_tfxs_vertex_extension(tmp_path, monkeypatch):
+    """Compiled with TFX's Vertex training extension; its executor's CustomJob request is captured
+    where it leaves for Vertex AI (JobServiceClient.create_custom_job) and checked."""
+    from google.cloud import aiplatform_v1
+    from google.cloud.aiplatform import gapic
+    from tfx.types import standard_artifacts
+    from tfx.utils import json_utils
+
+    from components.custom_components import VertexTrainerExecutor
+
+    out = tmp_path / "vertex.json"
+    result = _compile(out, "--target", "vertex", "--pipeline-root", "gs://bucket/root", "--workers", "3",
+                      "--gpus", "2", "--accelerator", "NVIDIA_TESLA_V100", "--vertex-project", "my-project",
+                      "--vertex-region", "europe-west4", "--machine-type", "n1-standard-16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    spec = json.loads(out.read_text())["pipelineSpec"]
+    container, parameters = _trainer(spec)
+    args = container["args"]
+    assert args[args.index("--executor_class_path") + 1] == "components.custom_components.VertexTrainerExecutor"
+    assert container["image"] == IMAGE and "accelerator" not in container.get("resources", {})
+    config = json.loads(parameters["custom_config"])
+    assert config["ai_platform_enable_vertex"] is True and config["ai_platform_vertex_region"] == "europe-west4"
+
+    # The step's executor, with the compiled properties and artifacts as Vertex hands them over.
+    requests = []
+
+    def create_custom_job(self, parent, custom_job, **kwargs):
+        requests.append(aiplatform_v1.CreateCustomJobRequest(parent=parent, custom_job=custom_job))
+        raise _Submitted()
+
+    credentials = tmp_path / "adc.json"   # offline credentials: the client is built, never calls out
+    credentials.write_text(json.dumps({"type": "authorized_user", "client_id": "x", "client_secret": "y",
+                                       "refresh_token": "z"}))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(credentials))
+    monkeypatch.setattr(gapic.JobServiceClient, "create_custom_job", create_custom_job)
+    inputs = {}
+    for key, kind in (("examples", standard_artifacts.Examples), ("transform_graph", standard_artifacts.TransformGraph),
+                      ("schema", standard_artifacts.Schema)):
+        inputs[key] = [kind()]
+        inputs[key][0].uri = f"gs://bucket/root/{key}"
+    inputs["examples"][0].split_names = '["train", "test"]'
+    outputs = {"model": [standard_artifacts.Model()], "model_run": [standard_artifacts.ModelRun()]}
+    outputs["model"][0].uri, outputs["model_run"][0].uri = "gs://bucket/root/model", "gs://bucket/root/model_run"
+    with pytest.raises(_Submitted):
+        VertexTrainerExecutor().Do(inputs, outputs, dict(parameters, epochs=7))
+    (request,) = requests
+    assert request.parent == "projects/my-project/locations/europe-west4"
+    pools = request.custom_job.job_spec.worker_pool_specs
+    assert [p.replica_count for p in pools] == [1, 2]                   # chief, then the other workers
+    for pool in pools:
+        assert pool.machine_spec.machine_type == "n1-standard-16"
+        assert pool.machine_spec.accelerator_type == aiplatform_v1.AcceleratorType.NVIDIA_TESLA_V100
+        assert pool.machine_spec.accelerator_count == 2
+        assert pool.container_spec.image_uri == GPU_IMAGE
+        command = list(pool.container_spec.command)
+        assert command[:5] == ["python", "-m", "tfx.scripts.run_executor", "--executor_class_path",
+                               "tfx.components.trainer.executor.GenericExecutor"]
+        replica_props = json.loads(command[command.index("--exec-properties") + 1])
+        assert json_utils.loads(replica_props["custom_config"])["epochs"] == 7     # folded in by the step

@@ -13,7 +13,7 @@ import yaml
 
 from container_engine import ContainerEngine, image_under_test
 from kfp_standin import KfpStandIn, Rejected, go_format_float
-from kubeflow.runner import ENTRYPOINT
+from kubeflow.runner import ENTRYPOINT, gpu_image
 from pipeline.config import PROJECT_ROOT
 
 ROOT = "minio://mlpipeline/v2/artifacts"
@@ -25,16 +25,19 @@ def engine() -> ContainerEngine:
     return ContainerEngine.from_environment()
 
 
-def test_image_packages_are_exactly_the_lock_plus_the_project(engine):
-    exited = engine.run(image_under_test(), entrypoint=["pip", "freeze"])
+@pytest.mark.parametrize("image, lock_file", [(image_under_test(), "requirements.lock"),
+                                              (gpu_image(image_under_test()), "requirements-gpu.lock")])
+def test_image_packages_are_exactly_the_lock_plus_the_project(engine, image, lock_file):
+    """The pipeline image holds requirements.lock, the Trainer's GPU image requirements-gpu.lock."""
+    exited = engine.run(image, entrypoint=["pip", "freeze"])
     assert exited.status == 0, exited.log
     lines = [line for line in exited.log.splitlines() if line and not line.startswith("#")]
     project = [line for line in lines if line.startswith("-e ") or line.startswith("fmnist-tfx")]
     assert len(project) == 1 and "/pipeline" in project[0], project   # the project, installed from /pipeline
-    lock = [line for line in (PROJECT_ROOT / "requirements.lock").read_text().splitlines()
+    lock = [line for line in (PROJECT_ROOT / lock_file).read_text().splitlines()
             if line and not line.startswith("#")]
     # pip freeze leaves out pip itself (and setuptools/wheel unless --all): compare like with like.
-    freeze_all = engine.run(image_under_test(), entrypoint=["pip", "freeze", "--all", "--exclude-editable"])
+    freeze_all = engine.run(image, entrypoint=["pip", "freeze", "--all", "--exclude-editable"])
     frozen = sorted(line for line in freeze_all.log.splitlines() if line and not line.startswith(("#", "pip==")))
     assert frozen == sorted(line for line in lock if not line.startswith("pip==")), \
         {"missing": sorted(set(lock) - set(frozen)), "extra": sorted(set(frozen) - set(lock))}

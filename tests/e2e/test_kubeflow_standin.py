@@ -11,8 +11,6 @@ One module-scoped sequence of runs on the committed sample, every task a contain
 """
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 from google.protobuf import json_format
@@ -183,21 +181,3 @@ def test_a_module_left_out_of_the_image_fails_the_first_step_that_imports_it(tmp
     assert importing and failed == importing[:1], (importing, {n: t.state for n, t in run.tasks.items()})
     assert f"No module named '{module}'" in run.tasks[failed[0]].log
     assert f"task {failed[0]} failed" in run.error
-
-
-def test_two_logical_devices_train_with_mirrored_strategy(sample_run, tmp_path):
-    """The multi-GPU code path (MirroredStrategy over 2 devices) run on 2 logical CPU devices."""
-    _, summary = sample_run
-    transform = summary.component("Transform")
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "tests" / "e2e" / "train_worker.py"),
-         transform.outputs["transformed_examples"][0].uri, transform.outputs["transform_graph"][0].uri,
-         str(tmp_path / "serving"), str(tmp_path / "run"), "2"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "distribution strategy: MirroredStrategy with 2 replica(s)" in result.stdout
-    import numpy as np
-    import tensorflow as tf
-    loaded = tf.saved_model.load(str(tmp_path / "serving"))
-    out = loaded.signatures["serving_images"](images=tf.zeros([3, 28, 28]))
-    np.testing.assert_allclose(out["probabilities"].numpy().sum(axis=1), 1, rtol=1e-5)
