@@ -4,7 +4,7 @@ Both train in this one process, one after the other, on the same full training C
 on the same 10,000 test rows after every epoch, so "time to 91.5% test accuracy" is measured the
 same way for both. The baseline is the tutorial recipe verbatim: Conv2D(64,3,same)-MaxPool-
 Conv2D(128,3,same)-MaxPool-Flatten-Dense(128)-Dropout(.25)-Dense(64)-Dropout(.25)-Dense(10),
-Adam, batch 50, 10 epochs, 30% validation split. Ours is components.model.build_model with the
+Adam, batch 50, 10 epochs, 30% validation split. Ours is components.models' build_model with the
 given preset's settings, trained as components/trainer.py does (10% validation, cosine decay,
 early stopping with best weights).
 
@@ -28,7 +28,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from benchmarks.common import ROOT, write_result
-from components.model import build_model
+from components.models.registry import build_and_compile
 from pipeline.config import load_config
 
 TARGET = 0.915
@@ -99,7 +99,7 @@ def run_ours(x, y, xt, yt, preset: str, overrides: dict | None = None) -> dict:
     k = max(2, round(1 / cfg.validation_fraction))
     val = np.arange(len(x)) % k == k - 1
     steps = -(-int((~val).sum()) // cfg.batch_size)
-    model = build_model(cfg, steps_per_epoch=steps, epochs=cfg.epochs)
+    model = build_and_compile(cfg, steps_per_epoch=steps, epochs=cfg.epochs)
     clock = TestAccuracyClock(xt, yt)
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
                                          patience=cfg.early_stopping_patience)

@@ -14,9 +14,8 @@ import tf_keras as keras
 from PIL import Image
 from tensorboard.plugins import projector
 
-from schema.contract import CLASS_NAMES
+from schema.contract import CLASS_NAMES, EMBEDDING_LAYER
 
-EMBEDDING_LAYER = "embedding"
 SPRITE_FILE = "sprite.png"
 METADATA_FILE = "metadata.tsv"
 

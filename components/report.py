@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from schema.contract import ACCURACY_METRIC, CLASS_NAMES, LABEL_KEY, NUM_CLASSES, REPORT_FILE
+from schema.contract import (
+    ACCURACY_METRIC,
+    CLASS_NAMES,
+    LABEL_KEY,
+    NUM_CLASSES,
+    REPORT_FILE,
+    TRAINING_ACCURACY_METRIC,
+)
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +131,7 @@ def _save(fig: Any, path: str) -> None:
 def plot_history(history: dict[str, list[float]], path: str) -> None:
     fig = Figure(figsize=(10, 3.6))
     axes = fig.subplots(1, 2)
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", TRAINING_ACCURACY_METRIC)):
         for prefix, label in (("", "training"), ("val_", "validation")):
             values = history.get(prefix + metric)
             if values:

@@ -20,9 +20,15 @@ import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import export, projector, strategy, train_input, warm_start
-from components.model import build_model
+from components.models.registry import build_and_compile
 from components.training_config import TrainingConfig
-from schema.contract import HISTORY_FILE, IMAGE_KEY, SAVED_MODEL_FILE, TRANSFORMED_LABEL_KEY
+from schema.contract import (
+    HISTORY_FILE,
+    IMAGE_KEY,
+    SAVED_MODEL_FILE,
+    TRAINING_ACCURACY_METRIC,
+    TRANSFORMED_LABEL_KEY,
+)
 
 log = logging.getLogger(__name__)
 # How long a non-chief replica waits, after its part of the collective export, for the chief's files.
@@ -60,7 +66,7 @@ def _warm_start(model: keras.Model, fn_args: FnArgs, config: TrainingConfig, ste
     if result.warm:
         epochs = config.warm_start_epochs
         with dist.scope():
-            model = build_model(config, steps_per_epoch=steps, epochs=epochs)
+            model = build_and_compile(config, steps_per_epoch=steps, epochs=epochs)
             warm_start.restore(model, fn_args.base_model)
     result.epochs = epochs
     log.info("%s (base model %s, %d epochs)", result.reason, result.base_model, epochs)
@@ -97,7 +103,7 @@ def run_fn(fn_args: FnArgs) -> None:
     validation = train_input.validation_dataset(files, spec, IMAGE_KEY, TRANSFORMED_LABEL_KEY, n_val,
                                                 settings).with_options(options)
     with dist.scope():
-        model = build_model(config, steps_per_epoch=steps, epochs=config.epochs)
+        model = build_and_compile(config, steps_per_epoch=steps, epochs=config.epochs)
     epochs = config.epochs
     if config.warm_start:
         model, epochs = _warm_start(model, fn_args, config, steps, dist)
@@ -105,7 +111,7 @@ def run_fn(fn_args: FnArgs) -> None:
 
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", restore_best_weights=True,
+        keras.callbacks.EarlyStopping(monitor=f"val_{TRAINING_ACCURACY_METRIC}", mode="max", restore_best_weights=True,
                                       patience=config.early_stopping_patience),
     ]
     history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from components.models.configs import CnnConfig, ResNetConfig
 from schema import contract
 
 
@@ -21,7 +22,11 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
-    """What run_fn trains with: optimisation, Trainer input and model size."""
+    """What run_fn trains with: the architecture and its size, optimisation, Trainer input."""
+    # The architecture run_fn builds, by its registered name (components/models/registry.py); its
+    # settings are the config group of the same name at the end of this class (`--set model=resnet
+    # --set resnet.width=32`).
+    model: str = "cnn"
     epochs: int = 12
     # The global batch: examples per optimizer step over all replicas, whatever their number
     # (components/strategy.py, replica_batches: each replica computes batch_size / replicas of it and
@@ -40,18 +45,9 @@ class TrainingConfig:
     cache_max_mb: int = 1024
     # Test images drawn in the TensorBoard embedding projector after training.
     projector_examples: int = 2000
-    # Model (components/model.py).
-    conv_filters: tuple[int, ...] = (32, 64)
-    convs_per_block: int = 1
-    dense_units: int = 128
-    dropout: float = 0.3
-    # Dropout after each conv block; early blocks overfit less than the dense head, hence half.
-    conv_dropout: float = 0.15
-    # Pool each block right after its last convolution, before batch norm and ReLU: max-pooling
-    # commutes with ReLU and with a positively scaled BN, so the function class is nearly the
-    # same, but BN and ReLU then run on a quarter of the activations (~25% less time per epoch
-    # on CPU, measured in benchmarks/training_speed.py).
-    pool_before_norm: bool = False
+    # Shared by every architecture: augmentation layers in front of the builder's network (active
+    # only in training; components/models/registry.py) and label smoothing in the shared loss
+    # (components/models/compile.py).
     augment: bool = False
     label_smoothing: float = 0.0
     # Warm start (components/warm_start.py; span mode only -- create_pipeline turns it off for the
@@ -62,14 +58,20 @@ class TrainingConfig:
     # Set by the Trainer (components/custom_components.py) from StatisticsGen's num_examples of the
     # training split; 0 = unknown, run_fn counts the records in one streaming pass.
     train_examples: int = 0
+    # One config group per registered architecture, named as the architecture (its builder is
+    # registered under the same name in components/models/registry.py; tests/unit/test_model.py
+    # keeps the two in step). Defaults in components/models/configs.py.
+    cnn: CnnConfig = CnnConfig()
+    resnet: ResNetConfig = ResNetConfig()
 
     def validate(self) -> "TrainingConfig":
         checks = [
             ("epochs", self.epochs >= 1, "must be >= 1"),
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
             ("learning_rate", self.learning_rate > 0, "must be > 0"),
-            ("dropout", 0 <= self.dropout < 1, "must be in [0, 1)"),
-            ("conv_dropout", 0 <= self.conv_dropout < 1, "must be in [0, 1)"),
+            ("model", self.model in group_names(),
+             f"is not a registered architecture; registered: {', '.join(group_names())}"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("validation_fraction", 0 < self.validation_fraction < 1, "must be in (0, 1)"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),
             ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1"),
@@ -81,13 +83,40 @@ class TrainingConfig:
         for field, ok, why in checks:
             if not ok:
                 raise ConfigError(f"config field '{field}' = {getattr(self, field)!r} {why}")
+        for name in group_names():
+            group = getattr(self, name)
+            for field, ok, why in group.checks():
+                if not ok:
+                    raise ConfigError(f"config field '{name}.{field}' = {getattr(group, field)!r} {why}")
         return self
 
     def to_custom_config(self) -> dict[str, Any]:
-        """JSON-serialisable form for the Trainer's custom_config."""
-        out = dataclasses.asdict(self)
-        out["conv_filters"] = list(self.conv_filters)
-        return out
+        """JSON-serialisable form for the Trainer's custom_config (groups as nested mappings)."""
+        def plain(value: Any) -> Any:
+            if isinstance(value, dict):
+                return {k: plain(v) for k, v in value.items()}
+            return list(value) if isinstance(value, tuple) else value
+        return plain(dataclasses.asdict(self))
+
+    def with_settings(self, settings: Mapping[str, Any]) -> "TrainingConfig":
+        """A copy with settings changed, keyed as on the command line: 'epochs', 'resnet.width', or a
+        group's name with a mapping of its fields (YAML's `resnet: {width: 32}`) or a group instance.
+
+        Values must already have their field's type (pipeline/config.py coerces `--set` strings);
+        an unknown key is a ConfigError naming it. Not validated: the caller validates once."""
+        plain: dict[str, Any] = {}
+        groups: dict[str, dict[str, Any]] = {}
+        for key, value in flatten_settings(settings).items():
+            if key not in setting_fields():
+                raise ConfigError(unknown_message([key], setting_fields()))
+            if "." in key:
+                name, field = key.split(".", 1)
+                groups.setdefault(name, {})[field] = value
+            else:   # a plain field, or a whole group as an instance
+                plain[key] = value
+        for name, fields in groups.items():
+            plain[name] = dataclasses.replace(plain.get(name, getattr(self, name)), **fields)
+        return dataclasses.replace(self, **plain)
 
     @classmethod
     def from_custom_config(cls, custom_config: Mapping[str, Any] | None) -> "TrainingConfig":
@@ -100,10 +129,66 @@ class TrainingConfig:
         unknown = sorted(set(values) - set(field_names()))
         if unknown:
             raise ConfigError(f"Trainer custom_config has unknown field(s) {unknown}; known: {sorted(field_names())}")
-        if "conv_filters" in values:
-            values["conv_filters"] = tuple(int(v) for v in values["conv_filters"])
+        groups = {f.name: f.default for f in dataclasses.fields(cls) if f.name in group_names()}
+        for name, default in groups.items():
+            if name in values:
+                values[name] = _group_from_json(type(default), values[name], f"Trainer custom_config '{name}'")
         return cls(**values).validate()
 
 
 def field_names() -> tuple[str, ...]:
+    """TrainingConfig's own field names (a config group counts as one: 'cnn')."""
     return tuple(f.name for f in dataclasses.fields(TrainingConfig))
+
+
+def group_names() -> tuple[str, ...]:
+    """The architectures that have a config group: the fields whose default is a dataclass."""
+    return tuple(f.name for f in dataclasses.fields(TrainingConfig) if dataclasses.is_dataclass(f.default))
+
+
+def setting_fields() -> dict[str, dataclasses.Field]:
+    """Every settable key and its dataclass field: 'epochs', ..., 'cnn.dropout', 'resnet.width'; a
+    group's own name too (set as a whole, from a mapping or an instance)."""
+    out = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+    for name in group_names():
+        out.update({f"{name}.{f.name}": f for f in dataclasses.fields(getattr(TrainingConfig, name))})
+    return out
+
+
+def flatten_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """{'resnet': {'width': 32}} -> {'resnet.width': 32}; other keys unchanged (YAML's nested form)."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if key in group_names() and isinstance(value, Mapping):
+            out.update({f"{key}.{field}": v for field, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def unknown_message(unknown: list[str], known: Mapping[str, Any] | list[str]) -> str:
+    """'unknown config field(s) [...]', with the group a moved model setting now lives in."""
+    hints = [f"'{key}' is now '{name}.{key}'" for key in unknown for name in group_names()
+             if f"{name}.{key}" in setting_fields()]
+    hint = f" (model settings sit in their architecture's group: {'; '.join(hints)})" if hints else ""
+    return f"unknown config field(s) {sorted(unknown)}{hint}; known: {sorted(known)}"
+
+
+def _group_from_json(cls: type, values: Any, where: str) -> Any:
+    """A config group back from its JSON mapping; unknown keys are an error, lists become tuples."""
+    if isinstance(values, cls):
+        return values
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {values!r}")
+    fields = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where} has unknown field(s) {unknown}; known: {sorted(fields)}")
+    out = {}
+    for name, value in values.items():
+        if fields[name].startswith("tuple[int") and not isinstance(value, str):
+            value = tuple(int(v) for v in value)
+        elif fields[name].startswith("tuple") and not isinstance(value, str):
+            value = tuple(value)
+        out[name] = value
+    return cls(**out)

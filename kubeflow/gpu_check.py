@@ -32,7 +32,7 @@ import time
 log = logging.getLogger(__name__)
 PRESET = "fast"
 TRAIN_FILE = "fashion-mnist_train.csv.gz"
-FIRST_CONV = "conv0_0"   # components/model.py names its convolutions conv<block>_<i>
+FIRST_CONV = "conv0_0"   # components/models/cnn.py names its convolutions conv<block>_<i>
 # What TensorFlow's GPU platform dlopens, by soname (TensorFlow 2.21's XLA:
 # third_party/tsl/tsl/platform/default/dso_loader.h, DsoLoader::Get*DsoHandle, with the CUDA 12 /
 # cuDNN 9 versions of tf.sysconfig.get_build_info()). Left out: the driver (libcuda.so.1, mounted by the
@@ -128,16 +128,17 @@ def _epoch(device: str, images, labels, training) -> tuple[float, str, float]:
     """(seconds of one epoch, device the first convolution ran on, accuracy) with everything on `device`."""
     import tensorflow as tf
 
-    from components.model import build_model
+    from components.models.registry import build_and_compile
+    from schema.contract import TRAINING_ACCURACY_METRIC
 
     with tf.device(device):
-        model = build_model(training)
+        model = build_and_compile(training)
         model.fit(images[:training.batch_size], labels[:training.batch_size], epochs=1, verbose=0)  # trace once
         start = time.perf_counter()
         history = model.fit(images, labels, batch_size=training.batch_size, epochs=1, verbose=0)
         seconds = time.perf_counter() - start
         ran_on = model.get_layer(FIRST_CONV)(images[:2]).device
-    return seconds, ran_on, float(history.history["accuracy"][-1])
+    return seconds, ran_on, float(history.history[TRAINING_ACCURACY_METRIC][-1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components.decision import POLICIES, DecisionPolicy
-from components.training_config import ConfigError, TrainingConfig, field_names as training_fields
+from components.training_config import (
+    ConfigError,
+    TrainingConfig,
+    flatten_settings,
+    setting_fields as training_settings,
+    unknown_message,
+)
 
 __all__ = ["PRESETS", "ConfigError", "PipelineConfig", "TrainingConfig", "load_config"]
 
@@ -42,7 +48,7 @@ class PipelineConfig:
     model_name: str = "fmnist"
     serving_root: str = ""          # default: <output_root>/serving
     # Training, model and Trainer input: components/training_config.py (its fields are set by name,
-    # e.g. `--set epochs=20`, like this class's own).
+    # e.g. `--set epochs=20`, like this class's own; an architecture's as `--set resnet.width=32`).
     training: TrainingConfig = TrainingConfig()
     # Blessing: TFMA's thresholds (overall accuracy, each class's recall), then -- when a model is
     # served -- the paired test against it (components/decision.py; README "Blessing"). The floor's
@@ -144,10 +150,11 @@ class PipelineConfig:
                 "max_duplicate_share": self.max_duplicate_share}
 
     def replace(self, **changes: Any) -> "PipelineConfig":
-        """A copy with fields changed; training fields are given by name like the others."""
-        training = {k: changes.pop(k) for k in list(changes) if k in training_fields()}
+        """A copy with fields changed; training fields are given by name like the others, an
+        architecture's group as a mapping (`replace(epochs=1, cnn={"dense_units": 8})`)."""
+        training = {k: changes.pop(k) for k in list(changes) if k in training_settings()}
         if training:
-            changes["training"] = dataclasses.replace(changes.get("training", self.training), **training)
+            changes["training"] = changes.get("training", self.training).with_settings(training)
         return dataclasses.replace(self, **changes).validate()
 
 
@@ -164,16 +171,17 @@ PRESETS: dict[str, dict[str, Any]] = {
                      "epochs": 8, "warm_start_epochs": 3, "batch_size": 64, "accuracy_threshold": 0.6,
                      "class_recall_floor": 0.3, "early_stopping_patience": 3},
     # The full data set's production settings: two convolutions per block, label smoothing.
-    "default": {"convs_per_block": 2, "dropout": 0.35, "conv_dropout": 0.175, "label_smoothing": 0.1,
-                "epochs": 18, "early_stopping_patience": 5},
+    "default": {"cnn.convs_per_block": 2, "cnn.dropout": 0.35, "cnn.conv_dropout": 0.175,
+                "label_smoothing": 0.1, "epochs": 18, "early_stopping_patience": 5},
     # One convolution per block, pooled before its batch norm, no dropout in the conv blocks,
     # batch 256: ~15 s per epoch on 2 CPU cores, ~93.5% in 8 epochs (BENCHMARKS.md).
-    "fast": {"epochs": 8, "batch_size": 256, "learning_rate": 4e-3, "pool_before_norm": True,
-             "conv_dropout": 0.0, "dropout": 0.2},
+    "fast": {"epochs": 8, "batch_size": 256, "learning_rate": 4e-3, "cnn.pool_before_norm": True,
+             "cnn.conv_dropout": 0.0, "cnn.dropout": 0.2},
 }
 
 
-def _coerce(field: dataclasses.Field, raw: Any) -> Any:
+def _coerce(field: dataclasses.Field, raw: Any, name: str = "") -> Any:
+    """`raw` as the field's type: `--set` gives strings, YAML and presets typed values."""
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
     if not isinstance(raw, str):
         if kind.startswith("tuple[int"):
@@ -193,7 +201,7 @@ def _coerce(field: dataclasses.Field, raw: Any) -> Any:
         if kind.startswith("tuple"):
             return tuple(a for a in raw.split(" ") if a)
     except ValueError:
-        raise ConfigError(f"config field '{field.name}' expects {kind}, got {raw!r}") from None
+        raise ConfigError(f"config field '{name or field.name}' expects {kind}, got {raw!r}") from None
     return raw
 
 
@@ -211,12 +219,14 @@ def load_config(preset: str = "default", file: str | None = None,
             raise ConfigError(f"{file}: expected a mapping of config fields")
         values.update(loaded)
     values.update(overrides or {})
+    values = flatten_settings(values)   # YAML's `resnet: {width: 32}` = `resnet.width=32`
     own = {f.name: f for f in dataclasses.fields(PipelineConfig) if f.name != "training"}
-    training = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+    training = {k: f for k, f in training_settings().items() if "." in k or not dataclasses.is_dataclass(f.default)}
     unknown = sorted(set(values) - set(own) - set(training))
     if unknown:
-        raise ConfigError(f"unknown config field(s) {unknown}; known: {sorted({**own, **training})}")
+        raise ConfigError(unknown_message(unknown, [*own, *training]))
     return PipelineConfig(
         **{k: _coerce(own[k], v) for k, v in values.items() if k in own},
-        training=TrainingConfig(**{k: _coerce(training[k], v) for k, v in values.items() if k in training}),
+        training=TrainingConfig().with_settings(
+            {k: _coerce(training[k], v, k) for k, v in values.items() if k in training}),
     ).validate()

@@ -56,9 +56,17 @@ SIGNATURES: tuple[str, ...] = (PREDICT_SIGNATURE, IMAGES_SIGNATURE, IMAGES_UINT8
 EXAMPLES_INPUT = "examples"
 IMAGES_INPUT = "images"
 CLASSIFY_INPUT = "inputs"                        # tf.saved_model.CLASSIFY_INPUTS
-PROBABILITIES_OUTPUT = "probabilities"           # [N, 10] float; also the model's last layer's name
+PROBABILITIES_OUTPUT = "probabilities"           # [N, 10] float; also the model's output layer's name
 CLASS_ID_OUTPUT = "class_id"                     # [N] int64
 CLASS_NAME_OUTPUT = "class_name"                 # [N] string
+
+# --- What every model provides (components/models/registry.py checks them when a model is built) -----
+# Besides these: the input is IMAGE_KEY, [N, 28, 28, 1] in [0, 1] (the registry makes it), and the
+# output layer is named PROBABILITIES_OUTPUT, [N, NUM_CLASSES] probabilities (export.py serves it).
+EMBEDDING_LAYER = "embedding"                    # the penultimate features; the TensorBoard projector reads it
+# Keras's name of the compiled accuracy metric (components/models/compile.py): the training history
+# and the report's curves use it, early stopping watches "val_" + it.
+TRAINING_ACCURACY_METRIC = "accuracy"
 
 # --- Component ids (the node names in the DAG, ML Metadata and Kubeflow) ---------------------------
 EXAMPLE_GEN = "FastCsvExampleGen"

@@ -168,7 +168,7 @@ def test_a_garbage_model_fails_the_bar(single_process, transformed, tmp_path):
     import tensorflow_transform as tft
 
     from components import export
-    from components.model import build_model
+    from components.models.registry import build_model
     from components.training_config import TrainingConfig
 
     sys.path.insert(0, str(WORKER.parent))

@@ -48,7 +48,7 @@ def test_candidate_worse_than_blessed_model_is_not_pushed(blessed_once):
     before = _versions(config.serving_model_dir)
     # A much weaker candidate that still clears the absolute threshold: only the paired comparison
     # with the served model (components/decision.py) can stop it.
-    weak = config.replace(epochs=1, conv_filters=(4,), dense_units=8, accuracy_threshold=0.3)
+    weak = config.replace(epochs=1, cnn={"conv_filters": (4,), "dense_units": 8}, accuracy_threshold=0.3)
     summary = runner.run_local(weak, progress=False)
     accuracy = summary.metrics["overall"][ACCURACY_METRIC]
     assert 0.3 <= accuracy < first.metrics["overall"][ACCURACY_METRIC]

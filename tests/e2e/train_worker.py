@@ -21,7 +21,8 @@ EPOCHS = 8   # the sample preset's; at 2 the accuracy of one run varies by sever
 
 def custom_config() -> dict:
     """The Trainer's settings in the distributed tests: a small model, so an epoch takes a second."""
-    return {"epochs": EPOCHS, "batch_size": 64, "conv_filters": [8, 16], "dense_units": 32, "projector_examples": 100}
+    return {"epochs": EPOCHS, "batch_size": 64, "cnn": {"conv_filters": [8, 16], "dense_units": 32},
+            "projector_examples": 100}
 
 
 def main(examples: str, graph: str, serving_dir: str, run_dir: str, logical_cpus: int = 0) -> None:

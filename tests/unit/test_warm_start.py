@@ -4,12 +4,17 @@ import numpy as np
 import tensorflow as tf
 
 from components import warm_start
-from components.model import build_model
+from components.models.configs import CnnConfig
+from components.models.registry import build_and_compile, build_model
 from components.training_config import TrainingConfig
 
 
+def cnn(**fields) -> TrainingConfig:
+    return TrainingConfig(cnn=CnnConfig(**fields))
+
+
 def _served(tmp_path, hp: TrainingConfig) -> tuple[object, str]:
-    model = build_model(hp, steps_per_epoch=5, epochs=2)
+    model = build_and_compile(hp, steps_per_epoch=5, epochs=2)
     x = np.random.default_rng(0).random((32, 28, 28, 1), dtype=np.float32)
     model.fit(x, np.arange(32) % 10, epochs=1, verbose=0)   # optimizer state and metrics exist too
     path = str(tmp_path / "served" / "1")
@@ -18,8 +23,8 @@ def _served(tmp_path, hp: TrainingConfig) -> tuple[object, str]:
 
 
 def test_matching_architecture_restores_every_layer_weight_and_not_the_optimizer(tmp_path):
-    served, path = _served(tmp_path, TrainingConfig(conv_filters=(8, 16), dense_units=16))
-    fresh = build_model(TrainingConfig(conv_filters=(8, 16), dense_units=16), steps_per_epoch=3, epochs=1)
+    served, path = _served(tmp_path, cnn(conv_filters=(8, 16), dense_units=16))
+    fresh = build_and_compile(cnn(conv_filters=(8, 16), dense_units=16), steps_per_epoch=3, epochs=1)
     result = warm_start.check(fresh, path)
     assert result.warm and result.variables == len(served.weights)
     before = [w.numpy().copy() for w in fresh.weights]
@@ -33,11 +38,11 @@ def test_matching_architecture_restores_every_layer_weight_and_not_the_optimizer
 
 
 def test_other_architecture_or_nothing_served_is_a_cold_start_saying_why(tmp_path):
-    _, path = _served(tmp_path, TrainingConfig(conv_filters=(8, 16), dense_units=16))
-    wider = warm_start.check(build_model(TrainingConfig(conv_filters=(8, 16), dense_units=32)), path)
+    _, path = _served(tmp_path, cnn(conv_filters=(8, 16), dense_units=16))
+    wider = warm_start.check(build_model(cnn(conv_filters=(8, 16), dense_units=32)), path)
     assert not wider.warm and "architecture differs" in wider.reason
     assert "(784, 16) served vs (784, 32) now" in wider.reason
-    deeper = warm_start.check(build_model(TrainingConfig(conv_filters=(8, 16, 16), dense_units=16)), path)
+    deeper = warm_start.check(build_model(cnn(conv_filters=(8, 16, 16), dense_units=16)), path)
     assert not deeper.warm and "architecture differs" in deeper.reason
-    nothing = warm_start.check(build_model(TrainingConfig(conv_filters=(8, 16))), str(tmp_path / "none"))
+    nothing = warm_start.check(build_model(cnn(conv_filters=(8, 16))), str(tmp_path / "none"))
     assert not nothing.warm and "first run" in nothing.reason
