@@ -58,9 +58,9 @@ class TrainingConfig:
     # Set by the Trainer (components/custom_components.py) from StatisticsGen's num_examples of the
     # training split; 0 = unknown, run_fn counts the records in one streaming pass.
     train_examples: int = 0
-    # One config group per registered architecture, named as the architecture (its builder is
-    # registered under the same name in components/models/registry.py; tests/unit/test_model.py
-    # keeps the two in step). Defaults in components/models/configs.py.
+    # The registered architectures: one config group each, named as the architecture (the name
+    # `model` selects); the group's class names its builder. A new architecture is one more line
+    # here (components/models/configs.py has the classes and their defaults).
     cnn: CnnConfig = CnnConfig()
     resnet: ResNetConfig = ResNetConfig()
 

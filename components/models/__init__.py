@@ -1,7 +1,8 @@
-"""Model architectures by name: the `model` config field picks one of `registry.BUILDERS`.
+"""Model architectures by name: the `model` config field picks one.
 
-Each architecture is a builder function (its own module here: `cnn.py`, `resnet.py`) and a config
-group dataclass (`configs.py`, settable as `--set <name>.<field>=...`). Building and compiling are
+An architecture is a builder function (its own module here: `cnn.py`, `resnet.py`) and a config
+group dataclass (`configs.py`, settable as `--set <name>.<field>=...`) that names the builder; it
+is registered by one field of TrainingConfig holding that group. Building and compiling are
 separate: `registry.build_model` returns an uncompiled Keras model that satisfies the contract's
 names (checked there), `compile.compile_model` compiles any of them the same way.
 

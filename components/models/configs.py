@@ -1,20 +1,25 @@
-"""Each architecture's config group: one frozen dataclass per registered model, its defaults here.
+"""Each architecture's config group: one frozen dataclass per architecture, its defaults here.
 
-TrainingConfig (components/training_config.py) holds one instance of each under the architecture's
-name (`config.cnn`, `config.resnet`), so `--set resnet.width=32` or a YAML `resnet: {width: 32}`
-sets it like any other field. Only the group of the selected `model` is used; the others ride
-along unused, which keeps every group's values visible in the run's logged config.
+An architecture is registered by one field of TrainingConfig (components/training_config.py) that
+holds its group under the architecture's name (`config.cnn`, `config.resnet`): `--set
+resnet.width=32` or a YAML `resnet: {width: 32}` sets it like any other field, `--set model=resnet`
+selects it, and the group's `builder` names the function that builds it
+(components/models/registry.py imports it). Only the selected model's group is used; the others
+ride along unused and stay visible in the run's config.
 
-No TensorFlow import: the CLI and the config loader use this module before TensorFlow starts.
+No TensorFlow import: the CLI and the config loader use this module before TensorFlow starts, which
+is why a builder is named here by its import path rather than imported.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
 class CnnConfig:
     """Blocks of 3x3 convolutions (batch norm, ReLU, max-pooling), one dense layer, softmax."""
+    builder: ClassVar[str] = "components.models.cnn:build_cnn"
     # One block per entry: its filter count; each block halves the image with max-pooling.
     conv_filters: tuple[int, ...] = (32, 64)
     convs_per_block: int = 1
@@ -48,6 +53,7 @@ class ResNetConfig:
     doubled at each stride-2 stage, then global average pooling: 175,706 parameters (the default
     CNN: 422,314) for ~20 M multiply-adds per image (the CNN: ~4.2 M).
     """
+    builder: ClassVar[str] = "components.models.resnet:build_resnet"
     width: int = 16
     stages: int = 3
     blocks_per_stage: int = 2

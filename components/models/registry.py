@@ -1,4 +1,4 @@
-"""The registered architectures, and `build_model`: the one way the project builds a model.
+"""The registered architectures' builders, and `build_model`: the one way the project builds a model.
 
 A builder takes the image tensor [N, 28, 28, 1] in [0, 1] (after the shared augmentation, if on)
 and its architecture's config group, and returns the class probabilities tensor; `build_model`
@@ -6,31 +6,36 @@ wraps it into an uncompiled Keras model named `fmnist_<name>` and checks the nam
 must provide (schema/contract.py) before anything trains on it, so a new architecture that forgets
 one fails here, naming the architecture and the name, not in the projector or the export later.
 
-Register an architecture in BUILDERS under the name of its config group, a field of TrainingConfig
-(components/training_config.py) typed with its dataclass (components/models/configs.py).
+BUILDERS is derived, not written: one entry per config group of TrainingConfig (the registration,
+components/training_config.py), its function the one the group's class names (`builder`,
+components/models/configs.py), imported here because the config side must not import TensorFlow.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any, Callable
 
 import tensorflow as tf
 import tf_keras as keras
 
-from components.models.cnn import build_cnn
 from components.models.compile import compile_model
-from components.models.resnet import build_resnet
-from components.training_config import ConfigError, TrainingConfig
+from components.training_config import ConfigError, TrainingConfig, group_names
 from schema.contract import EMBEDDING_LAYER, IMAGE_KEY, IMAGE_SIZE, NUM_CLASSES, PROBABILITIES_OUTPUT
 
 log = logging.getLogger(__name__)
 
 Builder = Callable[[tf.Tensor, Any], tf.Tensor]
 
-BUILDERS: dict[str, Builder] = {
-    "cnn": build_cnn,
-    "resnet": build_resnet,
-}
+
+def _import_builder(path: str) -> Builder:
+    """'package.module:function' -> the function (a typo fails when this module is imported)."""
+    module, _, function = path.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+BUILDERS: dict[str, Builder] = {name: _import_builder(type(getattr(TrainingConfig, name)).builder)
+                                for name in group_names()}
 
 
 class ModelContractError(ValueError):

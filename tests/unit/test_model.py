@@ -6,10 +6,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from components.models import registry
 from components.models.compile import compile_model
 from components.models.configs import CnnConfig
 from components.models.registry import BUILDERS, ModelContractError, build_and_compile, build_model
+from components.models.resnet import build_resnet
 from components.training_config import ConfigError, TrainingConfig, group_names
 from schema.contract import EMBEDDING_LAYER, NUM_CLASSES, PROBABILITIES_OUTPUT, TRAINING_ACCURACY_METRIC
 
@@ -22,10 +22,11 @@ def small_cnn(**fields) -> TrainingConfig:
     return TrainingConfig(cnn=CnnConfig(**{"conv_filters": (8,), "dense_units": 16, **fields}))
 
 
-def test_every_architecture_has_a_builder_and_a_config_group():
-    """The registry and TrainingConfig's groups name the same architectures: one without the other
-    could be selected but not built, or built but not configured."""
+def test_every_config_group_is_a_registered_architecture_with_a_pinned_size():
+    """A config group of TrainingConfig registers an architecture: its builder is found, and a new
+    one must pin its parameter count here."""
     assert sorted(BUILDERS) == sorted(group_names()) == sorted(PARAMETERS)
+    assert BUILDERS["cnn"].__name__ == "build_cnn" and BUILDERS["resnet"] is build_resnet
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERS))
@@ -80,7 +81,7 @@ def test_set_model_and_its_group_on_the_command_line_reach_the_builder(monkeypat
     args = parser.parse_args(["--set", "model=resnet", "--set", "resnet.width=8", "--set", "resnet.stages=2"])
     training = config_from_args(args).training
     seen = []
-    monkeypatch.setitem(BUILDERS, "resnet", lambda x, group: seen.append(group) or registry.build_resnet(x, group))
+    monkeypatch.setitem(BUILDERS, "resnet", lambda x, group: seen.append(group) or build_resnet(x, group))
     model = build_model(training)
     assert seen == [dataclasses.replace(training.resnet, width=8, stages=2)]
     assert model.get_layer("stem").filters == 8 and model.get_layer(EMBEDDING_LAYER).output_shape == (None, 16)
