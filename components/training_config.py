@@ -70,7 +70,7 @@ class TrainingConfig:
             ("batch_size", self.batch_size >= 1, "must be >= 1"),
             ("learning_rate", self.learning_rate > 0, "must be > 0"),
             ("model", self.model in group_names(),
-             f"is not a registered architecture; registered: {', '.join(group_names())}"),
+             f"is not a registered architecture; registered: {', '.join(sorted(group_names()))}"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
             ("validation_fraction", 0 < self.validation_fraction < 1, "must be in (0, 1)"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),
