@@ -23,10 +23,12 @@ from components import export, projector, strategy, train_input, warm_start
 from components.models.registry import build_and_compile
 from components.training_config import TrainingConfig
 from components.training_loop import fit, input_datasets, make_reproducible
+from components.tuner import apply_hyperparameters, values_from_config
 from schema.contract import (
     HISTORY_FILE,
     IMAGE_KEY,
     SAVED_MODEL_FILE,
+    TRAINING_CONFIG_FILE,
     TRANSFORMED_LABEL_KEY,
 )
 
@@ -78,6 +80,11 @@ def _warm_start(model: keras.Model, fn_args: FnArgs, config: TrainingConfig, ste
 def run_fn(fn_args: FnArgs) -> None:
     """Train, keep the best validation epoch, export the SavedModel with serving signatures."""
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
+    # The Tuner's best values (`--set tune=true`), set over the config by their setting names.
+    tuned = values_from_config(fn_args.hyperparameters)
+    if tuned:
+        config = apply_hyperparameters(config, tuned)
+        log.info("hyperparameters from the Tuner: %s", tuned)
     # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     dist = strategy.choose_strategy()
     # The same seed on the same machine: bit-identical weights (components/training_loop.py).
@@ -113,6 +120,8 @@ def run_fn(fn_args: FnArgs) -> None:
     if strategy.is_chief():
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
             json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_CONFIG_FILE), "w") as f:
+            json.dump({"config": config.to_custom_config(), "tuned": tuned}, f, indent=1)
 
     # Every worker takes part in the projector's predict and in the export (both are collective
     # under MultiWorkerMirroredStrategy); only the chief's files are kept.
