@@ -38,3 +38,20 @@ def test_no_trial_starts_after_the_deadline():
 
     assert oracle(time.monotonic() + 600).populate_space("0")["status"] == keras_tuner.engine.trial.TrialStatus.RUNNING
     assert oracle(time.monotonic() - 1).populate_space("0")["status"] == keras_tuner.engine.trial.TrialStatus.STOPPED
+
+
+def test_a_trial_stops_training_at_the_deadline():
+    import numpy as np
+    import tf_keras as keras
+
+    from components.models.configs import CnnConfig
+    from components.models.registry import build_and_compile
+    from components.tuner import StopAtDeadline
+
+    model = build_and_compile(TrainingConfig(cnn=CnnConfig(conv_filters=(4,), dense_units=8)))
+    x, y = np.zeros((64, 28, 28, 1), np.float32), np.zeros(64, np.int64)
+    seen = []
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+        StopAtDeadline(time.monotonic() - 1),
+        keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(b))])
+    assert seen == [0]        # of 8 batches x 3 epochs only the first: the deadline had passed
