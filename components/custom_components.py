@@ -118,15 +118,16 @@ class VertexTrainerExecutor(vertex_trainer_executor.GenericExecutor):
 class EpochsTrainer(tfx.components.Trainer):
     """Trainer with `epochs` as its own property (overrides custom_config['epochs']) and optional
     `statistics` of its examples (their training-split size reaches run_fn as `train_examples`).
-    `base_model` (TFX's own input) is the served model a span run warm-starts from."""
+    `base_model` (TFX's own input) is the served model a span run warm-starts from; `hyperparameters`
+    (TFX's own input too) the Tuner's best values, which run_fn applies over custom_config."""
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(_EpochsTrainerExecutor)
 
     def __init__(self, *, examples: Any, transform_graph: Any, schema: Any, train_args: Any,
                  eval_args: Any, run_fn: str, custom_config: dict, epochs: Any = None,
-                 statistics: Any = None, base_model: Any = None) -> None:
+                 statistics: Any = None, base_model: Any = None, hyperparameters: Any = None) -> None:
         spec = _TrainerSpec(
             examples=examples, transform_graph=transform_graph, schema=schema, statistics=statistics,
-            base_model=base_model,
+            base_model=base_model, hyperparameters=hyperparameters,
             train_args=train_args, eval_args=eval_args, run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config), epochs=epochs,
             model=tfx_types.Channel(type=standard_artifacts.Model),

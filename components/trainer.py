@@ -22,11 +22,13 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from components import export, projector, strategy, train_input, warm_start
 from components.models.registry import build_and_compile
 from components.training_config import TrainingConfig
+from components.training_loop import fit, input_datasets, make_reproducible
+from components.tuner import apply_hyperparameters, values_from_config
 from schema.contract import (
     HISTORY_FILE,
     IMAGE_KEY,
     SAVED_MODEL_FILE,
-    TRAINING_ACCURACY_METRIC,
+    TRAINING_CONFIG_FILE,
     TRANSFORMED_LABEL_KEY,
 )
 
@@ -78,9 +80,15 @@ def _warm_start(model: keras.Model, fn_args: FnArgs, config: TrainingConfig, ste
 def run_fn(fn_args: FnArgs) -> None:
     """Train, keep the best validation epoch, export the SavedModel with serving signatures."""
     config = TrainingConfig.from_custom_config(fn_args.custom_config)
+    # The Tuner's best values (`--set tune=true`), set over the config by their setting names.
+    tuned = values_from_config(fn_args.hyperparameters)
+    if tuned:
+        config = apply_hyperparameters(config, tuned)
+        log.info("hyperparameters from the Tuner: %s", tuned)
     # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     dist = strategy.choose_strategy()
-    keras.utils.set_random_seed(config.seed)
+    # The same seed on the same machine: bit-identical weights (components/training_loop.py).
+    make_reproducible(config.seed)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     spec = tf_transform_output.transformed_feature_spec()
@@ -98,10 +106,7 @@ def run_fn(fn_args: FnArgs) -> None:
     # Several workers: every worker reads the same files and keeps its share of the batches.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    train = train_input.training_dataset(files, spec, IMAGE_KEY, TRANSFORMED_LABEL_KEY, n_train, settings,
-                                         global_batch).with_options(options)
-    validation = train_input.validation_dataset(files, spec, IMAGE_KEY, TRANSFORMED_LABEL_KEY, n_val,
-                                                settings).with_options(options)
+    train, validation = input_datasets(config, files, spec, n_train, n_val, global_batch, options)
     with dist.scope():
         model = build_and_compile(config, steps_per_epoch=steps, epochs=config.epochs)
     epochs = config.epochs
@@ -109,17 +114,14 @@ def run_fn(fn_args: FnArgs) -> None:
         model, epochs = _warm_start(model, fn_args, config, steps, dist)
     model.summary(print_fn=log.info)
 
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
-        keras.callbacks.EarlyStopping(monitor=f"val_{TRAINING_ACCURACY_METRIC}", mode="max", restore_best_weights=True,
-                                      patience=config.early_stopping_patience),
-    ]
-    history = model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks,
-                        verbose=2)
+    history = fit(model, train, validation, epochs, config,
+                  [keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch")])
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     if strategy.is_chief():
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as f:
             json.dump({k: [float(v) for v in vals] for k, vals in history.history.items()}, f)
+        with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_CONFIG_FILE), "w") as f:
+            json.dump({"config": config.to_custom_config(), "tuned": tuned}, f, indent=1)
 
     # Every worker takes part in the projector's predict and in the export (both are collective
     # under MultiWorkerMirroredStrategy); only the chief's files are kept.

@@ -3,7 +3,8 @@
 LocalDagRunner runs it here; kubeflow/ compiles the very same function for Kubeflow Pipelines.
 
     FastCsvExampleGen -> StatisticsGen -> ExampleValidator(ImportSchemaGen) -> ValidationGate
-      -> Transform -> Trainer -> Evaluator (vs. the served model) + InfraValidator -> AtomicPusher
+      -> Transform -> [Tuner, with tune=true] -> Trainer
+      -> Evaluator (vs. the served model) + InfraValidator -> AtomicPusher
 """
 from __future__ import annotations
 
@@ -179,6 +180,19 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     baseline = ServedModelBaseline(serving_model_dir=serving_model_dir,
                                    run_token=run_token).with_id(contract.BASELINE)
 
+    # Optional hyperparameter search (components/tuner.py): on the train split only -- each trial
+    # is scored on its validation slice, the rows early stopping holds out -- never the test split.
+    tuner = None
+    if config.tune:
+        tuner = tfx.components.Tuner(
+            tuner_fn="components.tuner.tuner_fn",
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(splits=[TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[TRAIN_SPLIT]),
+            custom_config=config.tuner_config()).with_id(contract.TUNER)
+
     trainer = EpochsTrainer(
         run_fn="components.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
@@ -191,6 +205,7 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
         eval_args=tfx.proto.EvalArgs(splits=[TEST_SPLIT]),
         custom_config=training.to_custom_config(), epochs=epochs,
         base_model=baseline.outputs["baseline"] if warm_start else None,
+        hyperparameters=tuner.outputs["best_hyperparameters"] if tuner else None,
     ).with_id(contract.TRAINER)
 
     evaluator = ThresholdEvaluator(
@@ -226,7 +241,8 @@ def create_pipeline(config: PipelineConfig, *, data_root: Any = None, serving_mo
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root or config.pipeline_root,
-        components=[*data_components, baseline, trainer, evaluator, infra_validator, pusher, run_report],
+        components=[*data_components, *([tuner] if tuner else []), baseline, trainer, evaluator, infra_validator,
+                    pusher, run_report],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=list(beam_pipeline_args or config.beam_args))

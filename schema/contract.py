@@ -81,6 +81,7 @@ EVALUATOR = "Evaluator"
 INFRA_VALIDATOR = "InfraValidator"
 PUSHER = "AtomicPusher"
 RUN_REPORT = "RunReport"
+TUNER = "Tuner"                                  # only with `--set tune=true` (components/tuner.py)
 COMPONENT_IDS: tuple[str, ...] = (EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, VALIDATION_GATE,
                                   TRANSFORM, TRAINER, BASELINE, EVALUATOR, INFRA_VALIDATOR, PUSHER, RUN_REPORT)
 # Continuous training (span mode, components/spans.py) adds these three.
@@ -92,6 +93,7 @@ SPAN_COMPONENT_IDS: tuple[str, ...] = (HOLDOUT_EXAMPLE_GEN, SPAN_DRIFT, SPAN_WIN
 # --- Artifact file and property names ---------------------------------------------------------------
 SCHEMA_FILE = "schema.pbtxt"
 HISTORY_FILE = "history.json"                    # Trainer: Keras history, in the ModelRun artifact
+TRAINING_CONFIG_FILE = "training_config.json"    # Trainer: the config trained with (tuned values applied), ditto
 DATA_REPORT_FILE = "data_input.json"             # ExampleGen: what was read, in the Examples artifact
 DATA_REPORT_PROPERTY = "data_input"              # ... and the same as an MLMD custom property
 REPORT_FILE = "index.html"                       # RunReport's page

@@ -9,11 +9,14 @@ ride along unused and stay visible in the run's config.
 
 No TensorFlow import: the CLI and the config loader use this module before TensorFlow starts, which
 is why a builder is named here by its import path rather than imported.
+
+Each group also declares its architecture's hyperparameter search space (`search_space(hp)`, used
+by the optional Tuner, components/tuner.py): one place per architecture, beside its defaults.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +35,15 @@ class CnnConfig:
     # same, but BN and ReLU then run on a quarter of the activations (~25% less time per epoch
     # on CPU, measured in benchmarks/training_speed.py).
     pool_before_norm: bool = False
+
+    @staticmethod
+    def search_space(hp: Any) -> None:
+        """What `--set tune=true` searches (components/tuner.py), declared on a KerasTuner
+        HyperParameters `hp`; each name is the setting's key (`cnn.dense_units`, `learning_rate`)
+        and the Trainer applies the best values over the config by those names."""
+        hp.Choice("cnn.dense_units", [64, 128, 256, 512])
+        hp.Float("cnn.dropout", 0.1, 0.5, step=0.1)
+        hp.Float("learning_rate", 5e-4, 5e-3, sampling="log")
 
     def checks(self) -> list[tuple[str, bool, str]]:
         return [
@@ -61,6 +73,12 @@ class ResNetConfig:
     block_dropout: float = 0.0
     # Dropout on the pooled features before the classifier.
     dropout: float = 0.0
+
+    @staticmethod
+    def search_space(hp: Any) -> None:
+        """What `--set tune=true` searches: the first stage's width and the learning rate."""
+        hp.Choice("resnet.width", [16, 32, 48, 64])
+        hp.Float("learning_rate", 5e-4, 5e-3, sampling="log")
 
     def checks(self) -> list[tuple[str, bool, str]]:
         return [

@@ -122,13 +122,28 @@ def test_gpus_on_the_trainer_only_in_each_backends_form(specs):
     assert "lifecycle" in executors["FastCsvExampleGen_executor"]["container"]
 
 
-def test_no_gpu_request_without_gpus(tmp_path):
+def test_no_gpu_request_without_gpus_and_the_tuner_feeds_the_trainer(tmp_path):
+    """A CPU compile, with `--set tune=true`: the Tuner step (components/tuner.py) reads Transform's
+    output and its best_hyperparameters are the Trainer's `hyperparameters` input."""
     out = tmp_path / "cpu.yaml"
-    result = _compile(out, "--pipeline-root", "minio://mlpipeline/v2/artifacts")
+    result = _compile(out, "--pipeline-root", "minio://mlpipeline/v2/artifacts",
+                      "--set", "tune=true", "--set", "tune_trials=3")
     assert result.returncode == 0, result.stderr[-3000:]
     docs = [d for d in yaml.safe_load_all(out.read_text()) if d]
     assert len(docs) == 1  # no platform spec
     assert "accelerator" not in json.dumps(docs[0]["deploymentSpec"])
+    tasks = docs[0]["root"]["dag"]["tasks"]
+    assert set(tasks) == EXPECTED_TASKS | {contract.TUNER}
+    assert contract.TUNER in tasks[contract.TRAINER]["dependentTasks"]
+    assert {contract.TRANSFORM, contract.SCHEMA_GEN} <= set(tasks[contract.TUNER]["dependentTasks"])
+    assert tasks[contract.TRAINER]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"] == \
+        {"producerTask": contract.TUNER, "outputArtifactKey": "best_hyperparameters"}
+    tuner = docs[0]["deploymentSpec"]["executors"][f"{contract.TUNER}_executor"]["container"]
+    assert tuner["command"] == ["python", "-m", "kubeflow.entrypoint"] and tuner["image"] == IMAGE
+    parameters = tasks[contract.TUNER]["inputs"]["parameters"]
+    assert parameters["tuner_fn"]["runtimeValue"]["constant"] == "components.tuner.tuner_fn"
+    budget = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
+    assert budget["trials"] == 3 and budget["training"]["model"] == "cnn"
 
 
 @pytest.mark.parametrize("target, root", [("kfp", "/local/dir"), ("kfp", "hdfs://x/y"), ("vertex", "minio://b/p")])

@@ -150,3 +150,23 @@ def test_pool_before_norm_normalises_pooled_activations():
     assert early.get_layer("bn0_0").input_shape[1:3] == (14, 14)
     assert early.count_params() == late.count_params()
     assert early.output_shape == late.output_shape
+
+
+def test_gpu_preset_builds_compiles_and_trains_a_few_steps_on_the_cpu():
+    """The `gpu` preset's model settings exactly (only epochs and the data are small here): its
+    accuracy is a GPU run's claim; here it must build, compile and train."""
+    from pipeline.config import load_config
+
+    preset = load_config("gpu").training
+    assert preset.model == "resnet" and preset.augment and preset.label_smoothing > 0
+    config = dataclasses.replace(preset, epochs=1)
+    model = build_and_compile(config, steps_per_epoch=2, epochs=1)
+    assert model.count_params() == 4_331_338          # WRN-20-4: width 64, 3 blocks per stage
+    assert model.get_layer("stem").filters == 64 and model.get_layer("shift") and model.get_layer("flip")
+    rng = np.random.default_rng(3)
+    x, y = rng.random((8, 28, 28, 1), dtype=np.float32), np.arange(8) % NUM_CLASSES
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0)   # 2 steps
+    assert np.isfinite(history.history["loss"][0]) and TRAINING_ACCURACY_METRIC in history.history
+    assert any(not np.array_equal(b, a) for b, a in zip(before, model.get_weights()))
+    assert model.predict(x, verbose=0).shape == (8, NUM_CLASSES)
