@@ -20,7 +20,7 @@ import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from components import export, projector, strategy, train_input, warm_start
-from components.models.registry import build_and_compile
+from components.models.registry import build_and_compile, float32_copy
 from components.training_config import TrainingConfig
 from components.training_loop import fit, input_datasets, make_reproducible
 from components.tuner import apply_hyperparameters, values_from_config
@@ -123,6 +123,8 @@ def run_fn(fn_args: FnArgs) -> None:
         with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_CONFIG_FILE), "w") as f:
             json.dump({"config": config.to_custom_config(), "tuned": tuned}, f, indent=1)
 
+    # What is exported and served computes in float32, whatever precision training used.
+    model = float32_copy(model, config)
     # Every worker takes part in the projector's predict and in the export (both are collective
     # under MultiWorkerMirroredStrategy); only the chief's files are kept.
     scratch = os.path.join(fn_args.model_run_dir, f"worker-tmp-{os.getpid()}")

@@ -16,6 +16,10 @@ from components.models.configs import CnnConfig, ResNetConfig
 from schema import contract
 
 
+# Keras's mixed-precision policy names `precision` accepts.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 class ConfigError(ValueError):
     """A config value a user set is unusable; the message names the field."""
 
@@ -50,6 +54,11 @@ class TrainingConfig:
     # (components/models/compile.py).
     augment: bool = False
     label_smoothing: float = 0.0
+    # The Keras mixed-precision policy training runs under (PRECISIONS): "mixed_bfloat16" computes
+    # in bfloat16 with float32 weights, ~1.6x faster for the CNN on a CPU with AVX512_BF16 or AMX
+    # (BENCHMARKS.md, "A stronger default"); "mixed_float16" is the GPU's. Training only: the
+    # exported SavedModel is always a float32 copy (components/models/registry.py, float32_copy).
+    precision: str = "float32"
     # Warm start (components/warm_start.py; span mode only -- create_pipeline turns it off for the
     # plain pipeline): from the served model when the architecture matches, training
     # warm_start_epochs instead of epochs.
@@ -72,6 +81,7 @@ class TrainingConfig:
             ("model", self.model in group_names(),
              f"is not a registered architecture; registered: {', '.join(sorted(group_names()))}"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("validation_fraction", 0 < self.validation_fraction < 1, "must be in (0, 1)"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),
             ("shuffle_buffer", self.shuffle_buffer >= 1, "must be >= 1"),

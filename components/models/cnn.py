@@ -32,4 +32,5 @@ def build_cnn(x: tf.Tensor, config: CnnConfig) -> tf.Tensor:
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU(name=EMBEDDING_LAYER)(x)
     x = keras.layers.Dropout(config.dropout)(x)
-    return keras.layers.Dense(NUM_CLASSES, activation="softmax", name=PROBABILITIES_OUTPUT)(x)
+    return keras.layers.Dense(NUM_CLASSES, activation="softmax", name=PROBABILITIES_OUTPUT,
+                              dtype="float32")(x)  # float32 under mixed precision too

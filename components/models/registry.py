@@ -12,6 +12,7 @@ components/models/configs.py), imported here because the config side must not im
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 from typing import Any, Callable
@@ -45,22 +46,41 @@ class ModelContractError(ValueError):
 def build_model(config: TrainingConfig = TrainingConfig()) -> keras.Model:
     """The uncompiled model `config.model` names, sized by its config group, contract checked.
 
-    Compile it with components.models.compile.compile_model (the same for every architecture)."""
+    Built under `config.precision`'s mixed-precision policy (layers take the global policy when they
+    are created, so it is set for the build only). Compile it with
+    components.models.compile.compile_model (the same for every architecture)."""
     if config.model not in BUILDERS:
         raise ConfigError(f"config field 'model' = {config.model!r} is not a registered architecture; "
                           f"registered: {', '.join(sorted(BUILDERS))}")
-    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name=IMAGE_KEY, dtype=tf.float32)
-    x = inputs
-    if config.augment:
-        # Active only in training: small shifts, as garments are not always centred; mirror images
-        # are still the same garment.
-        x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", name="shift")(x)
-        x = keras.layers.RandomFlip("horizontal", name="flip")(x)
-    outputs = BUILDERS[config.model](x, getattr(config, config.model))
-    model = keras.Model(inputs, outputs, name=f"fmnist_{config.model}")
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(config.precision)
+    try:
+        inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name=IMAGE_KEY, dtype=tf.float32)
+        x = inputs
+        if config.augment:
+            # Active only in training: small shifts, as garments are not always centred; mirror
+            # images are still the same garment.
+            x = keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", name="shift")(x)
+            x = keras.layers.RandomFlip("horizontal", name="flip")(x)
+        outputs = BUILDERS[config.model](x, getattr(config, config.model))
+        model = keras.Model(inputs, outputs, name=f"fmnist_{config.model}")
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     check_contract(model, config.model)
-    log.info("model %s: %d parameters", config.model, model.count_params())
+    log.info("model %s: %d parameters (%s)", config.model, model.count_params(), config.precision)
     return model
+
+
+def float32_copy(model: keras.Model, config: TrainingConfig) -> keras.Model:
+    """The model to export and serve: `model` itself when it was trained in float32, else the same
+    architecture built in float32 holding its weights (a mixed-precision model's variables are
+    float32 already, so the copy is exact). A served model then computes in float32 on any CPU,
+    not only on one with bfloat16 instructions, and carries no casts."""
+    if config.precision == "float32":
+        return model
+    copy = build_model(dataclasses.replace(config, precision="float32"))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def check_contract(model: keras.Model, architecture: str) -> None:
@@ -79,6 +99,9 @@ def check_contract(model: keras.Model, architecture: str) -> None:
     if len(model.outputs) != 1 or model.output_names != [PROBABILITIES_OUTPUT]:
         raise broken(f"does not end in one output layer named '{PROBABILITIES_OUTPUT}' (schema/contract.py "
                      f"PROBABILITIES_OUTPUT; its outputs come from {model.output_names})")
+    if model.outputs[0].dtype != tf.float32:
+        raise broken(f"computes '{PROBABILITIES_OUTPUT}' in {model.outputs[0].dtype.name}: under mixed "
+                     "precision the output layer must be created with dtype='float32' (softmax in float32)")
     if tuple(model.output_shape) != (None, NUM_CLASSES):
         raise broken(f"has output shape {model.output_shape} instead of (None, {NUM_CLASSES}) class "
                      f"probabilities in '{PROBABILITIES_OUTPUT}'")

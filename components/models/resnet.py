@@ -51,4 +51,5 @@ def build_resnet(x: tf.Tensor, config: ResNetConfig) -> tf.Tensor:
     x = keras.layers.GlobalAveragePooling2D(name=EMBEDDING_LAYER)(x)
     if config.dropout:
         x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
-    return keras.layers.Dense(NUM_CLASSES, activation="softmax", name=PROBABILITIES_OUTPUT)(x)
+    return keras.layers.Dense(NUM_CLASSES, activation="softmax", name=PROBABILITIES_OUTPUT,
+                              dtype="float32")(x)  # float32 under mixed precision too

@@ -170,3 +170,49 @@ def test_gpu_preset_builds_compiles_and_trains_a_few_steps_on_the_cpu():
     assert np.isfinite(history.history["loss"][0]) and TRAINING_ACCURACY_METRIC in history.history
     assert any(not np.array_equal(b, a) for b, a in zip(before, model.get_weights()))
     assert model.predict(x, verbose=0).shape == (8, NUM_CLASSES)
+
+
+def test_mixed_bfloat16_trains_in_bfloat16_and_exports_an_exact_float32_copy():
+    """`precision=mixed_bfloat16`: the convolutions compute in bfloat16 (weights stay float32), the
+    probabilities in float32; what is exported (float32_copy) computes in float32 with the very
+    same weights, so it agrees with the trained model to bfloat16's precision, not bit for bit."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from components.models.registry import float32_copy
+
+    config = dataclasses.replace(small_cnn(), precision="mixed_bfloat16")
+    model = build_and_compile(config, steps_per_epoch=1, epochs=1)
+    assert keras.mixed_precision.global_policy().name == "float32"   # set for the build only
+    assert model.get_layer("conv0_0").compute_dtype == "bfloat16"
+    assert model.get_layer("conv0_0").variable_dtype == "float32"
+    assert model.outputs[0].dtype == tf.float32
+    rng = np.random.default_rng(4)
+    x, y = rng.random((16, 28, 28, 1), dtype=np.float32), np.arange(16) % NUM_CLASSES
+    model.train_on_batch(x, y)
+    served = float32_copy(model, config)
+    assert served is not model and all(layer.compute_dtype == "float32" for layer in served.layers)
+    for a, b in zip(model.get_weights(), served.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    p_mixed, p_served = model.predict(x, verbose=0), served.predict(x, verbose=0)
+    np.testing.assert_allclose(p_served, p_mixed, atol=0.03)
+    assert not np.array_equal(p_served, p_mixed)      # really computed in another precision
+    assert float32_copy(served, small_cnn()) is served  # float32 training: the model itself
+
+
+def test_a_builder_whose_probabilities_are_not_float32_under_mixed_precision_is_refused(monkeypatch):
+    import tf_keras as keras
+
+    def bf16_output(x, config):
+        x = keras.layers.Flatten(name=EMBEDDING_LAYER)(x)
+        return keras.layers.Dense(NUM_CLASSES, activation="softmax", name=PROBABILITIES_OUTPUT)(x)
+
+    monkeypatch.setitem(BUILDERS, "cnn", bf16_output)
+    with pytest.raises(ModelContractError, match=r"computes 'probabilities' in bfloat16.*dtype='float32'"):
+        build_model(TrainingConfig(precision="mixed_bfloat16"))
+    assert build_model(TrainingConfig()).outputs[0].dtype.name == "float32"
+
+
+def test_an_unknown_precision_is_refused_naming_the_field():
+    with pytest.raises(ConfigError, match="'precision' = 'bf16' must be one of float32, mixed_bfloat16"):
+        TrainingConfig(precision="bf16").validate()
