@@ -16,8 +16,10 @@ from components.models.configs import CnnConfig, ResNetConfig
 from schema import contract
 
 
-# Keras's mixed-precision policy names `precision` accepts.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Keras's mixed-precision policy names `precision` accepts, and "auto": mixed_bfloat16 where the
+# CPU computes bfloat16 natively and no GPU is present, else float32
+# (components/models/registry.py, resolved_precision).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 class ConfigError(ValueError):
@@ -55,9 +57,10 @@ class TrainingConfig:
     augment: bool = False
     label_smoothing: float = 0.0
     # The Keras mixed-precision policy training runs under (PRECISIONS): "mixed_bfloat16" computes
-    # in bfloat16 with float32 weights, ~1.6x faster for the CNN on a CPU with AVX512_BF16 or AMX
-    # (BENCHMARKS.md, "A stronger default"); "mixed_float16" is the GPU's. Training only: the
-    # exported SavedModel is always a float32 copy (components/models/registry.py, float32_copy).
+    # in bfloat16 with float32 weights, faster for the CNN on a CPU with AVX512_BF16 or AMX but
+    # slower where bfloat16 is emulated, hence "auto" in the presets (BENCHMARKS.md, "A stronger
+    # default"); "mixed_float16" is the GPU's. Training only: the exported SavedModel is always a
+    # float32 copy (components/models/registry.py, float32_copy).
     precision: str = "float32"
     # Warm start (components/warm_start.py; span mode only -- create_pipeline turns it off for the
     # plain pipeline): from the served model when the architecture matches, training

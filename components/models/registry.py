@@ -52,8 +52,9 @@ def build_model(config: TrainingConfig = TrainingConfig()) -> keras.Model:
     if config.model not in BUILDERS:
         raise ConfigError(f"config field 'model' = {config.model!r} is not a registered architecture; "
                           f"registered: {', '.join(sorted(BUILDERS))}")
+    precision = resolved_precision(config)
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(config.precision)
+    keras.mixed_precision.set_global_policy(precision)
     try:
         inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name=IMAGE_KEY, dtype=tf.float32)
         x = inputs
@@ -67,8 +68,30 @@ def build_model(config: TrainingConfig = TrainingConfig()) -> keras.Model:
     finally:
         keras.mixed_precision.set_global_policy(previous)
     check_contract(model, config.model)
-    log.info("model %s: %d parameters (%s)", config.model, model.count_params(), config.precision)
+    log.info("model %s: %d parameters, training precision %s (precision=%s)", config.model,
+             model.count_params(), precision, config.precision)
     return model
+
+
+# The CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic that oneDNN uses: AVX512_BF16
+# (AMD Zen 4, Intel Cooper Lake and later) and AMX (Intel Sapphire Rapids and later).
+BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def resolved_precision(config: TrainingConfig, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The Keras policy `config.precision` means here: itself, or for "auto" mixed_bfloat16 on a
+    CPU-only machine whose CPU has native bfloat16 instructions, else float32 (GPUs are left to
+    an explicit "mixed_float16": its speed and accuracy here are unmeasured)."""
+    if config.precision != "auto":
+        return config.precision
+    if tf.config.list_physical_devices("GPU"):
+        return "float32"
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "float32"
+    return "mixed_bfloat16" if any(flag in flags for flag in BFLOAT16_CPU_FLAGS) else "float32"
 
 
 def float32_copy(model: keras.Model, config: TrainingConfig) -> keras.Model:
@@ -76,7 +99,7 @@ def float32_copy(model: keras.Model, config: TrainingConfig) -> keras.Model:
     architecture built in float32 holding its weights (a mixed-precision model's variables are
     float32 already, so the copy is exact). A served model then computes in float32 on any CPU,
     not only on one with bfloat16 instructions, and carries no casts."""
-    if config.precision == "float32":
+    if resolved_precision(config) == "float32":
         return model
     copy = build_model(dataclasses.replace(config, precision="float32"))
     copy.set_weights(model.get_weights())

@@ -214,5 +214,19 @@ def test_a_builder_whose_probabilities_are_not_float32_under_mixed_precision_is_
 
 
 def test_an_unknown_precision_is_refused_naming_the_field():
-    with pytest.raises(ConfigError, match="'precision' = 'bf16' must be one of float32, mixed_bfloat16"):
+    with pytest.raises(ConfigError, match="'precision' = 'bf16' must be one of auto, float32, mixed_bfloat16"):
         TrainingConfig(precision="bf16").validate()
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu avx2 avx512f avx512_bf16 fma", "mixed_bfloat16"),
+                                             ("fpu amx_bf16 amx_tile", "mixed_bfloat16"),
+                                             ("fpu avx2 avx512f fma", "float32")])
+def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it_natively(tmp_path, flags, expected):
+    """Where bfloat16 is emulated it is slower than float32, so "auto" picks it only with the flags."""
+    from components.models.registry import resolved_precision
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert resolved_precision(TrainingConfig(precision="auto"), str(cpuinfo)) == expected
+    assert resolved_precision(TrainingConfig(precision="auto"), str(tmp_path / "absent")) == "float32"
+    assert resolved_precision(TrainingConfig(precision="mixed_float16"), str(cpuinfo)) == "mixed_float16"
