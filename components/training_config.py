@@ -15,7 +15,6 @@ from typing import Any, Mapping
 from components.models.configs import CnnConfig, ResNetConfig
 from schema import contract
 
-
 # Keras's mixed-precision policy names `precision` accepts, and "auto": mixed_bfloat16 where the
 # CPU computes bfloat16 natively and no GPU is present, else float32
 # (components/models/registry.py, resolved_precision).
