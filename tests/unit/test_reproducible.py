@@ -53,8 +53,8 @@ def determinism():
     tf_config.disable_op_determinism()
 
 
-def train(files, seed: int) -> list[np.ndarray]:
-    config = TrainingConfig(seed=seed, epochs=2, batch_size=32, augment=True, shuffle_buffer=64,
+def train(files, seed: int, precision: str = "float32") -> list[np.ndarray]:
+    config = TrainingConfig(seed=seed, epochs=2, batch_size=32, augment=True, shuffle_buffer=64, precision=precision,
                             early_stopping_patience=1,
                             cnn=CnnConfig(conv_filters=(8, 16), dense_units=32, dropout=0.3, conv_dropout=0.1))
     make_reproducible(config.seed)
@@ -66,8 +66,11 @@ def train(files, seed: int) -> list[np.ndarray]:
     return model.get_weights()
 
 
-def test_same_seed_bit_identical_weights_other_seed_different(shards, determinism):
-    first, second, other = train(shards, 42), train(shards, 42), train(shards, 7)
+# mixed_bfloat16: the `default` and `fast` presets' `precision=auto` on a CPU with bfloat16 instructions.
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_same_seed_bit_identical_weights_other_seed_different(shards, determinism, precision):
+    first, second, other = (train(shards, 42, precision), train(shards, 42, precision),
+                            train(shards, 7, precision))
     assert determinism.is_op_determinism_enabled()
     assert len(first) == len(second) and first
     for a, b in zip(first, second):
