@@ -230,3 +230,24 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_computes_it_natively(tmp_
     assert resolved_precision(TrainingConfig(precision="auto"), str(cpuinfo)) == expected
     assert resolved_precision(TrainingConfig(precision="auto"), str(tmp_path / "absent")) == "float32"
     assert resolved_precision(TrainingConfig(precision="mixed_float16"), str(cpuinfo)) == "mixed_float16"
+
+
+def test_training_only_settings_leave_the_served_graph_unchanged():
+    """Augmentation is identity at inference and a mixed-precision model is exported as its float32
+    copy: the graph a server runs for the `default` preset is op for op the plain float32 CNN's,
+    so its serving latency is the plain model's."""
+    import tensorflow as tf
+
+    from components.models.registry import float32_copy
+    from pipeline.config import load_config
+
+    def served_ops(config: TrainingConfig) -> list[str]:
+        model = float32_copy(build_model(config), config)
+        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+            tf.TensorSpec([None, 28, 28, 1], tf.float32))
+        return sorted(op.type for op in fn.graph.get_operations())
+
+    preset = dataclasses.replace(load_config("default").training, augment=True, precision="mixed_bfloat16")
+    plain = dataclasses.replace(preset, augment=False, precision="float32")
+    assert served_ops(preset) == served_ops(plain)
+    assert "Conv2D" in served_ops(plain) and not any("Cast" in op for op in served_ops(preset))
