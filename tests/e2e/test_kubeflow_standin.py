@@ -3,7 +3,8 @@ contract (tests/kfp_standin.py): refused in its stock TFX form, run end to end i
 
 One module-scoped sequence of runs on the committed sample, every task a container of the image
 `make test` built (each run several minutes on 2 shared cores: every step is its own pod):
-  1. first run: nothing served -> evaluated without a baseline, blessed, pushed;
+  1. first run (with TFX's Tuner before the Trainer, `--set tune=true`, 2 trials of 1 epoch):
+     nothing served -> evaluated without a baseline, blessed, pushed;
   2. a training file changes under the same data_root -> ExampleGen re-ingests (not a stale cache),
      the first run's served model is the baseline the Evaluator compares against;
   3. a bad CSV -> the run stops before Transform/Trainer naming file, line and column; the served
@@ -30,6 +31,7 @@ from pipeline.config import PROJECT_ROOT
 
 ROOT = "minio://mlpipeline/v2/artifacts"
 RUN_PARAMETERS = {"epochs": 3, "accuracy_threshold": 0.5}
+TUNER_BUDGET = ("--set", "tune=true", "--set", "tune_trials=2", "--set", "tune_epochs=1")
 TRAIN_CSV = "fashion-mnist_train.csv.gz"
 TEST_CSV = "fashion-mnist_test.csv.gz"
 
@@ -71,7 +73,7 @@ def kfp(tmp_path_factory):
     spec = tmp / "fmnist.yaml"
     compile_kubeflow(spec, "--image", image_under_test(), "--preset", "sample", "--pipeline-root", ROOT,
                      "--data-root", str(data), "--serving-root", str(serving), *NO_LATENCY_GATE_ARGS,
-                     *NO_CLASS_FLOOR_ARGS)
+                     *NO_CLASS_FLOOR_ARGS, *TUNER_BUDGET)
     # The data and serving roots reach every step's container as volumes at their own paths.
     standin = KfpStandIn(tmp / "backend", ContainerEngine.from_environment(), volumes=[data, serving])
     runs = {"first": standin.run(spec, RUN_PARAMETERS, pipeline_root=ROOT)}
@@ -122,6 +124,28 @@ def test_first_run_completes_blesses_without_a_baseline_and_pushes(kfp):
     tf_serving = dict(e.split("=", 1) for e in standin.engine.image(image_under_test())["Config"]["Env"])
     assert infra["server"] == {"string": "python -m serving" if tf_serving["FMNIST_TF_SERVING"] == "scratch"
                                          else "tensorflow_model_server"}
+
+
+def test_the_tuner_step_feeds_its_best_hyperparameters_to_the_trainer_step(kfp):
+    """TFX's Tuner as a KFP task of the image: its best_hyperparameters artifact reaches the Trainer
+    task, which trains with those values (recorded in its model_run, as locally)."""
+    import json
+
+    from schema import contract
+
+    standin, runs, _, _, _ = kfp
+    run = runs["first"]
+    assert run.tasks[contract.TUNER].state == "COMPLETE" and run.tasks[contract.TRAINER].state == "COMPLETE"
+    best_dir = standin.artifact_dir(run.tasks[contract.TUNER].outputs["best_hyperparameters"])
+    [name] = os.listdir(best_dir)
+    values = json.loads((best_dir / name).read_text())["values"]
+    assert set(values) == {"cnn.dense_units", "cnn.dropout", "learning_rate"}   # CnnConfig.search_space
+    trainer_inputs = run.tasks[contract.TRAINER].executor_input["inputs"]["artifacts"]
+    assert "hyperparameters" in trainer_inputs
+    model_run = standin.artifact_dir(run.tasks[contract.TRAINER].outputs["model_run"])
+    recorded = json.loads((model_run / contract.TRAINING_CONFIG_FILE).read_text())
+    assert recorded["tuned"] == values
+    assert recorded["config"]["cnn"]["dense_units"] == values["cnn.dense_units"]
 
 
 def test_changed_data_is_re_ingested_and_the_served_model_is_the_baseline(kfp):
