@@ -19,10 +19,12 @@ import os
 
 from tfx import v1 as tfx
 
+from schema.contract import TEST_SPLIT, TRAIN_SPLIT
+
 log = logging.getLogger(__name__)
 
 STATS_FILE = "FeatureStats.pb"
-DRIFT_SPLITS = ("train", "test")
+DRIFT_SPLITS = (TRAIN_SPLIT, TEST_SPLIT)
 
 
 class SpanDriftError(RuntimeError):

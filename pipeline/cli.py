@@ -7,26 +7,25 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from pipeline.config import ConfigError
 from pipeline.config_args import add_config_arguments, config_from_args
+from schema.contract import TEST_SPLIT, TRAIN_SPLIT
 
 log = logging.getLogger("fmnist")
 
 
 def newest_span_dir(data_root: str) -> str:
     """data_root/span-<highest N> (span mode), or a ConfigError saying what the layout must be."""
-    import re
+    from pipeline.watch import span_dirs
 
-    spans = sorted((int(m.group(1)), name) for name in (os.listdir(data_root) if os.path.isdir(data_root) else [])
-                   if (m := re.fullmatch(r"span-([0-9]{1,18})", name)) and os.path.isdir(os.path.join(data_root, name)))
+    spans = span_dirs(data_root)
     if not spans:
         raise ConfigError(f"spans=true but {data_root} has no span-<N>/ directory; the layout is "
                           "DATA/span-1/*_train.csv + *_test.csv, DATA/span-2/..., DATA/holdout/*_test.csv")
-    return os.path.join(data_root, spans[-1][1])
+    return spans[max(spans)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -42,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             root = config.data_root
             if config.spans:  # the newest span directory is what ExampleGen will read
                 root = newest_span_dir(config.data_root)
-            select_splits(root, {"train": config.train_pattern, "test": config.test_pattern},
+            select_splits(root, {TRAIN_SPLIT: config.train_pattern, TEST_SPLIT: config.test_pattern},
                           config.data_input_options()["file_counts"])
         except DataSelectionError as e:
             raise ConfigError(str(e)) from None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components.decision import POLICIES, DecisionPolicy
+from components.split_files import DEFAULT_MAX_DUPLICATE_SHARE
 from components.training_config import (
     ConfigError,
     TrainingConfig,
@@ -20,6 +21,7 @@ from components.training_config import (
     setting_fields as training_settings,
     unknown_message,
 )
+from schema.contract import HOLDOUT_SPLIT, TEST_SPLIT, TRAIN_SPLIT
 
 __all__ = ["PRESETS", "ConfigError", "PipelineConfig", "TrainingConfig", "load_config"]
 
@@ -41,7 +43,7 @@ class PipelineConfig:
     train_file_count: int = 1
     test_file_count: int = 1
     # Above this share of the test split's images also found in the training split, the run stops.
-    max_duplicate_share: float = 0.01
+    max_duplicate_share: float = DEFAULT_MAX_DUPLICATE_SHARE
     schema_dir: str = str(SCHEMA_DIR)
     # Outputs.
     output_root: str = str(DEFAULT_OUTPUT)
@@ -114,7 +116,7 @@ class PipelineConfig:
     @property
     def holdout_dir(self) -> str:
         """The fixed holdout's directory (span mode): never changes between runs."""
-        return self.holdout_root or self.data_root.rstrip("/") + "/holdout"
+        return self.holdout_root or self.data_root.rstrip("/") + "/" + HOLDOUT_SPLIT
 
     def validate(self) -> "PipelineConfig":
         self.training.validate()
@@ -162,7 +164,7 @@ class PipelineConfig:
 
     def data_input_options(self) -> dict[str, Any]:
         """What FastCsvExampleGen checks beyond the split patterns (its custom_config)."""
-        return {"file_counts": {"train": self.train_file_count, "test": self.test_file_count},
+        return {"file_counts": {TRAIN_SPLIT: self.train_file_count, TEST_SPLIT: self.test_file_count},
                 "max_duplicate_share": self.max_duplicate_share}
 
     def replace(self, **changes: Any) -> "PipelineConfig":

@@ -25,9 +25,9 @@ import numpy as np
 
 from components.csv_table import CsvReader, CsvRow
 from pipeline.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
-from schema.contract import CLASS_NAMES, PIXEL_KEYS
+from schema.contract import CLASS_NAMES, IMAGES_UINT8_SIGNATURE, PIXEL_KEYS
 
-SIGNATURE = "serving_images_uint8"
+SIGNATURE = IMAGES_UINT8_SIGNATURE
 CSV_SUFFIXES = (".csv", ".csv.gz")
 
 

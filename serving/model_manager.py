@@ -44,9 +44,6 @@ START, LOADING, AVAILABLE, UNLOADING, END = State.START, State.LOADING, State.AV
 UNLOAD_GRACE_SECONDS = 5.0  # an unloaded version's session closes once in-flight calls are done
 
 
-ModelNotFound = NotFound  # kept for callers of the earlier name
-
-
 @dataclasses.dataclass(frozen=True)
 class VersionPolicy:
     kind: str = "latest"              # latest | all | specific

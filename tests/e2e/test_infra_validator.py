@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, small_config
+from conftest import small_config
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT
+from serving.ports import free_port
 
 
 def _digest(path: str) -> str:

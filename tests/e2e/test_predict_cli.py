@@ -10,7 +10,6 @@ import gzip
 import io
 import json
 import shutil
-import socket
 import struct
 import zlib
 
@@ -22,6 +21,7 @@ from conftest import SAMPLE_TEST_CSV
 from pipeline.predict import add_arguments
 from pipeline.serving_cli import cmd_predict
 from serving.model_manager import ModelConfig
+from serving.ports import free_port
 from serving.server import ModelServer
 
 
@@ -183,18 +183,12 @@ def test_bad_files_fail_alone_in_one_line_and_the_exit_status_says_so(server, ph
     assert lines[-1].startswith(f"fmnist predict: {len(expected_errors)} of ")
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("case", ["closed port", "unknown host", "REST port as gRPC", "gRPC port as REST",
                                   "unknown model", "limit 0", "batch size words", "nothing to read"])
 def test_unusable_server_or_arguments_are_one_line_exit_2(server, photos, case, capsys, tmp_path):
     photo = sorted(photos.glob("photo_*"))[0]
     argv = {
-        "closed port": [photo, "--server", f"127.0.0.1:{_closed_port()}"],
+        "closed port": [photo, "--server", f"127.0.0.1:{free_port()}"],
         "unknown host": [photo, "--server", "no-such-host.invalid:8500"],
         "REST port as gRPC": [photo, "--server", f"127.0.0.1:{server.rest_port}"],
         "gRPC port as REST": [photo, "--rest", "--server", server.target],

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 import served_traffic
-from conftest import free_port
 from pipeline.config import PROJECT_ROOT
 from pipeline.photo_input import fashion_mnist_input
 from serving.client import ServingClient
+from serving.ports import free_port
 
 
 def _trouser_photo(size=(700, 1000), background=(255, 255, 255), colour=(30, 30, 120)) -> Image.Image:

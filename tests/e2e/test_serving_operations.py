@@ -27,11 +27,12 @@ from tensorflow_serving.apis import predict_pb2
 
 import tfs_client
 import tfs_models
-from conftest import free_port, wait_until
+from conftest import wait_until
 from pipeline.config import PROJECT_ROOT
 from serving import tensors
 from serving.batching import BatchingParameters
 from serving.model_manager import ModelConfig
+from serving.ports import free_port
 from serving.savedmodel import LoadedVersion
 from serving.server import ModelServer
 
