@@ -49,6 +49,7 @@ from tfx_bsl.coders import example_coder
 
 from components import split_files, split_writer
 from components.csv_table import CsvFormatError, CsvReader, unreadable
+from components.errors import FmnistError
 from schema.contract import DATA_REPORT_FILE, DATA_REPORT_PROPERTY, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ _REPORTS_KEY = "_fmnist_file_reports"
 _EXAMPLES_SHOWN = 3
 
 
-class DuplicateImagesError(ValueError):
+class DuplicateImagesError(FmnistError, ValueError):
     """Too many images of a split are also in the training split."""
 
 

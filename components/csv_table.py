@@ -39,6 +39,7 @@ from typing import Any, BinaryIO, Iterator, TypeVar
 
 import numpy as np
 
+from components.errors import FmnistError
 from schema.contract import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ _BAD_SIGN = (b"0-", b"0+", b"--", b"-+", b"+-", b"++", b"-,", b"+,")
 _CELL = re.compile(rb'[ \t]*(?:"[ \t]*([-+]?[0-9]+)[ \t]*"|([-+]?[0-9]+))[ \t]*')
 
 
-class CsvFormatError(ValueError):
+class CsvFormatError(FmnistError, ValueError):
     """The CSV cannot be read as the expected table; the message names file, lines and columns."""
 
     def __init__(self, message: str, rows_refused: int = 0) -> None:

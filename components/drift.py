@@ -19,6 +19,7 @@ import os
 
 from tfx import v1 as tfx
 
+from components.errors import FmnistError
 from schema.contract import TEST_SPLIT, TRAIN_SPLIT
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ STATS_FILE = "FeatureStats.pb"
 DRIFT_SPLITS = (TRAIN_SPLIT, TEST_SPLIT)
 
 
-class SpanDriftError(RuntimeError):
+class SpanDriftError(FmnistError, RuntimeError):
     """The new span drifted from the previous one beyond the schema's thresholds."""
 
 

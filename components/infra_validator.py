@@ -39,6 +39,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ExecutionParameter
 
+from components.errors import FmnistError
 from schema.contract import (
     CLASSIFY_SIGNATURE,
     EXAMPLES_INPUT,
@@ -58,7 +59,7 @@ TF_SERVING_BINARY = "tensorflow_model_server"
 LATENCY_P99_KEY, LATENCY_REQUESTS_KEY = "latency_p99_ms", "latency_requests"
 
 
-class CheckFailed(Exception):
+class CheckFailed(FmnistError):
     """One named check of the validation failed ("load", "query" or "latency")."""
 
     def __init__(self, check: str, message: str) -> None:

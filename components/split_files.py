@@ -19,6 +19,8 @@ import os
 from types import SimpleNamespace
 from typing import Any
 
+from components.errors import FmnistError
+
 # Above this share of a split's images also found in the training split, ExampleGen stops the run
 # (components/csv_example_gen.py checks it; pipeline/config.py's field defaults to it).
 DEFAULT_MAX_DUPLICATE_SHARE = 0.01
@@ -43,7 +45,7 @@ def _fs(path: str) -> Any:
     return fileio
 
 
-class DataSelectionError(ValueError):
+class DataSelectionError(FmnistError, ValueError):
     """The data directory or a split's files are not what the config asks for."""
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from components.errors import FmnistError
 from components.models.configs import CnnConfig, ResNetConfig
 from schema import contract
 
 
-class ConfigError(ValueError):
+class ConfigError(FmnistError, ValueError):
     """A config value a user set is unusable; the message names the field."""
 
 

@@ -10,6 +10,7 @@ import logging
 import sys
 from pathlib import Path
 
+from components.errors import FmnistError
 from pipeline.config import ConfigError
 from pipeline.config_args import add_config_arguments, config_from_args
 from schema.contract import TEST_SPLIT, TRAIN_SPLIT
@@ -36,15 +37,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if watching and not config.spans:   # watching only makes sense for the span layout
         config = config.replace(spans=True)
     if "://" not in config.data_root and not watching:  # fail in a second, not after TensorFlow's start-up
-        from components.split_files import DataSelectionError, select_splits
-        try:
-            root = config.data_root
-            if config.spans:  # the newest span directory is what ExampleGen will read
-                root = newest_span_dir(config.data_root)
-            select_splits(root, {TRAIN_SPLIT: config.train_pattern, TEST_SPLIT: config.test_pattern},
-                          config.data_input_options()["file_counts"])
-        except DataSelectionError as e:
-            raise ConfigError(str(e)) from None
+        from components.split_files import select_splits
+        root = config.data_root
+        if config.spans:  # the newest span directory is what ExampleGen will read
+            root = newest_span_dir(config.data_root)
+        select_splits(root, {TRAIN_SPLIT: config.train_pattern, TEST_SPLIT: config.test_pattern},
+                      config.data_input_options()["file_counts"])  # DataSelectionError: exit 2, run_command
     from pipeline import runner
 
     def run_once() -> int:
@@ -70,11 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from pipeline import download
 
-    try:
-        written = download.download(Path(args.out), mirror=args.mirror)
-    except download.DownloadError as e:
-        print(f"fmnist data download: {e}", file=sys.stderr)
-        return 1
+    written = download.download(Path(args.out), mirror=args.mirror)  # DownloadError: exit 1, run_command
     for split, path in written.items():
         print(f"{split}: {path}")
     print(f"now run: fmnist run --data {args.out}")
@@ -151,7 +145,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for register in SUBCOMMANDS:
         register(sub)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Give every sub-command's parser its own name as the `prog` default ("fmnist models promote"),
+    so run_command can prefix an error with the command that failed; the innermost parser's default
+    wins, as argparse applies a sub-parser's defaults after its parent's."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.set_defaults(prog=child.prog)
+                _name_commands(child)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; the one place the project's errors become a status.
+
+    Any FmnistError (components/errors.py: bad config or data, an unusable server, a failed
+    download, ...) is one line `<command>: <message>` on stderr and the error's exit_code; anything
+    else is a bug and keeps its traceback."""
+    try:
+        return args.func(args)
+    except FmnistError as e:
+        print(f"{getattr(args, 'prog', 'fmnist')}: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,11 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     if not args.verbose:
         quiet.quiet_by_default(uses_tensorflow=args.command in TENSORFLOW_COMMANDS)
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(f"fmnist: {e}", file=sys.stderr)
-        return 2
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, UnidentifiedImageError
 
+from components.errors import FmnistError
+
 log = logging.getLogger(__name__)
 
 SIZE = 28
@@ -64,7 +66,7 @@ _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_18
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, what PIL's convert("L") uses
 
 
-class PhotoError(Exception):
+class PhotoError(FmnistError):
     """A file that cannot be turned into a model input; the message is one line for the user."""
 
 

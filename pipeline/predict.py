@@ -24,6 +24,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from components.csv_table import CsvReader, CsvRow
+from components.errors import FmnistError
 from pipeline.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
 from schema.contract import CLASS_NAMES, IMAGES_UINT8_SIGNATURE, PIXEL_KEYS
 
@@ -31,7 +32,7 @@ SIGNATURE = IMAGES_UINT8_SIGNATURE
 CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
-class UsageError(Exception):
+class UsageError(FmnistError):
     """Bad arguments or an unusable server: one line, exit status 2."""
 
 

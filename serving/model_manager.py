@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving.errors import InvalidArgument, NotFound, ServingError
+from serving.errors import Error, InvalidArgument, NotFound, ServingError
 from serving.metrics import NO_METRICS, OK, Metrics
 from serving.request_log import LoggingConfig
 from serving.savedmodel import LoadedVersion
@@ -327,7 +327,7 @@ class ModelManager:
             return sorted(self._served.get(name, {}))
 
 
-class SignaturesMissing(Exception):
+class SignaturesMissing(Error):
     """A new version would drop a signature clients of the served version use."""
 
 

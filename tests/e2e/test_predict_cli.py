@@ -18,6 +18,7 @@ from PIL import Image
 
 from benchmarks.photo_generator import generate
 from conftest import SAMPLE_TEST_CSV
+from pipeline.cli import run_command
 from pipeline.predict import add_arguments
 from pipeline.serving_cli import cmd_predict
 from serving.model_manager import ModelConfig
@@ -76,10 +77,12 @@ def bom_csv(tmp_path_factory):
 
 
 def run(capsys, *argv):
-    """`fmnist predict ARGV` in this process: the sub-command's own parser and entry point."""
+    """`fmnist predict ARGV` in this process: the sub-command's own parser and entry point, its errors
+    turned into a status as `fmnist` does (pipeline/cli.py, run_command)."""
     parser = argparse.ArgumentParser(prog="fmnist predict")
     add_arguments(parser)
-    code = cmd_predict(parser.parse_args([str(a) for a in argv]))
+    parser.set_defaults(func=cmd_predict, prog=parser.prog)
+    code = run_command(parser.parse_args([str(a) for a in argv]))
     out, err = capsys.readouterr()
     return code, out, err
 
