@@ -134,7 +134,8 @@ SUBCOMMANDS = (register_pipeline_commands, register_serve, register_clients, reg
 
 
 # Sub-commands that load TensorFlow (quiet mode imports it up front, with its start-up lines hidden).
-TENSORFLOW_COMMANDS = frozenset({"run", "serve", "serve-demo", "predict", "monitor"})
+# `kubeflow compile` builds the pipeline's TFX components, and TFX imports TensorFlow.
+TENSORFLOW_COMMANDS = frozenset({"run", "serve", "serve-demo", "predict", "monitor", "kubeflow"})
 
 
 def build_parser() -> argparse.ArgumentParser:
