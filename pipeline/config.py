@@ -54,7 +54,7 @@ class PipelineConfig:
     training: TrainingConfig = TrainingConfig()
     # Blessing: TFMA's thresholds (overall accuracy, each class's recall), then -- when a model is
     # served -- the paired test against it (components/decision.py; README "Blessing"). The floor's
-    # default sits below the weakest class of the measured full-data models (Shirt 0.77-0.86).
+    # default sits below the weakest class (Shirt) of the full-data models in BENCHMARKS.md.
     accuracy_threshold: float = 0.915
     class_recall_floor: float = 0.70
     significance_level: float = DecisionPolicy.significance_level
@@ -90,7 +90,8 @@ class PipelineConfig:
     # than multi_processing x2 at 1x and 10x (BENCHMARKS.md "Scale"), so kept at every input size.
     # Empty on purpose: given any Beam arguments without a dependency flag, TFX packages itself into
     # a tfx_ephemeral sdist for every Beam component (tfx/utils/dependency_utils.py), which only
-    # remote workers need -- 2 s and 52 MB under /tmp per component, never removed. Other runners:
+    # remote workers need -- seconds and a sdist under /tmp per component, never removed
+    # (BENCHMARKS.md, "Scale on one machine"). Other runners:
     # README "Scale".
     beam_args: tuple[str, ...] = ()
 

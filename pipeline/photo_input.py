@@ -24,8 +24,8 @@ that was not shot and cleaned by Zalando needs:
 * resizing with an area filter rather than by skipping pixels: the paper subsampled 51x73
   thumbnails, a photo may be 40 times larger and skipping would keep its noise, not its shape.
 * contrast stretched to a peak of 255, as the dataset's images are.
-* no sharpening: measured with benchmarks/photo_accuracy.py, unsharp masking of 0.5 to 2 at
-  sigma 1 changed accuracy on the photos by -1.4 to +0.2 points (noise), so it is left out.
+* no sharpening: measured with benchmarks/photo_accuracy.py, unsharp masking changed accuracy on
+  the photos by no more than noise (BENCHMARKS.md, "Photos next to raw rows"), so it is left out.
 
 `open_photo` decodes any file PIL reads with memory bounded whatever the header claims: the
 pixel count is checked before decoding, JPEGs are decoded at reduced scale, everything else is

@@ -120,9 +120,9 @@ SAVED_MODEL_FILE = "saved_model.pb"
 # --- How the model is served -------------------------------------------------------------------------
 # TF Serving's --tensorflow_intra_op_parallelism for this model, wherever a server is started for it
 # (`fmnist serve`, the Kubernetes manifest, the InfraValidator): one thread per op. With TensorFlow's
-# default pools a one-image request waits for sleeping threads to be woken op by op (0.72 ms per
-# model call in the server vs 0.26-0.34 ms with one thread); concurrent requests still use every
-# core, and 8 clients get more images/s at batch 1 and 64 alike (BENCHMARKS.md, "Serving").
+# default pools a one-image request waits for sleeping threads to be woken op by op, so a model call
+# takes longer than with one thread; concurrent requests still use every core, and 8 clients get
+# more images/s at batch 1 and 64 alike (the figures: BENCHMARKS.md, "Serving", issue 12).
 SERVING_INTRA_OP_THREADS = 1
 SERVING_THREAD_FLAG = f"--tensorflow_intra_op_parallelism={SERVING_INTRA_OP_THREADS}"
 
