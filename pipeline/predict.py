@@ -293,14 +293,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         for s in sources:
             say(f"{s.name}: {s.error}")
-        say("nothing to predict")
-        return 2
+        raise UsageError("nothing to predict")
     try:
         client = make_client(args)
         client.check_signature(SIGNATURE, version=args.version)
-    except ClientError as e:
-        say(str(e))
-        return 2
+    except ClientError as e:  # no server there, or not this model: one line, exit 2 (run_command)
+        raise UsageError(str(e)) from None
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     writer = Writer(args.format, out)
     progress = Progress(len(files), enabled=not args.quiet)
@@ -333,8 +331,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 flush()
         flush()
     except ClientError as e:  # the server went away or stopped serving the model mid-run
-        say(str(e))
-        return 2
+        raise UsageError(str(e)) from None
     finally:
         writer.close()
         if out is not sys.stdout:
