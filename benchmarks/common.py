@@ -7,7 +7,6 @@ checkout), so they import this as `benchmarks.common`.
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from serving.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SERVING = ROOT / "outputs" / "sample" / "serving" / "fmnist"
@@ -75,12 +76,6 @@ def throughput(make_call: Callable[[], Callable[[], Any]], batch: int, clients: 
     for t in threads:
         t.join()
     return sum(counts) / (time.perf_counter() - start)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # `fmnist serve` of this checkout: the server as the project deploys it (schema/contract.py's

@@ -50,14 +50,14 @@ def _load_module(name: str, rev: str, repo_path: str, file: str | None, tmp: str
 
 
 def load_baseline(rev: str, file: str | None, table_file: str | None, tmp: str):
-    """The baseline executor, bound to the baseline's csv_table: while it is imported,
-    `components.csv_table` resolves to the baseline reader (then the checkout's again)."""
+    """(the baseline csv_example_gen, its csv_table), the executor bound to that csv_table: while it
+    is imported, `components.csv_table` resolves to the baseline reader (then the checkout's again)."""
     sys.path.insert(0, tmp)
     table = _load_module("baseline_csv_table", rev, "components/csv_table.py", table_file, tmp)
     saved = sys.modules.get("components.csv_table")
     sys.modules["components.csv_table"] = table
     try:
-        return _load_module("baseline_csv_example_gen", rev, "components/csv_example_gen.py", file, tmp)
+        return _load_module("baseline_csv_example_gen", rev, "components/csv_example_gen.py", file, tmp), table
     finally:
         if saved is not None:
             sys.modules["components.csv_table"] = saved
@@ -133,7 +133,7 @@ def main() -> int:
     from pipeline.config import PipelineConfig
 
     tmp = tempfile.mkdtemp(prefix="fmnist-data-bench-")
-    baseline = load_baseline(args.baseline_rev, args.baseline_file, args.baseline_table_file, tmp)
+    baseline, baseline_table = load_baseline(args.baseline_rev, args.baseline_file, args.baseline_table_file, tmp)
 
     class BaselineCsvExampleGen(tfx.components.CsvExampleGen):
         EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(baseline.Executor)
@@ -155,7 +155,7 @@ def main() -> int:
         started = time.monotonic()
         for f in files:
             if version == "baseline":
-                baseline.read_table(f)
+                baseline_table.read_table(f)
             else:
                 csv_table.read_table(f)
         return time.monotonic() - started

@@ -60,8 +60,8 @@ def accuracy(serving: Path, test_csv: Path) -> float:
 
 def run_workers(examples: str, graph: str, out: Path, workers: int) -> float:
     """Seconds until every worker exited; the chief exports to out/serving."""
-    from conftest import free_port  # tests/conftest.py
     from kubeflow import tfjob
+    from serving.ports import free_port
 
     procs = []
     start = time.monotonic()

@@ -35,6 +35,7 @@ import numpy as np
 
 from benchmarks import common
 from schema.contract import SERVING_THREAD_FLAG
+from serving.ports import free_port
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -158,14 +159,14 @@ def main() -> int:
 
     def start_server(kind: str) -> tuple[subprocess.Popen, str]:
         if kind == "floor":
-            port = common.free_port()
+            port = free_port()
             proc = subprocess.Popen([sys.executable, __file__, "--floor-server", str(port), str(work / "answer.pb")],
                                     cwd=common.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return proc, f"127.0.0.1:{port}"
         flags = ["--model_name=fmnist", f"--model_base_path={base}"]
         if kind == "metrics":  # batching off, TF Serving's Prometheus metrics on (issue 28): they are
             # recorded only when the REST port that serves them is open (the other servers have none)
-            flags += [f"--monitoring_config_file={work / 'monitoring.config'}", f"--rest_api_port={common.free_port()}"]
+            flags += [f"--monitoring_config_file={work / 'monitoring.config'}", f"--rest_api_port={free_port()}"]
         if kind == "on":
             flags += ["--enable_batching", f"--batching_parameters_file={work / 'batching.config'}", *TUNED_FLAGS]
         if any(threads.values()):

@@ -48,19 +48,19 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
 from components import split_files, split_writer
-from components.csv_table import CsvFormatError, CsvReader, CsvTable, read_table, unreadable  # noqa: F401 (public API)
+from components.csv_table import CsvFormatError, CsvReader, unreadable
+from components.errors import FmnistError
 from schema.contract import DATA_REPORT_FILE, DATA_REPORT_PROPERTY, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 4096
-DEFAULT_MAX_DUPLICATE_SHARE = 0.01
 _FILES_KEY = "_fmnist_split_files"
 _REPORTS_KEY = "_fmnist_file_reports"
 _EXAMPLES_SHOWN = 3
 
 
-class DuplicateImagesError(ValueError):
+class DuplicateImagesError(FmnistError, ValueError):
     """Too many images of a split are also in the training split."""
 
 
@@ -74,7 +74,7 @@ def input_options(file_counts: dict[str, int], max_duplicate_share: float) -> ex
 
 
 def read_options(custom_config: str | None) -> dict[str, Any]:
-    options: dict[str, Any] = {"file_counts": {}, "max_duplicate_share": DEFAULT_MAX_DUPLICATE_SHARE}
+    options: dict[str, Any] = {"file_counts": {}, "max_duplicate_share": split_files.DEFAULT_MAX_DUPLICATE_SHARE}
     if custom_config:
         config = example_gen_pb2.CustomConfig()
         proto_utils.json_to_proto(custom_config, config)

@@ -2,8 +2,8 @@
 
 Why a parser of our own: NumPy's text parser is fast but lenient (a cell that is only spaces, or a
 lone '-', comes back as 0 -- a silent relabelling to class 0); the stock readers are either Python
-per cell (the csv module, the stock CsvExampleGen: minutes) or columnar (pyarrow: 2.1 s to read
-the 60,000-row file plus 2.1 s to turn 785 columns into rows, vs. 1.8 s for NumPy). So the bytes
+per cell (the csv module, the stock CsvExampleGen) or columnar (pyarrow, which then has to turn
+785 columns into rows); both are slower than NumPy (figures: BENCHMARKS.md, "Exact data input"). So the bytes
 are checked first with whole-buffer C operations (`bytes.translate`, `replace`, substring
 search; a plain export costs one translate and three searches), and only a buffer made of
 nothing but integer literals and commas is handed to NumPy. The grammar, per cell:
@@ -39,6 +39,7 @@ from typing import Any, BinaryIO, Iterator, TypeVar
 
 import numpy as np
 
+from components.errors import FmnistError
 from schema.contract import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ _BAD_SIGN = (b"0-", b"0+", b"--", b"-+", b"+-", b"++", b"-,", b"+,")
 _CELL = re.compile(rb'[ \t]*(?:"[ \t]*([-+]?[0-9]+)[ \t]*"|([-+]?[0-9]+))[ \t]*')
 
 
-class CsvFormatError(ValueError):
+class CsvFormatError(FmnistError, ValueError):
     """The CSV cannot be read as the expected table; the message names file, lines and columns."""
 
     def __init__(self, message: str, rows_refused: int = 0) -> None:

@@ -19,13 +19,16 @@ import os
 
 from tfx import v1 as tfx
 
+from components.errors import FmnistError
+from schema.contract import TEST_SPLIT, TRAIN_SPLIT
+
 log = logging.getLogger(__name__)
 
 STATS_FILE = "FeatureStats.pb"
-DRIFT_SPLITS = ("train", "test")
+DRIFT_SPLITS = (TRAIN_SPLIT, TEST_SPLIT)
 
 
-class SpanDriftError(RuntimeError):
+class SpanDriftError(FmnistError, RuntimeError):
     """The new span drifted from the previous one beyond the schema's thresholds."""
 
 

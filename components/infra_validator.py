@@ -39,16 +39,19 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.types.component_spec import ExecutionParameter
 
+from components.errors import FmnistError
 from schema.contract import (
     CLASSIFY_SIGNATURE,
     EXAMPLES_INPUT,
     NUM_CLASSES,
     PIXEL_KEYS,
     PREDICT_SIGNATURE,
+    PROBABILITIES_OUTPUT,
     RAW_PIXELS_KEY,
     SERVING_THREAD_FLAG,
     TEST_SPLIT,
 )
+from serving.ports import free_port
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +59,12 @@ TF_SERVING_BINARY = "tensorflow_model_server"
 LATENCY_P99_KEY, LATENCY_REQUESTS_KEY = "latency_p99_ms", "latency_requests"
 
 
-class CheckFailed(Exception):
+class CheckFailed(FmnistError):
     """One named check of the validation failed ("load", "query" or "latency")."""
 
     def __init__(self, check: str, message: str) -> None:
         super().__init__(f"{check}: {message}")
         self.check = check
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def server_command(model_name: str, model_base_path: str, port: int) -> tuple[list[str], str]:
@@ -187,9 +184,9 @@ def check_answers(endpoint: str, requests: list[Any]) -> None:
                         raise CheckFailed("query", f"Classify answered scores of shape {scores.shape}")
                 else:
                     outputs = stub.Predict(request, timeout=30).outputs
-                    if "probabilities" not in outputs:
+                    if PROBABILITIES_OUTPUT not in outputs:
                         raise CheckFailed("query", f"Predict answered {sorted(outputs)}, no probabilities")
-                    scores = tf.make_ndarray(outputs["probabilities"])
+                    scores = tf.make_ndarray(outputs[PROBABILITIES_OUTPUT])
             except grpc.RpcError as e:
                 raise CheckFailed("query", f"{type(request).__name__} on "
                                            f"{request.model_spec.signature_name!r}: {e.code().name} {e.details()}")

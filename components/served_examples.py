@@ -19,7 +19,15 @@ from typing import Any, Iterable
 import numpy as np
 
 from components.image_measures import MEASURES, PREDICTED_LABEL, image_measures
-from schema.contract import NUM_PIXELS, PIXEL_KEYS, RAW_PIXELS_KEY
+from schema.contract import (
+    CLASS_ID_OUTPUT,
+    EXAMPLES_INPUT,
+    IMAGES_INPUT,
+    NUM_PIXELS,
+    PIXEL_KEYS,
+    PROBABILITIES_OUTPUT,
+    RAW_PIXELS_KEY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,17 +86,17 @@ def rows_from_log(entry: Any) -> tuple[np.ndarray, np.ndarray]:
     kind = entry.WhichOneof("log_type")
     if kind == "predict_log":
         request, response = entry.predict_log.request, entry.predict_log.response
-        if "images" in request.inputs:
-            images = tf.make_ndarray(request.inputs["images"]).astype(np.float64)
+        if IMAGES_INPUT in request.inputs:
+            images = tf.make_ndarray(request.inputs[IMAGES_INPUT]).astype(np.float64)
             pixels = np.rint(images).astype(np.int64).reshape(-1, NUM_PIXELS)
-        elif "examples" in request.inputs:
-            pixels = _examples_pixels(tf.make_ndarray(request.inputs["examples"]).reshape(-1))
+        elif EXAMPLES_INPUT in request.inputs:
+            pixels = _examples_pixels(tf.make_ndarray(request.inputs[EXAMPLES_INPUT]).reshape(-1))
         else:
             raise ValueError(f"predict inputs {sorted(request.inputs)} hold no image")
-        if "class_id" in response.outputs:
-            predicted = tf.make_ndarray(response.outputs["class_id"]).astype(np.int64).reshape(-1)
-        elif "probabilities" in response.outputs:
-            predicted = np.argmax(tf.make_ndarray(response.outputs["probabilities"]), axis=1).astype(np.int64)
+        if CLASS_ID_OUTPUT in response.outputs:
+            predicted = tf.make_ndarray(response.outputs[CLASS_ID_OUTPUT]).astype(np.int64).reshape(-1)
+        elif PROBABILITIES_OUTPUT in response.outputs:
+            predicted = np.argmax(tf.make_ndarray(response.outputs[PROBABILITIES_OUTPUT]), axis=1).astype(np.int64)
         else:
             predicted = np.full(len(pixels), -1, np.int64)
         return pixels, predicted

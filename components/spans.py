@@ -28,17 +28,14 @@ new span's test split, `holdout` = the fixed holdout set (its own ExampleGen, un
 import json
 import logging
 import os
-import re
 
 from tfx import v1 as tfx
 
-from schema.contract import HOLDOUT_SPLIT, TEST_SPLIT, TRAIN_SPLIT
+from schema.contract import HOLDOUT_SPLIT, SPAN_DIR_PREFIX, SPAN_MARKER, TEST_SPLIT, TRAIN_SPLIT, span_number
 
 log = logging.getLogger(__name__)
 
-SPAN_DIR_PATTERN = "span-{SPAN}"      # TFX ExampleGen's span placeholder inside the input pattern
-SPAN_MARKER = "span.json"
-_SPAN_DIR = re.compile(r"span-([0-9]{1,18})")
+SPAN_DIR_PATTERN = SPAN_DIR_PREFIX + "{SPAN}"   # TFX ExampleGen's span placeholder inside the input pattern
 
 
 def artifact_span(artifact) -> int:
@@ -50,7 +47,7 @@ def artifact_span(artifact) -> int:
 
 
 def span_dir(span_store: str, span: int) -> str:
-    return os.path.join(span_store, f"span-{span}")
+    return os.path.join(span_store, f"{SPAN_DIR_PREFIX}{span}")
 
 
 def statistics_path(span_store: str, span: int, split: str) -> str:
@@ -65,9 +62,9 @@ def stored_spans(span_store: str) -> list[int]:
         return []
     found = []
     for name in tf.io.gfile.listdir(span_store):
-        m = _SPAN_DIR.fullmatch(name.rstrip("/"))
-        if m and tf.io.gfile.exists(os.path.join(span_store, name.rstrip("/"), SPAN_MARKER)):
-            found.append(int(m.group(1)))
+        span = span_number(name)
+        if span is not None and tf.io.gfile.exists(os.path.join(span_store, name.rstrip("/"), SPAN_MARKER)):
+            found.append(span)
     return sorted(found)
 
 
@@ -76,17 +73,6 @@ def span_info(span_store: str, span: int) -> dict:
 
     with tf.io.gfile.GFile(os.path.join(span_dir(span_store, span), SPAN_MARKER)) as f:
         return json.load(f)
-
-
-def latest_data_span(data_root: str) -> int | None:
-    """The highest span directory under data_root (what ExampleGen's driver will pick), or None."""
-    import tensorflow as tf
-
-    if not tf.io.gfile.isdir(data_root):
-        return None
-    spans = [int(m.group(1)) for name in tf.io.gfile.listdir(data_root)
-             if (m := _SPAN_DIR.fullmatch(name.rstrip("/")))]
-    return max(spans) if spans else None
 
 
 def _copy_tree(src: str, dst: str, prefix: str = "") -> list[str]:

@@ -19,6 +19,11 @@ import os
 from types import SimpleNamespace
 from typing import Any
 
+from components.errors import FmnistError
+
+# Above this share of a split's images also found in the training split, ExampleGen stops the run
+# (components/csv_example_gen.py checks it; pipeline/config.py's field defaults to it).
+DEFAULT_MAX_DUPLICATE_SHARE = 0.01
 BACKUP_SUFFIXES = (".bak", ".orig", ".old", ".swp", ".swo", ".tmp", ".part", ".crdownload", ".rej")
 
 
@@ -40,7 +45,7 @@ def _fs(path: str) -> Any:
     return fileio
 
 
-class DataSelectionError(ValueError):
+class DataSelectionError(FmnistError, ValueError):
     """The data directory or a split's files are not what the config asks for."""
 
 
@@ -73,16 +78,6 @@ def check_data_root(data_root: str) -> None:
     if not fileio.isdir(data_root):
         raise DataSelectionError(f"data_root {data_root} is not a directory; set it to the directory "
                                  "holding the CSVs, not to a file")
-
-
-def check_pattern(field: str, pattern: str) -> str | None:
-    """Why a split pattern is unusable (None if it is fine)."""
-    if not pattern.strip():
-        return f"config field '{field}' is empty"
-    if "/" in pattern or "\\" in pattern:
-        return (f"config field '{field}' = {pattern!r} contains a directory separator; patterns match "
-                "file names directly in data_root")
-    return None
 
 
 def match_split(data_root: str, split: str, pattern: str) -> SplitFiles:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from components.errors import FmnistError
 from components.models.configs import CnnConfig, ResNetConfig
 from schema import contract
 
@@ -21,7 +22,7 @@ from schema import contract
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
-class ConfigError(ValueError):
+class ConfigError(FmnistError, ValueError):
     """A config value a user set is unusable; the message names the field."""
 
 

@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
+from components.errors import FmnistError
 from schema.contract import CSV_COLUMNS, LABEL_KEY, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 MAX_CELLS_SHOWN = 5
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(FmnistError, RuntimeError):
     """The data does not match the schema; the message lists what to fix."""
 
 

@@ -7,26 +7,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
+from components.errors import FmnistError
 from pipeline.config import ConfigError
 from pipeline.config_args import add_config_arguments, config_from_args
+from schema.contract import TEST_SPLIT, TRAIN_SPLIT
 
 log = logging.getLogger("fmnist")
 
 
 def newest_span_dir(data_root: str) -> str:
     """data_root/span-<highest N> (span mode), or a ConfigError saying what the layout must be."""
-    import re
+    from pipeline.watch import span_dirs
 
-    spans = sorted((int(m.group(1)), name) for name in (os.listdir(data_root) if os.path.isdir(data_root) else [])
-                   if (m := re.fullmatch(r"span-([0-9]{1,18})", name)) and os.path.isdir(os.path.join(data_root, name)))
+    spans = span_dirs(data_root)
     if not spans:
         raise ConfigError(f"spans=true but {data_root} has no span-<N>/ directory; the layout is "
                           "DATA/span-1/*_train.csv + *_test.csv, DATA/span-2/..., DATA/holdout/*_test.csv")
-    return os.path.join(data_root, spans[-1][1])
+    return spans[max(spans)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -37,15 +37,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if watching and not config.spans:   # watching only makes sense for the span layout
         config = config.replace(spans=True)
     if "://" not in config.data_root and not watching:  # fail in a second, not after TensorFlow's start-up
-        from components.split_files import DataSelectionError, select_splits
-        try:
-            root = config.data_root
-            if config.spans:  # the newest span directory is what ExampleGen will read
-                root = newest_span_dir(config.data_root)
-            select_splits(root, {"train": config.train_pattern, "test": config.test_pattern},
-                          config.data_input_options()["file_counts"])
-        except DataSelectionError as e:
-            raise ConfigError(str(e)) from None
+        from components.split_files import select_splits
+        root = config.data_root
+        if config.spans:  # the newest span directory is what ExampleGen will read
+            root = newest_span_dir(config.data_root)
+        select_splits(root, {TRAIN_SPLIT: config.train_pattern, TEST_SPLIT: config.test_pattern},
+                      config.data_input_options()["file_counts"])  # DataSelectionError: exit 2, run_command
     from pipeline import runner
 
     def run_once() -> int:
@@ -71,11 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from pipeline import download
 
-    try:
-        written = download.download(Path(args.out), mirror=args.mirror)
-    except download.DownloadError as e:
-        print(f"fmnist data download: {e}", file=sys.stderr)
-        return 1
+    written = download.download(Path(args.out), mirror=args.mirror)  # DownloadError: exit 1, run_command
     for split, path in written.items():
         print(f"{split}: {path}")
     print(f"now run: fmnist run --data {args.out}")
@@ -141,7 +134,8 @@ SUBCOMMANDS = (register_pipeline_commands, register_serve, register_clients, reg
 
 
 # Sub-commands that load TensorFlow (quiet mode imports it up front, with its start-up lines hidden).
-TENSORFLOW_COMMANDS = frozenset({"run", "serve", "serve-demo", "predict", "monitor"})
+# `kubeflow compile` builds the pipeline's TFX components, and TFX imports TensorFlow.
+TENSORFLOW_COMMANDS = frozenset({"run", "serve", "serve-demo", "predict", "monitor", "kubeflow"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,7 +146,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for register in SUBCOMMANDS:
         register(sub)
+    _name_commands(parser)
     return parser
+
+
+def _name_commands(parser: argparse.ArgumentParser) -> None:
+    """Give every sub-command's parser its own name as the `prog` default ("fmnist models promote"),
+    so run_command can prefix an error with the command that failed; the innermost parser's default
+    wins, as argparse applies a sub-parser's defaults after its parent's."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.set_defaults(prog=child.prog)
+                _name_commands(child)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command; the one place the project's errors become a status.
+
+    Any FmnistError (components/errors.py: bad config or data, an unusable server, a failed
+    download, ...) is one line `<command>: <message>` on stderr and the error's exit_code; anything
+    else is a bug and keeps its traceback."""
+    try:
+        return args.func(args)
+    except FmnistError as e:
+        print(f"{getattr(args, 'prog', 'fmnist')}: {e}", file=sys.stderr)
+        return e.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                         stream=sys.stderr)
     if not args.verbose:
         quiet.quiet_by_default(uses_tensorflow=args.command in TENSORFLOW_COMMANDS)
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(f"fmnist: {e}", file=sys.stderr)
-        return 2
+    return run_command(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components.decision import POLICIES, DecisionPolicy
+from components.split_files import DEFAULT_MAX_DUPLICATE_SHARE
 from components.training_config import (
     ConfigError,
     TrainingConfig,
@@ -20,6 +21,7 @@ from components.training_config import (
     setting_fields as training_settings,
     unknown_message,
 )
+from schema.contract import HOLDOUT_SPLIT, TEST_SPLIT, TRAIN_SPLIT
 
 __all__ = ["PRESETS", "ConfigError", "PipelineConfig", "TrainingConfig", "load_config"]
 
@@ -41,7 +43,7 @@ class PipelineConfig:
     train_file_count: int = 1
     test_file_count: int = 1
     # Above this share of the test split's images also found in the training split, the run stops.
-    max_duplicate_share: float = 0.01
+    max_duplicate_share: float = DEFAULT_MAX_DUPLICATE_SHARE
     schema_dir: str = str(SCHEMA_DIR)
     # Outputs.
     output_root: str = str(DEFAULT_OUTPUT)
@@ -52,7 +54,7 @@ class PipelineConfig:
     training: TrainingConfig = TrainingConfig()
     # Blessing: TFMA's thresholds (overall accuracy, each class's recall), then -- when a model is
     # served -- the paired test against it (components/decision.py; README "Blessing"). The floor's
-    # default sits below the weakest class of the measured full-data models (Shirt 0.77-0.86).
+    # default sits below the weakest class (Shirt) of the full-data models in BENCHMARKS.md.
     accuracy_threshold: float = 0.915
     class_recall_floor: float = 0.70
     significance_level: float = DecisionPolicy.significance_level
@@ -88,7 +90,8 @@ class PipelineConfig:
     # than multi_processing x2 at 1x and 10x (BENCHMARKS.md "Scale"), so kept at every input size.
     # Empty on purpose: given any Beam arguments without a dependency flag, TFX packages itself into
     # a tfx_ephemeral sdist for every Beam component (tfx/utils/dependency_utils.py), which only
-    # remote workers need -- 2 s and 52 MB under /tmp per component, never removed. Other runners:
+    # remote workers need -- seconds and a sdist under /tmp per component, never removed
+    # (BENCHMARKS.md, "Scale on one machine"). Other runners:
     # README "Scale".
     beam_args: tuple[str, ...] = ()
 
@@ -114,7 +117,7 @@ class PipelineConfig:
     @property
     def holdout_dir(self) -> str:
         """The fixed holdout's directory (span mode): never changes between runs."""
-        return self.holdout_root or self.data_root.rstrip("/") + "/holdout"
+        return self.holdout_root or self.data_root.rstrip("/") + "/" + HOLDOUT_SPLIT
 
     def validate(self) -> "PipelineConfig":
         self.training.validate()
@@ -162,7 +165,7 @@ class PipelineConfig:
 
     def data_input_options(self) -> dict[str, Any]:
         """What FastCsvExampleGen checks beyond the split patterns (its custom_config)."""
-        return {"file_counts": {"train": self.train_file_count, "test": self.test_file_count},
+        return {"file_counts": {TRAIN_SPLIT: self.train_file_count, TEST_SPLIT: self.test_file_count},
                 "max_duplicate_share": self.max_duplicate_share}
 
     def replace(self, **changes: Any) -> "PipelineConfig":

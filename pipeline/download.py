@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from components.errors import FmnistError
 from schema.contract import CSV_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -40,8 +41,10 @@ OFFLINE_HELP = ("supply the CSVs yourself instead: put a training and a test CSV
                 "`fmnist run --data DIR`")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(FmnistError, RuntimeError):
     """The data could not be fetched or did not verify; the message says what to do."""
+
+    exit_code = 1  # `fmnist data download` has exited 1 on a failed download since it was written
 
 
 def md5(path: Path) -> str:

@@ -22,8 +22,10 @@ from typing import Any
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.errors import FmnistError
 
-class LineageError(LookupError):
+
+class LineageError(FmnistError, LookupError):
     """The metadata store does not lead from the served version to its training statistics."""
 
 

@@ -25,10 +25,12 @@ from typing import Any, Callable
 
 from google.protobuf import text_format
 
+from components.errors import FmnistError
+
 LABELS = ("stable", "canary")
 
 
-class LabelError(ValueError):
+class LabelError(FmnistError, ValueError):
     """A promote/rollback that cannot be done; the message names the file, model or version."""
 
 

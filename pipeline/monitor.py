@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from components.errors import FmnistError
 from components.image_measures import MEASURES, PREDICTED_LABEL
 from schema.contract import LABEL_KEY, TEST_SPLIT, TRAIN_SPLIT
 
@@ -42,7 +43,7 @@ SUMMARY_FILE = "summary.json"
 MIN_ROWS = 50   # below this the comparison says more about chance than about the traffic
 
 
-class MonitorError(RuntimeError):
+class MonitorError(FmnistError, RuntimeError):
     """Nothing to monitor (no logs, no lineage); the message says what is missing."""
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -18,14 +17,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     metadata = args.metadata or config.metadata_path
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or os.path.join(config.output_root, "monitor", stamp)
-    from pipeline.monitor import MonitorError, monitor
+    from pipeline.monitor import monitor
 
-    try:
-        result = monitor(args.logs, metadata, out, args.schema or str(SCHEMA_DIR / "schema.pbtxt"),
-                         model=args.model, version=args.version)
-    except MonitorError as e:
-        print(f"fmnist monitor: {e}", file=sys.stderr)
-        return 2
+    result = monitor(args.logs, metadata, out, args.schema or str(SCHEMA_DIR / "schema.pbtxt"),
+                     model=args.model, version=args.version)  # MonitorError: exit 2 (pipeline/cli.py)
     print(f"model {args.model} version {result.version}: {result.rows} logged images vs. training data "
           f"({result.training.statistics_uri})")
     for m in result.measurements:
@@ -38,7 +33,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _move_label(args: argparse.Namespace, verb: str, move: Callable[..., str]) -> int:
+def _move_label(args: argparse.Namespace, move: Callable[..., str]) -> int:
     """Run one label move, reloading `--server` if given; print what moved and how it is served."""
     from pipeline import model_labels
 
@@ -46,11 +41,7 @@ def _move_label(args: argparse.Namespace, verb: str, move: Callable[..., str]) -
         model_labels.reload_server(args.server, server_config, args.config)
 
     started = time.monotonic()
-    try:
-        moved = move(model_labels, reload if args.server else None)
-    except model_labels.LabelError as e:
-        print(f"fmnist models {verb}: {e}", file=sys.stderr)
-        return 2
+    moved = move(model_labels, reload if args.server else None)  # LabelError: exit 2 (pipeline/cli.py)
     how = (f"server {args.server} serves it ({time.monotonic() - started:.1f} s)" if args.server
            else "a server polling the file picks it up")
     print(f"{args.label}: {moved} in {args.config}; {how}")
@@ -62,14 +53,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
         _, previous = model_labels.promote(args.config, args.version, args.label, args.model, args.base_path,
                                            reload=reload)
         return f"{previous if previous is not None else '(none)'} -> {args.version}"
-    return _move_label(args, "promote", move)
+    return _move_label(args, move)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     def move(model_labels: Any, reload: Any) -> str:
         _, current, target = model_labels.rollback(args.config, args.label, args.model, reload=reload)
         return f"{current} -> {target} (rolled back)"
-    return _move_label(args, "rollback", move)
+    return _move_label(args, move)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -24,8 +24,8 @@ that was not shot and cleaned by Zalando needs:
 * resizing with an area filter rather than by skipping pixels: the paper subsampled 51x73
   thumbnails, a photo may be 40 times larger and skipping would keep its noise, not its shape.
 * contrast stretched to a peak of 255, as the dataset's images are.
-* no sharpening: measured with benchmarks/photo_accuracy.py, unsharp masking of 0.5 to 2 at
-  sigma 1 changed accuracy on the photos by -1.4 to +0.2 points (noise), so it is left out.
+* no sharpening: measured with benchmarks/photo_accuracy.py, unsharp masking changed accuracy on
+  the photos by no more than noise (BENCHMARKS.md, "Photos next to raw rows"), so it is left out.
 
 `open_photo` decodes any file PIL reads with memory bounded whatever the header claims: the
 pixel count is checked before decoding, JPEGs are decoded at reduced scale, everything else is
@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, UnidentifiedImageError
+
+from components.errors import FmnistError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ _ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_18
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, what PIL's convert("L") uses
 
 
-class PhotoError(Exception):
+class PhotoError(FmnistError):
     """A file that cannot be turned into a model input; the message is one line for the user."""
 
 

@@ -24,14 +24,15 @@ from typing import IO, Iterator
 import numpy as np
 
 from components.csv_table import CsvReader, CsvRow
+from components.errors import FmnistError
 from pipeline.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
-from schema.contract import CLASS_NAMES, PIXEL_KEYS
+from schema.contract import CLASS_NAMES, IMAGES_UINT8_SIGNATURE, PIXEL_KEYS
 
-SIGNATURE = "serving_images_uint8"
+SIGNATURE = IMAGES_UINT8_SIGNATURE
 CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
-class UsageError(Exception):
+class UsageError(FmnistError):
     """Bad arguments or an unusable server: one line, exit status 2."""
 
 
@@ -292,14 +293,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         for s in sources:
             say(f"{s.name}: {s.error}")
-        say("nothing to predict")
-        return 2
+        raise UsageError("nothing to predict")
     try:
         client = make_client(args)
         client.check_signature(SIGNATURE, version=args.version)
-    except ClientError as e:
-        say(str(e))
-        return 2
+    except ClientError as e:  # no server there, or not this model: one line, exit 2 (run_command)
+        raise UsageError(str(e)) from None
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     writer = Writer(args.format, out)
     progress = Progress(len(files), enabled=not args.quiet)
@@ -332,8 +331,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 flush()
         flush()
     except ClientError as e:  # the server went away or stopped serving the model mid-run
-        say(str(e))
-        return 2
+        raise UsageError(str(e)) from None
     finally:
         writer.close()
         if out is not sys.stdout:

@@ -26,8 +26,14 @@ import tempfile
 # TFX 1.21 warns on every ML Metadata query that its optional ZetaSQL backend is absent; and the
 # stock Transform's transformed_examples carry no payload_format (FastCsvExampleGen's Examples do),
 # so the Trainer's reader warns that it falls back to tf.Example -- which is what they are.
+# TFMA's load_eval_result (pipeline/runner.py, load_metrics) also converts the plots, which the
+# summary does not read; with a served-model baseline the evaluation holds two models and, given
+# no model name, tensorflow_model_analysis/view/util.py (convert_plots_proto_to_dict) warns "Fail to
+# find plots for model name: None" through absl once per slice. The metrics it returns are the
+# candidate's either way.
 _KNOWN_NOISE = ("ZetaSQL", "property_predicate is not supported",
-                "does not have payload_format custom property. Falling back to FORMAT_TF_EXAMPLE")
+                "does not have payload_format custom property. Falling back to FORMAT_TF_EXAMPLE",
+                "Fail to find plots for model name: None")
 
 
 def _drop_known_noise(record: logging.LogRecord) -> bool:

@@ -100,8 +100,8 @@ def run_local(config: PipelineConfig, progress: bool = True) -> RunSummary:
     error: BaseException | None = None
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as e:  # the summary below names the failed component; re-raised after
-        error = e
+    except Exception as e:  # not re-raised: the summary records the root cause as a failure, and
+        error = e           # exit_code(summary) turns it into the run's status (EXIT_FAILED)
     finally:
         if handler:
             absl_logger.removeHandler(handler)

@@ -6,7 +6,6 @@ which is why they live here and not in `serving/`, which serves any SavedModel.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,29 +32,21 @@ def pixels_example(pixels: np.ndarray):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipeline.predict import UsageError, cmd_predict as run, resolve_server
+    from pipeline.predict import cmd_predict as run, resolve_server
 
     resolve_server(args)
-    try:
-        return run(args)
-    except UsageError as e:
-        print(f"fmnist predict: {e}", file=sys.stderr)
-        return 2
+    return run(args)  # UsageError: one line and exit 2 (pipeline/cli.py, run_command)
 
 
 def cmd_serve_demo(args: argparse.Namespace) -> int:
     """Start a server on an ephemeral loopback port, query it over gRPC, print, stop."""
-    from components.csv_table import CsvFormatError
     from pipeline.config import SAMPLE_DATA
     from serving.client import ServingClient
     from serving.model_manager import models_from_base
     from serving.server import ModelServer
 
-    try:
-        labels, rows = read_csv_rows(Path(args.csv or SAMPLE_DATA / "fashion-mnist_test.csv.gz"))
-    except CsvFormatError as e:
-        print(f"fmnist serve-demo: {e}", file=sys.stderr)
-        return 2
+    # A CsvFormatError: one line and exit 2 (pipeline/cli.py, run_command).
+    labels, rows = read_csv_rows(Path(args.csv or SAMPLE_DATA / "fashion-mnist_test.csv.gz"))
     picks = list(range(0, len(rows), max(1, len(rows) // args.count)))[:args.count]
     with ModelServer(models_from_base(str(Path(args.model_base).resolve())), port=0, rest_port=None) as server:
         print(f"model server on {server.target} serving versions {server.manager.available(args.model)}")

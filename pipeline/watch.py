@@ -12,23 +12,27 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import time
 from typing import Callable
 
 from pipeline.config import PipelineConfig
+from schema.contract import SPAN_MARKER, span_number
 
 log = logging.getLogger(__name__)
-
-_SPAN = re.compile(r"span-([0-9]{1,18})")
-
 
 def _listdir(path: str) -> list[str]:
     if "://" in path:
         from tfx.dsl.io import fileio
         return [n.rstrip("/") for n in fileio.listdir(path)] if fileio.isdir(path) else []
     return os.listdir(path) if os.path.isdir(path) else []
+
+
+def _isdir(path: str) -> bool:
+    if "://" in path:
+        from tfx.dsl.io import fileio
+        return fileio.isdir(path)
+    return os.path.isdir(path)
 
 
 def _exists(path: str) -> bool:
@@ -38,16 +42,22 @@ def _exists(path: str) -> bool:
     return os.path.exists(path)
 
 
+def span_dirs(data_root: str) -> dict[int, str]:
+    """{N: path} of the span-<N> directories in data_root (files of such a name left out)."""
+    return {span: os.path.join(data_root, name) for name in sorted(_listdir(data_root))
+            if (span := span_number(name)) is not None and _isdir(os.path.join(data_root, name))}
+
+
 def newest_span(data_root: str) -> int | None:
     """The highest span-<N> directory in data_root (what ExampleGen's driver will ingest)."""
-    spans = [int(m.group(1)) for name in _listdir(data_root) if (m := _SPAN.fullmatch(name))]
-    return max(spans) if spans else None
+    return max(span_dirs(data_root), default=None)
 
 
 def stored_spans(span_store: str) -> list[int]:
-    """Spans the store holds completely (span.json written), as components/spans.py writes them."""
-    return sorted(int(m.group(1)) for name in _listdir(span_store)
-                  if (m := _SPAN.fullmatch(name)) and _exists(os.path.join(span_store, name, "span.json")))
+    """Spans the store holds completely (SPAN_MARKER written), as components/spans.py writes them
+    (that module's stored_spans reads the same through TensorFlow, which this CLI path avoids)."""
+    return sorted(span for name in _listdir(span_store)
+                  if (span := span_number(name)) is not None and _exists(os.path.join(span_store, name, SPAN_MARKER)))
 
 
 def pending_span(config: PipelineConfig, handled: set[int] = frozenset()) -> int | None:

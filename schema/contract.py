@@ -45,6 +45,24 @@ MEASURES: tuple[str, ...] = (MEAN_BRIGHTNESS, LIGHT_BACKGROUND, NEAR_EMPTY, CENT
 TRAIN_SPLIT, TEST_SPLIT = "train", "test"
 HOLDOUT_SPLIT = "holdout"    # span mode: the fixed holdout every model is also evaluated on
 
+# --- Span layout (continuous training) --------------------------------------------------------------
+# A span is a directory `span-<N>` (N a decimal number, at most 18 digits so it fits an int64 span
+# property), in the data root (ExampleGen's driver reads the newest) and in the span store
+# (components/spans.py writes it, pipeline/watch.py reads it); SPAN_MARKER is written last in a
+# stored span, so a span without it is incomplete.
+SPAN_DIR_PREFIX = "span-"
+SPAN_MARKER = "span.json"
+
+
+def span_number(dir_name: str) -> int | None:
+    """N of a `span-<N>` directory name (a trailing '/' allowed, as object stores list them), else
+    None: the one parse of the span layout, used wherever spans are discovered."""
+    digits = dir_name.rstrip("/").removeprefix(SPAN_DIR_PREFIX)
+    if digits == dir_name.rstrip("/") or not (1 <= len(digits) <= 18 and digits.isascii() and digits.isdigit()):
+        return None
+    return int(digits)
+
+
 # --- Serving signatures (components/export.py writes them; clients and the Evaluator call them) ------
 PREDICT_SIGNATURE = "serving_default"            # serialized tf.Examples, one int64 feature per CSV pixel column
 IMAGES_SIGNATURE = "serving_images"              # float32 images [N, 28, 28] in 0..255
@@ -102,9 +120,9 @@ SAVED_MODEL_FILE = "saved_model.pb"
 # --- How the model is served -------------------------------------------------------------------------
 # TF Serving's --tensorflow_intra_op_parallelism for this model, wherever a server is started for it
 # (`fmnist serve`, the Kubernetes manifest, the InfraValidator): one thread per op. With TensorFlow's
-# default pools a one-image request waits for sleeping threads to be woken op by op (0.72 ms per
-# model call in the server vs 0.26-0.34 ms with one thread); concurrent requests still use every
-# core, and 8 clients get more images/s at batch 1 and 64 alike (BENCHMARKS.md, "Serving").
+# default pools a one-image request waits for sleeping threads to be woken op by op, so a model call
+# takes longer than with one thread; concurrent requests still use every core, and 8 clients get
+# more images/s at batch 1 and 64 alike (the figures: BENCHMARKS.md, "Serving", issue 12).
 SERVING_INTRA_OP_THREADS = 1
 SERVING_THREAD_FLAG = f"--tensorflow_intra_op_parallelism={SERVING_INTRA_OP_THREADS}"
 

@@ -50,7 +50,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from serving.errors import InvalidArgument, Unavailable
+from serving.errors import Error, InvalidArgument, Unavailable
 from serving.metrics import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def max_parallelism() -> int:
         return os.cpu_count() or 1
 
 
-class BatchingConfigError(ValueError):
+class BatchingConfigError(Error, ValueError):
     """Parameters TF Serving refuses (it fails the model load with INVALID_ARGUMENT and this text)."""
 
 

@@ -30,6 +30,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving import tensors
+from serving.errors import Error
 
 
 @dataclasses.dataclass
@@ -46,7 +47,7 @@ class Prediction:
         return [(names[i], float(self.probabilities[i])) for i in order]
 
 
-class ClientError(Exception):
+class ClientError(Error):
     """A request the server did not answer as asked; the message is one line for the user."""
 
 

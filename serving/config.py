@@ -18,11 +18,12 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, te
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.batching import BatchingConfigError, BatchingParameters
+from serving.errors import Error
 from serving.model_manager import ModelConfig, VersionPolicy
 from serving.request_log import LoggingConfig
 
 
-class ConfigError(ValueError):
+class ConfigError(Error, ValueError):
     """A configuration file that cannot be used, with the file named in the message."""
 
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 import grpc
 
 
-class ServingError(Exception):
+class Error(Exception):
+    """Base of every error this package raises: a caller of the server library catches its errors
+    with one clause. The package depends on nothing of the project, so its base is its own."""
+
+
+class ServingError(Error):
     """A request failed with `code`; the message is what the client reads."""
 
     code = grpc.StatusCode.UNKNOWN

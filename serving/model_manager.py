@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving.errors import InvalidArgument, NotFound, ServingError
+from serving.errors import Error, InvalidArgument, NotFound, ServingError
 from serving.metrics import NO_METRICS, OK, Metrics
 from serving.request_log import LoggingConfig
 from serving.savedmodel import LoadedVersion
@@ -42,9 +42,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 State = get_model_status_pb2.ModelVersionStatus.State
 START, LOADING, AVAILABLE, UNLOADING, END = State.START, State.LOADING, State.AVAILABLE, State.UNLOADING, State.END
 UNLOAD_GRACE_SECONDS = 5.0  # an unloaded version's session closes once in-flight calls are done
-
-
-ModelNotFound = NotFound  # kept for callers of the earlier name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -330,7 +327,7 @@ class ModelManager:
             return sorted(self._served.get(name, {}))
 
 
-class SignaturesMissing(Exception):
+class SignaturesMissing(Error):
     """A new version would drop a signature clients of the served version use."""
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 
 from serving.errors import InvalidArgument, ResourceExhausted
 
@@ -93,13 +93,6 @@ def _fill(values: np.ndarray, count: int, dims: list[int], name: str) -> np.ndar
     return out.reshape(dims)
 
 
-def to_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """An answer tensor with typed `*_val` fields, as TF Serving's Predict writes them."""
-    proto = tensor_pb2.TensorProto()
-    fill_proto(proto, array)
-    return proto
-
-
 def fill_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> None:
     """Write `array` into an empty TensorProto in place, e.g. a response's `outputs[key]`: one
     round of field writes instead of building a message and copying it in (per-request cost)."""
@@ -144,10 +137,3 @@ def fill_request_proto(proto: tensor_pb2.TensorProto, array: np.ndarray) -> bool
     for d in array.shape:
         dims.add(size=d)
     return True
-
-
-def shape_proto(shape: tuple[int, ...]) -> tensor_shape_pb2.TensorShapeProto:
-    proto = tensor_shape_pb2.TensorShapeProto()
-    for d in shape:
-        proto.dim.add(size=int(d))
-    return proto

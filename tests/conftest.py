@@ -4,7 +4,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -69,13 +68,6 @@ def data_dir(tmp_path: Path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(SAMPLE_DATA, target)
     return target
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now, for a server started as a process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tree_digest(path: Path) -> str:

@@ -27,9 +27,10 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import free_port, read_sample_rows
+from conftest import read_sample_rows
 from pipeline.config import PROJECT_ROOT, load_config
 from schema import contract
+from serving.ports import free_port
 
 WORKER = PROJECT_ROOT / "tests" / "e2e" / "train_worker.py"
 CRD = PROJECT_ROOT / "tests" / "data" / "kubeflow.org_tfjobs.v1.9.0.yaml.gz"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, small_config
+from conftest import small_config
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT
+from serving.ports import free_port
 
 
 def _digest(path: str) -> str:
@@ -41,7 +42,11 @@ def test_sample_run_is_infra_blessed_and_pushes_the_model_with_warmup_requests(s
     props = infra.outputs["blessing"][0].custom_properties
     assert props["blessed"].int_value == 1 and props["has_model"].int_value == 1
     assert props["server"].string_value in ("tensorflow_model_server", "python -m serving")
-    assert 0 < props["latency_p50_ms"].double_value <= props["latency_p99_ms"].double_value
+    # Real calls were timed (the percentiles' arithmetic is tests/unit/test_infra_latency.py's); each
+    # call has a 30 s deadline, and this run measures without a gate (NO_LATENCY_GATE: threshold 0).
+    p50, p99 = props["latency_p50_ms"].double_value, props["latency_p99_ms"].double_value
+    assert 0 < p50 < 30_000 and 0 < p99 < 30_000, (p50, p99)
+    assert props["latency_threshold_ms"].double_value == config.infra_latency_p99_ms == 0
     assert "servable: yes" in runner.format_summary(summary, config)
     logs = _warmup_logs(summary.pushed_to)
     kinds = [log.WhichOneof("log_type") for log in logs]

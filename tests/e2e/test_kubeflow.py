@@ -40,6 +40,9 @@ def specs(tmp_path_factory):
     kfp = _compile(d / "fmnist.yaml", "--pipeline-root", "minio://mlpipeline/v2/artifacts", "--gpus", "2",
                    "--accelerator", "NVIDIA_TESLA_V100")
     assert kfp.returncode == 0, kfp.stderr[-3000:]
+    # Quiet by default like the other TensorFlow commands: no native start-up lines (pipeline/quiet.py).
+    assert not [n for n in ("oneDNN", "cuda drivers", "cuInit", "absl::InitializeLog") if n in kfp.stderr], \
+        kfp.stderr[-3000:]
     vertex = _compile(d / "fmnist.json", "--target", "vertex", "--pipeline-root", "gs://bucket/root",
                       "--gpus", "2", "--accelerator", "NVIDIA_TESLA_V100")
     assert vertex.returncode == 0, vertex.stderr[-3000:]

@@ -19,9 +19,9 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 import tfs_client
 import tfs_models
-from conftest import free_port
 from pipeline.config import PROJECT_ROOT
 from serving.model_manager import ModelConfig
+from serving.ports import free_port
 from serving.request_log import LoggerLimits, LoggingConfig, log_files, read_logs
 from serving.server import ModelServer
 

@@ -15,10 +15,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 import served_traffic
-from conftest import free_port
 from pipeline.config import PROJECT_ROOT
 from pipeline.photo_input import fashion_mnist_input
 from serving.client import ServingClient
+from serving.ports import free_port
 
 
 def _trouser_photo(size=(700, 1000), background=(255, 255, 255), colour=(30, 30, 120)) -> Image.Image:
@@ -160,14 +160,12 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
             proc.kill()
 
 
-def test_grpc_over_tls(served_base, tmp_path):
+def _self_signed_localhost() -> tuple[bytes, bytes]:
+    """(private key PEM, certificate PEM) of a fresh self-signed certificate for `localhost`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-
-    from serving.model_manager import models_from_base
-    from serving.server import ModelServer
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
@@ -177,15 +175,28 @@ def test_grpc_over_tls(served_base, tmp_path):
             .not_valid_after(now + datetime.timedelta(hours=1))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
             .sign(key, hashes.SHA256()))
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()),
+            cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_grpc_over_tls(served_base, tmp_path):
+    from serving.model_manager import models_from_base
+    from serving.server import ModelServer
+
+    key_pem, cert_pem = _self_signed_localhost()
+    _, stranger_pem = _self_signed_localhost()
     with ModelServer(models_from_base(str(served_base)), port=0, rest_port=None, tls=(key_pem, cert_pem)) as srv:
         target = f"localhost:{srv.port}"
         secure = ServingClient(target, root_certificates=cert_pem, timeout=30)
         assert secure.predict_images(np.zeros((1, 28, 28), np.float32))[0].model_version == 3
         secure.close()
-        plain = ServingClient(target, timeout=5)
-        with pytest.raises(grpc.RpcError):
-            plain.predict_images(np.zeros((1, 28, 28), np.float32))
-        plain.close()
+        # A plaintext client, and a TLS client that does not trust the server's certificate: gRPC
+        # fails the connection itself, which it reports as UNAVAILABLE (grpc/doc/statuscodes.md:
+        # "Failed to establish connection"), never as an answer or another status.
+        for client in (ServingClient(target, timeout=10),
+                       ServingClient(target, root_certificates=stranger_pem, timeout=10)):
+            with pytest.raises(grpc.RpcError) as err:
+                client.predict_images(np.zeros((1, 28, 28), np.float32))
+            client.close()
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE, (err.value.code(), err.value.details())

@@ -11,8 +11,8 @@ import pytest
 
 import tfs_client
 import tfs_models
-from conftest import free_port
 from pipeline.config import PROJECT_ROOT
+from serving.ports import free_port
 
 CONFIG = """model_config_list: {{
   config: {{ name: "{name}", base_path: "{path}", model_platform: "tensorflow"

@@ -27,11 +27,12 @@ from tensorflow_serving.apis import predict_pb2
 
 import tfs_client
 import tfs_models
-from conftest import free_port, wait_until
+from conftest import wait_until
 from pipeline.config import PROJECT_ROOT
 from serving import tensors
 from serving.batching import BatchingParameters
 from serving.model_manager import ModelConfig
+from serving.ports import free_port
 from serving.savedmodel import LoadedVersion
 from serving.server import ModelServer
 
@@ -145,8 +146,11 @@ def test_prometheus_scrapes_exact_counts_and_a_latency_histogram(served):
         for _ in range(bad_grpc):
             request = tfs_client.half_plus_two_request("m")
             request.model_spec.signature_name = "nope"
-            with pytest.raises(grpc.RpcError):
+            with pytest.raises(grpc.RpcError) as err:
                 stub.Predict(request, 30)
+            # TF Serving's status and text for an unknown signature (predict_util.cc).
+            assert (err.value.code(), err.value.details()) == \
+                (grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "nope" not found.')
     prom = served["prometheus"]
     expected = {(("model_name", "m"), ("status", "OK")): good_rest + good_grpc,
                 (("model_name", "m"), ("status", "INVALID_ARGUMENT")): bad_rest,

@@ -37,6 +37,7 @@ def _invert(src: Path, dst: Path) -> None:
 @pytest.fixture(scope="module")
 def spans_run(tmp_path_factory: pytest.TempPathFactory):
     """Span 1, then span 2, then a drifting span 3, each as its own pipeline run."""
+    from components.spans import stored_spans
     from pipeline import runner
 
     root = tmp_path_factory.mktemp("spans")
@@ -49,13 +50,16 @@ def spans_run(tmp_path_factory: pytest.TempPathFactory):
         "accuracy_threshold": "0.3", **NO_CLASS_FLOOR, **NO_LATENCY_GATE})
     runs = {1: runner.run_local(config, progress=False)}
     runs["served_after_1"] = _served(config)
+    runs["stored_after_1"] = stored_spans(config.span_store_dir)
     shutil.copytree(SPANS / "span-2", data / "span-2")
     runs[2] = runner.run_local(config, progress=False)
     runs["served_after_2"] = _served(config)
+    runs["stored_after_2"] = stored_spans(config.span_store_dir)
     for name in ("fashion-mnist_train.csv.gz", "fashion-mnist_test.csv.gz"):
         _invert(SPANS / "span-2" / name, data / "span-3" / name)
     runs[3] = runner.run_local(config, progress=False)
     runs["served_after_3"] = _served(config)
+    runs["stored_after_3"] = stored_spans(config.span_store_dir)
     return config, runs
 
 
@@ -64,7 +68,6 @@ def _artifact(summary, component: str, key: str):
 
 
 def test_span_1_is_trained_cold_and_pushed(spans_run):
-    from components.spans import stored_spans
     from components.warm_start import read_record
 
     config, runs = spans_run
@@ -73,7 +76,7 @@ def test_span_1_is_trained_cold_and_pushed(spans_run):
     assert first.pushed_to and runs["served_after_1"] == [int(os.path.basename(first.pushed_to))]
     start = read_record(_artifact(first, "Trainer", "model_run").uri)
     assert start["warm"] is False and "first run" in start["reason"] and start["epochs"] == config.training.epochs
-    assert stored_spans(config.span_store_dir) >= [1]
+    assert runs["stored_after_1"] == [1]   # accepted span 1 is in the store, and nothing else
 
 
 def test_span_2_alone_is_ingested_and_trained_on_the_window(spans_run):
@@ -150,8 +153,6 @@ def test_span_2_is_compared_with_span_1s_served_model_and_the_better_one_is_serv
 
 
 def test_a_drifting_span_is_refused_before_training_naming_the_measure(spans_run):
-    from components.spans import stored_spans
-
     config, runs = spans_run
     third = runs[3]
     assert third.failures and "SpanDriftError" in third.failures[0]
@@ -161,5 +162,5 @@ def test_a_drifting_span_is_refused_before_training_naming_the_measure(spans_run
     for never in ("SpanWindow", "Transform", "Trainer", "AtomicPusher"):
         component = third.component(never)
         assert component is None or component.state not in ("COMPLETE", "CACHED"), never
-    assert 3 not in stored_spans(config.span_store_dir)
+    assert runs["stored_after_2"] == [1, 2] and runs["stored_after_3"] == [1, 2]  # span 3 never stored
     assert runs["served_after_3"] == runs["served_after_2"]

@@ -104,12 +104,13 @@ def test_unusable_data_config_is_refused_naming_the_field(overrides, field):
         load_config("sample", overrides=overrides)
 
 
-def test_cli_says_a_missing_data_root_does_not_exist_before_starting_the_pipeline(tmp_path):
+def test_cli_says_a_missing_data_root_does_not_exist_before_starting_the_pipeline(tmp_path, capsys):
     from pipeline import cli
 
     args = cli.build_parser().parse_args(["run", "--preset", "sample", "--data", str(tmp_path / "missing")])
-    with pytest.raises(ConfigError, match=f"data_root {tmp_path / 'missing'} does not exist"):
-        cli.cmd_run(args)             # cli.main prints it and exits with status 2
+    assert cli.run_command(args) == 2                # as cli.main runs it, without TensorFlow's start
+    assert capsys.readouterr().err == f"fmnist run: data_root {tmp_path / 'missing'} does not exist; set it " \
+                                      "(--data DIR) to the directory holding the training and test CSVs\n"
 
 
 # --- the executor ---------------------------------------------------------------------------------

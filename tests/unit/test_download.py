@@ -3,7 +3,6 @@ import functools
 import gzip
 import hashlib
 import http.server
-import socket
 import struct
 import threading
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline import download
+from serving.ports import free_port
 
 
 def _idx(array: np.ndarray) -> bytes:
@@ -63,9 +63,7 @@ def test_checksum_mismatch_keeps_nothing(tmp_path, mirror):
 
 
 def test_no_network_fails_at_once_with_help(tmp_path):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # a port nothing listens on
     with pytest.raises(download.DownloadError, match="supply the CSVs yourself"):
         download.download(tmp_path / "out", mirror=f"http://127.0.0.1:{port}/")
 

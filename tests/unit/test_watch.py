@@ -32,6 +32,7 @@ def test_a_span_is_pending_until_the_store_has_it(tmp_path):
     (tmp_path / "data" / "span-10").mkdir()
     (Path(config.span_store_dir) / "span-10").mkdir()             # interrupted copy: no span.json
     assert watch.pending_span(config) == 10                       # numeric order, incomplete = not stored
+    assert watch.stored_spans(config.span_store_dir) == [1]
 
 
 def test_watch_runs_once_per_new_span_and_stops_after_its_polls(tmp_path):
@@ -67,3 +68,17 @@ def test_watch_stops_after_max_runs(tmp_path):
     assert watch.watch(config, lambda: ran.append(1) or 0, interval=0, max_polls=100, max_runs=1,
                        sleep=lambda s: None) == 0
     assert ran == [1]
+
+
+def test_span_directories_are_parsed_by_one_rule(tmp_path):
+    """span-<N> with 1..18 ASCII digits is a span; anything else (and a file of that name) is not."""
+    from schema.contract import span_number
+
+    assert [span_number(n) for n in ("span-1", "span-10/", "span-007", "span-" + "9" * 18)] == [1, 10, 7, 10**18 - 1]
+    not_spans = ("span-", "span-x", "span--1", "span-" + "9" * 19, "span-\u0661", "holdout", "xspan-1")
+    assert [span_number(n) for n in not_spans] == [None] * len(not_spans)
+    (tmp_path / "span-2").mkdir()
+    (tmp_path / "span-3").write_text("a file, not a span")
+    (tmp_path / "holdout").mkdir()
+    assert watch.span_dirs(str(tmp_path)) == {2: str(tmp_path / "span-2")}
+    assert watch.newest_span(str(tmp_path)) == 2
