@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -17,18 +16,6 @@ from pipeline.config_args import add_config_arguments, config_from_args
 log = logging.getLogger("fmnist")
 
 
-def newest_span_dir(data_root: str) -> str:
-    """data_root/span-<highest N> (span mode), or a ConfigError saying what the layout must be."""
-    import re
-
-    spans = sorted((int(m.group(1)), name) for name in (os.listdir(data_root) if os.path.isdir(data_root) else [])
-                   if (m := re.fullmatch(r"span-([0-9]{1,18})", name)) and os.path.isdir(os.path.join(data_root, name)))
-    if not spans:
-        raise ConfigError(f"spans=true but {data_root} has no span-<N>/ directory; the layout is "
-                          "DATA/span-1/*_train.csv + *_test.csv, DATA/span-2/..., DATA/holdout/*_test.csv")
-    return os.path.join(data_root, spans[-1][1])
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     watching = getattr(args, "watch", None) is not None or getattr(args, "if_new_span", False)
     if getattr(args, "watch", None):
@@ -36,14 +23,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if watching and not config.spans:   # watching only makes sense for the span layout
         config = config.replace(spans=True)
-    if "://" not in config.data_root and not watching:  # fail in a second, not after TensorFlow's start-up
-        from components.split_files import DataSelectionError, select_splits
+    if not watching:  # fail in a second, not after TensorFlow's start-up
+        from components.split_files import DataSelectionError
+        from pipeline import sources
         try:
-            root = config.data_root
-            if config.spans:  # the newest span directory is what ExampleGen will read
-                root = newest_span_dir(config.data_root)
-            select_splits(root, {"train": config.train_pattern, "test": config.test_pattern},
-                          config.data_input_options()["file_counts"])
+            sources.check_files(config)   # the data source's own check (pipeline/sources/)
         except DataSelectionError as e:
             raise ConfigError(str(e)) from None
     from pipeline import runner

@@ -20,6 +20,7 @@ from components.training_config import (
     setting_fields as training_settings,
     unknown_message,
 )
+from pipeline.sources import SOURCES
 
 __all__ = ["PRESETS", "ConfigError", "PipelineConfig", "TrainingConfig", "load_config"]
 
@@ -42,6 +43,10 @@ class PipelineConfig:
     test_file_count: int = 1
     # Above this share of the test split's images also found in the training split, the run stops.
     max_duplicate_share: float = 0.01
+    # What the files are (pipeline/sources/: the one place a source is chosen): "csv" (the Kaggle
+    # layout above) or "tfrecord" (TFRecord files of tf.Examples in the Examples layout; set the
+    # patterns to their names).
+    data_format: str = "csv"
     schema_dir: str = str(SCHEMA_DIR)
     # Outputs.
     output_root: str = str(DEFAULT_OUTPUT)
@@ -137,6 +142,7 @@ class PipelineConfig:
             ("tune_epochs", self.tune_epochs >= 1, "must be >= 1"),
             ("tune_minutes", self.tune_minutes > 0, "must be > 0"),
             ("span_window", self.span_window >= 1, "must be >= 1 (spans in the training window)"),
+            ("data_format", self.data_format in SOURCES, f"must be one of {', '.join(SOURCES)}"),
             ("test_pattern", self.test_pattern != self.train_pattern,
              "must differ from train_pattern (a file may feed one split only)"),
         ]
