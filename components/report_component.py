@@ -50,7 +50,7 @@ def _test_split(examples: tfx.types.standard_artifacts.Examples, split: str):
 
 
 def _data_input(examples_uri: str):
-    """FastCsvExampleGen's per-split data report, if the Examples artifact has one."""
+    """The CSV ExampleGen's per-split data report, if the Examples artifact has one."""
     from tfx.dsl.io import fileio
 
     path = os.path.join(examples_uri, DATA_REPORT_FILE)

@@ -69,7 +69,7 @@ EMBEDDING_LAYER = "embedding"                    # the penultimate features; the
 TRAINING_ACCURACY_METRIC = "accuracy"
 
 # --- Component ids (the node names in the DAG, ML Metadata and Kubeflow) ---------------------------
-EXAMPLE_GEN = "FastCsvExampleGen"
+EXAMPLE_GEN = "ExampleGen"                      # whichever source config.data_format names (pipeline/sources/)
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"

@@ -115,7 +115,7 @@ def test_second_run_is_served_from_the_cache(sample_run):
 
     config, _ = sample_run
     again = runner.run_local(config, progress=False)
-    for name in ("FastCsvExampleGen", "StatisticsGen", "Transform", "Trainer"):
+    for name in (contract.EXAMPLE_GEN, contract.STATISTICS_GEN, contract.TRANSFORM, contract.TRAINER):
         assert again.component(name).state == "CACHED", name
     text = runner.format_summary(again, config)
     assert "(cached)" in text
