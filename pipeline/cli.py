@@ -97,7 +97,7 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def register_clients(sub: argparse._SubParsersAction) -> None:
-    from pipeline.serving_cli import register
+    from pipeline.clients.serving_cli import register
     register(sub)
 
 
@@ -114,7 +114,7 @@ def register_report(sub: argparse._SubParsersAction) -> None:
 
 
 def register_monitor(sub: argparse._SubParsersAction) -> None:
-    from pipeline.monitor_cli import register
+    from pipeline.monitoring.monitor_cli import register
     register(sub)
 
 

@@ -33,7 +33,7 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES = len(CLASS_NAMES)
 
 # Served-traffic features the monitor adds per image (SERVING environment of the schema; computed by
-# components/image_measures.py).
+# pipeline/monitoring/image_measures.py).
 MEAN_BRIGHTNESS = "mean_brightness"      # FLOAT: mean grey value of the image, 0..255
 LIGHT_BACKGROUND = "light_background"    # INT 0/1: the border is mostly light (a photo on a light table)
 NEAR_EMPTY = "near_empty"                # INT 0/1: almost no ink (a crop that missed the garment)

@@ -16,8 +16,8 @@ from PIL import Image, ImageDraw
 
 import served_traffic
 from conftest import free_port
+from pipeline.clients.photo_input import fashion_mnist_input
 from pipeline.config import PROJECT_ROOT
-from pipeline.photo_input import fashion_mnist_input
 from serving.client import ServingClient
 
 

@@ -24,7 +24,7 @@ from typing import IO, Iterator
 import numpy as np
 
 from components.csv_table import CsvReader, CsvRow
-from pipeline.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
+from pipeline.clients.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
 from schema.contract import CLASS_NAMES, PIXEL_KEYS
 
 SIGNATURE = "serving_images_uint8"

@@ -18,7 +18,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     metadata = args.metadata or config.metadata_path
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or os.path.join(config.output_root, "monitor", stamp)
-    from pipeline.monitor import MonitorError, monitor
+    from pipeline.monitoring.monitor import MonitorError, monitor
 
     try:
         result = monitor(args.logs, metadata, out, args.schema or str(SCHEMA_DIR / "schema.pbtxt"),
@@ -40,7 +40,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def _move_label(args: argparse.Namespace, verb: str, move: Callable[..., str]) -> int:
     """Run one label move, reloading `--server` if given; print what moved and how it is served."""
-    from pipeline import model_labels
+    from pipeline.monitoring import model_labels
 
     def reload(server_config: Any) -> None:
         model_labels.reload_server(args.server, server_config, args.config)
