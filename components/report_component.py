@@ -84,7 +84,7 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
     run_info = {"model": model.uri, "evaluation": evaluation.uri,
                 "test examples": str(len(labels)), "misclassified": str(len(wrong))}
     from components.paired_blessing import load_decision
-    from components.warm_start import read_record
+    from components.training.warm_start import read_record
     start = read_record(model_run.uri)   # span mode: warm or cold start, and why
     if start:
         run_info["training start"] = f"{start['reason']}; {start['epochs']} epochs"

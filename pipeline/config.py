@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from components.decision import POLICIES, DecisionPolicy
-from components.training_config import (
+from components.training.training_config import (
     ConfigError,
     TrainingConfig,
     flatten_settings,
@@ -52,7 +52,7 @@ class PipelineConfig:
     output_root: str = str(DEFAULT_OUTPUT)
     model_name: str = "fmnist"
     serving_root: str = ""          # default: <output_root>/serving
-    # Training, model and Trainer input: components/training_config.py (its fields are set by name,
+    # Training, model and Trainer input: components/training/training_config.py (its fields are set by name,
     # e.g. `--set epochs=20`, like this class's own; an architecture's as `--set resnet.width=32`).
     training: TrainingConfig = TrainingConfig()
     # Blessing: TFMA's thresholds (overall accuracy, each class's recall), then -- when a model is
@@ -79,7 +79,7 @@ class PipelineConfig:
     holdout_root: str = ""
     span_store: str = ""            # default: <output_root>/spans/<pipeline_name>
     # Warm start (span mode): TrainingConfig.warm_start / warm_start_epochs.
-    # Hyperparameter search (README "Tuning"; components/tuner.py): TFX's Tuner before the Trainer,
+    # Hyperparameter search (README "Tuning"; components/training/tuner.py): TFX's Tuner before the Trainer,
     # KerasTuner's random search over the architecture's search_space, at most tune_trials trials
     # of tune_epochs epochs each and no trial started after tune_minutes; scored on the training
     # split's validation slice, the Trainer then trains with the best values.
@@ -157,7 +157,7 @@ class PipelineConfig:
         return self
 
     def tuner_config(self) -> dict[str, Any]:
-        """The Tuner's custom_config (components/tuner.py, tuner_fn): the training config and the budget."""
+        """The Tuner's custom_config (components/training/tuner.py, tuner_fn): the training config and the budget."""
         return {"training": self.training.to_custom_config(), "trials": self.tune_trials,
                 "epochs": self.tune_epochs, "minutes": self.tune_minutes}
 

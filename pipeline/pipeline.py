@@ -191,19 +191,19 @@ def training(config: PipelineConfig, data: DataIn, prep: Preprocessing, run_toke
     """The served model (baseline), the optional Tuner, the Trainer."""
     # What the candidate must beat: the model served now (empty on the first run); see
     # components/baseline.py for why this is not TFX's LatestBlessedModel resolver. In span mode it
-    # is also the model the Trainer warm-starts from (components/warm_start.py).
+    # is also the model the Trainer warm-starts from (components/training/warm_start.py).
     baseline = ServedModelBaseline(serving_model_dir=config.serving_model_dir,
                                    run_token=run_token).with_id(contract.BASELINE)
     # Warm start only in span mode, from the served model (the baseline step's output).
     warm_start = config.spans and config.training.warm_start
     transform = prep.transform
 
-    # Optional hyperparameter search (components/tuner.py): on the train split only -- each trial
+    # Optional hyperparameter search (components/training/tuner.py): on the train split only -- each trial
     # is scored on its validation slice, the rows early stopping holds out -- never the test split.
     tuner = None
     if config.tune:
         tuner = tfx.components.Tuner(
-            tuner_fn="components.tuner.tuner_fn",
+            tuner_fn="components.training.tuner.tuner_fn",
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=data.schema_gen.outputs["schema"],
@@ -212,7 +212,7 @@ def training(config: PipelineConfig, data: DataIn, prep: Preprocessing, run_toke
             custom_config=config.tuner_config()).with_id(contract.TUNER)
 
     trainer = EpochsTrainer(
-        run_fn="components.trainer.run_fn",
+        run_fn="components.training.trainer.run_fn",
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=data.schema_gen.outputs["schema"],

@@ -31,7 +31,7 @@ def span_facts(summary: Any) -> dict[str, Any]:
         facts["window_spans"] = [int(s) for s in (_custom(artifact, "window_spans") or "").split(",") if s]
     trainer = summary.component(contract.TRAINER)
     for artifact in (trainer.outputs.get("model_run", []) if trainer else []):
-        from components.warm_start import read_record
+        from components.training.warm_start import read_record
         facts["warm_start"] = read_record(artifact.uri)
     baseline = summary.component(contract.BASELINE)
     for artifact in (baseline.outputs.get("baseline", []) if baseline else []):

@@ -45,7 +45,7 @@ MEASURES: tuple[str, ...] = (MEAN_BRIGHTNESS, LIGHT_BACKGROUND, NEAR_EMPTY, CENT
 TRAIN_SPLIT, TEST_SPLIT = "train", "test"
 HOLDOUT_SPLIT = "holdout"    # span mode: the fixed holdout every model is also evaluated on
 
-# --- Serving signatures (components/export.py writes them; clients and the Evaluator call them) ------
+# --- Serving signatures (components/training/export.py writes them; clients and the Evaluator call them) ------
 PREDICT_SIGNATURE = "serving_default"            # serialized tf.Examples, one int64 feature per CSV pixel column
 IMAGES_SIGNATURE = "serving_images"              # float32 images [N, 28, 28] in 0..255
 IMAGES_UINT8_SIGNATURE = "serving_images_uint8"  # uint8 images [N, 28, 28]
@@ -81,7 +81,7 @@ EVALUATOR = "Evaluator"
 INFRA_VALIDATOR = "InfraValidator"
 PUSHER = "AtomicPusher"
 RUN_REPORT = "RunReport"
-TUNER = "Tuner"                                  # only with `--set tune=true` (components/tuner.py)
+TUNER = "Tuner"                                  # only with `--set tune=true` (components/training/tuner.py)
 COMPONENT_IDS: tuple[str, ...] = (EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, VALIDATION_GATE,
                                   TRANSFORM, TRAINER, BASELINE, EVALUATOR, INFRA_VALIDATOR, PUSHER, RUN_REPORT)
 # Continuous training (span mode, components/spans.py) adds these three.

@@ -7,7 +7,7 @@ must provide (schema/contract.py) before anything trains on it, so a new archite
 one fails here, naming the architecture and the name, not in the projector or the export later.
 
 BUILDERS is derived, not written: one entry per config group of TrainingConfig (the registration,
-components/training_config.py), its function the one the group's class names (`builder`,
+components/training/training_config.py), its function the one the group's class names (`builder`,
 components/models/configs.py), imported here because the config side must not import TensorFlow.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from components.models.compile import compile_model
-from components.training_config import ConfigError, TrainingConfig, group_names
+from components.training.training_config import ConfigError, TrainingConfig, group_names
 from schema.contract import EMBEDDING_LAYER, IMAGE_KEY, IMAGE_SIZE, NUM_CLASSES, PROBABILITIES_OUTPUT
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Logged requests of the Fashion-MNIST model, back in the pipeline's Examples layout.
 
 The server's request log (serving/request_log.py) holds PredictionLog records of whatever a client
-sent to whichever signature. This module knows this model's signatures (components/export.py) and
+sent to whichever signature. This module knows this model's signatures (components/training/export.py) and
 turns each logged image -- float or uint8 image tensors, tf.Examples with one feature per CSV pixel
 column or with the `pixels` feature, Predict, Classify or MultiInference -- into one row: the 784
 grey values as ExampleGen stores them, the class the model answered, and the image measures of

@@ -123,7 +123,7 @@ def test_gpus_on_the_trainer_only_in_each_backends_form(specs):
 
 
 def test_no_gpu_request_without_gpus_and_the_tuner_feeds_the_trainer(tmp_path):
-    """A CPU compile, with `--set tune=true`: the Tuner step (components/tuner.py) reads Transform's
+    """A CPU compile, with `--set tune=true`: the Tuner step (components/training/tuner.py) reads Transform's
     output and its best_hyperparameters are the Trainer's `hyperparameters` input."""
     out = tmp_path / "cpu.yaml"
     result = _compile(out, "--pipeline-root", "minio://mlpipeline/v2/artifacts",
@@ -141,7 +141,7 @@ def test_no_gpu_request_without_gpus_and_the_tuner_feeds_the_trainer(tmp_path):
     tuner = docs[0]["deploymentSpec"]["executors"][f"{contract.TUNER}_executor"]["container"]
     assert tuner["command"] == ["python", "-m", "kubeflow.entrypoint"] and tuner["image"] == IMAGE
     parameters = tasks[contract.TUNER]["inputs"]["parameters"]
-    assert parameters["tuner_fn"]["runtimeValue"]["constant"] == "components.tuner.tuner_fn"
+    assert parameters["tuner_fn"]["runtimeValue"]["constant"] == "components.training.tuner.tuner_fn"
     budget = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
     assert budget["trials"] == 3 and budget["training"]["model"] == "cnn"
 

@@ -66,7 +66,7 @@ def _artifact(summary, component: str, key: str):
 
 def test_span_1_is_trained_cold_and_pushed(spans_run):
     from components.spans import stored_spans
-    from components.warm_start import read_record
+    from components.training.warm_start import read_record
 
     config, runs = spans_run
     first = runs[1]
@@ -99,7 +99,7 @@ def test_span_2_alone_is_ingested_and_trained_on_the_window(spans_run):
 
 
 def test_span_2_warm_starts_from_the_served_model_with_fewer_epochs(spans_run):
-    from components.warm_start import read_record
+    from components.training.warm_start import read_record
 
     config, runs = spans_run
     run_dir = _artifact(runs[2], "Trainer", "model_run").uri
