@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import ROOT, medians as median_rounds, write_result
+from benchmarks.common import ROOT, data_pipeline, medians as median_rounds, write_result
 
 MODES = {
     "in_memory": ("--direct_running_mode=in_memory", "--direct_num_workers=1"),
@@ -27,12 +27,10 @@ def run_data_components(data: str, beam_args: tuple[str, ...], out: str) -> dict
 
     from pipeline import runner
     from pipeline.config import load_config
-    from pipeline.pipeline import create_pipeline
 
     config = load_config("default", overrides={"data_root": data, "output_root": out, "beam_args": beam_args,
                                                "enable_cache": False})
-    pipeline = create_pipeline(config, metadata_connection_config=runner.metadata_config(config.metadata_path),
-                               data_only=True)
+    pipeline = data_pipeline(config)
     started = time.monotonic()
     tfx.orchestration.LocalDagRunner().run(pipeline)
     wall = time.monotonic() - started

@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SERVING = ROOT / "outputs" / "sample" / "serving" / "fmnist"
 
 
+def data_pipeline(config: Any) -> Any:
+    """The data stages alone, ExampleGen to Transform (pipeline/pipeline.py's builders), as a pipeline
+    recording into config's metadata: what the Beam, scale and distributed-training benchmarks run."""
+    from pipeline.pipeline import assemble, data_stages
+    from pipeline.runner import metadata_config
+
+    return assemble(config, data_stages(config), metadata_connection_config=metadata_config(config.metadata_path))
+
+
 def latest_model(base: Path = SAMPLE_SERVING) -> Path:
     """The newest version directory TF Serving would load under `base` (serving/versions.py's rule)."""
     from serving.versions import list_versions

@@ -28,15 +28,13 @@ def transform(data: Path, out: Path) -> tuple[str, str]:
     """Transform's (examples, graph) for `data`, run once into `out` (reused when there)."""
     from tfx import v1 as tfx
 
+    from benchmarks.common import data_pipeline
     from pipeline.config import load_config
-    from pipeline.pipeline import create_pipeline
-    from pipeline.runner import metadata_config
 
     base = out / "pipelines" / "fmnist-sample" / "Transform"
     if not (base / "transformed_examples").exists():
         config = load_config("sample", overrides={"output_root": str(out), "data_root": str(data)})
-        tfx.orchestration.LocalDagRunner().run(create_pipeline(
-            config, metadata_connection_config=metadata_config(config.metadata_path), data_only=True))
+        tfx.orchestration.LocalDagRunner().run(data_pipeline(config))
     newest = lambda d: str(max((base / d).iterdir(), key=lambda p: int(p.name)))  # noqa: E731
     return newest("transformed_examples"), newest("transform_graph")
 

@@ -18,6 +18,7 @@ import time
 
 from pipeline import runner
 from pipeline.config import load_config
+from schema import contract
 
 
 def validate_once(model_uri: str, examples_uri: str, config, workdir: str) -> dict:
@@ -55,7 +56,7 @@ def main() -> int:
     args = parser.parse_args()
     config = load_config(args.preset)
     summary = runner.summarize(config)
-    trainer, example_gen = summary.component("Trainer"), summary.component("FastCsvExampleGen")
+    trainer, example_gen = summary.component("Trainer"), summary.component(contract.EXAMPLE_GEN)
     if not trainer or not example_gen or not trainer.outputs.get("model"):
         print(f"no completed {args.preset} run in {config.output_root}: run `fmnist run --preset {args.preset}` first")
         return 2

@@ -118,7 +118,7 @@ class StableLoad:
 
 
 def label_moves(model_dir: Path, work: Path, repeat: int) -> dict:
-    from pipeline import model_labels
+    from pipeline.monitoring import model_labels
 
     base = work / "labels" / "fmnist"
     for v in (1, 2):

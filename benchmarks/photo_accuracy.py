@@ -1,7 +1,7 @@
 """Accuracy on product-style photos next to accuracy on the same test rows raw, one model, one run.
 
 The photos come from `benchmarks/photo_generator.py` (seeded, reproducible); each is read back
-from its file and converted by `pipeline.photo_input.load_photo` -- exactly what `fmnist predict`
+from its file and converted by `pipeline.clients.photo_input.load_photo` -- exactly what `fmnist predict`
 does with a photo -- and both sets go through the model's `serving_images_uint8` signature
 in this process. The gap between the two accuracies is what the photo path costs.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.photo_generator import generate, read_rows
-from pipeline.photo_input import load_photo
+from pipeline.clients.photo_input import load_photo
 
 
 def newest_version(model: Path) -> Path:

@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, write_result
+from benchmarks.common import ROOT, data_pipeline, write_result
 
 GB = 1024 ** 3
 BEAM_MODES = {
@@ -126,14 +126,15 @@ def one_run(args: argparse.Namespace) -> dict:
     from pipeline import runner
     from pipeline.config import load_config
     from pipeline.pipeline import create_pipeline
+    from schema import contract
 
     overrides = {"data_root": args.data, "output_root": args.output, "enable_cache": False}
     for pair in args.set or []:
         key, value = pair.split("=", 1)
         overrides[key] = value
     config = load_config(args.preset, overrides=overrides)
-    pipeline = create_pipeline(config, metadata_connection_config=runner.metadata_config(config.metadata_path),
-                               data_only=args.data_only)
+    pipeline = (data_pipeline(config) if args.data_only else
+                create_pipeline(config, metadata_connection_config=runner.metadata_config(config.metadata_path)))
     if args.transform_without_statistics:  # experiment: what Transform's own TFDV passes cost
         transform = next(c for c in pipeline.components if c.id == "Transform")
         transform.exec_properties["disable_statistics"] = 1
@@ -148,7 +149,7 @@ def one_run(args: argparse.Namespace) -> dict:
     summary = runner.summarize(config)
     intervals = component_intervals(config.metadata_path)
     shards = {}
-    for component, key in (("FastCsvExampleGen", "examples"), ("Transform", "transformed_examples")):
+    for component, key in ((contract.EXAMPLE_GEN, "examples"), ("Transform", "transformed_examples")):
         ran = summary.component(component)
         if ran and ran.outputs.get(key):
             shards[key] = len(os.listdir(os.path.join(ran.outputs[key][0].uri, "Split-train")))

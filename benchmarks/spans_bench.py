@@ -48,7 +48,7 @@ def one_run(args: argparse.Namespace) -> dict:
     """In the child: one pipeline run, then a JSON line with the figures."""
     import tensorflow_model_analysis as tfma
 
-    from components.warm_start import read_record
+    from components.training.warm_start import read_record
     from pipeline import runner
     from pipeline.config import load_config
 

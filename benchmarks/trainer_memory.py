@@ -3,7 +3,7 @@
     tools/with-stack python benchmarks/scale.py --data-only --factors 10 --keep-output /tmp/fmnist-scale/run10
     tools/with-stack python benchmarks/trainer_memory.py --pipeline-root /tmp/fmnist-scale/run10/pipelines/fmnist
 
-Runs components.trainer.run_fn in a fresh child process per variant (one epoch of the `fast`
+Runs components.training.trainer.run_fn in a fresh child process per variant (one epoch of the `fast`
 preset by default) and reports its wall time and peak RSS. `held` reproduces the previous input's
 memory behaviour with the same code: the whole split cached and a shuffle buffer as large as the
 split (cache_max_mb and shuffle_buffer set beyond the data's size).
@@ -38,14 +38,14 @@ def newest(pattern: str) -> str:
 def child(args: argparse.Namespace) -> dict:
     from tfx.components.trainer.fn_args_utils import FnArgs
 
-    from components.trainer import run_fn
+    from components.training.trainer import run_fn
     from pipeline.config import load_config
 
     cfg = load_config(args.preset, overrides={"epochs": args.epochs}).training.to_custom_config()
     cfg.update(json.loads(args.overrides))
     examples = newest(os.path.join(args.pipeline_root, "Transform", "transformed_examples", "*"))
     graph = newest(os.path.join(args.pipeline_root, "Transform", "transform_graph", "*"))
-    from components import train_input
+    from components.training import train_input
 
     started = time.monotonic()
     rows = train_input.count_records(train_input.shard_files([os.path.join(examples, "Split-train", "*")]))

@@ -5,7 +5,7 @@ on the same 10,000 test rows after every epoch, so "time to 91.5% test accuracy"
 same way for both. The baseline is the tutorial recipe verbatim: Conv2D(64,3,same)-MaxPool-
 Conv2D(128,3,same)-MaxPool-Flatten-Dense(128)-Dropout(.25)-Dense(64)-Dropout(.25)-Dense(10),
 Adam, batch 50, 10 epochs, 30% validation split. Ours is components.models' build_model with the
-given preset's settings, trained as components/trainer.py does (10% validation, cosine decay,
+given preset's settings, trained as components/training/trainer.py does (10% validation, cosine decay,
 early stopping with best weights).
 
 The baseline and each preset are trained once per seed (default 3 seeds) and the medians are

@@ -48,9 +48,16 @@ from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
 from components import split_files, split_writer
-from components.csv_table import CsvFormatError, CsvReader, unreadable
+from components.csv_table import CsvFormatError, CsvReader, read_table, unreadable
 from components.errors import FmnistError
-from schema.contract import DATA_REPORT_FILE, DATA_REPORT_PROPERTY, LABEL_KEY, NUM_PIXELS, RAW_PIXELS_KEY
+from schema.contract import (
+    CSV_COLUMNS,
+    DATA_REPORT_FILE,
+    DATA_REPORT_PROPERTY,
+    LABEL_KEY,
+    NUM_PIXELS,
+    RAW_PIXELS_KEY,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ BATCH_ROWS = 4096
 _FILES_KEY = "_fmnist_split_files"
 _REPORTS_KEY = "_fmnist_file_reports"
 _EXAMPLES_SHOWN = 3
+MAX_CELLS_SHOWN = 5     # ValidationGate's lookup: offending cells shown per run
 
 
 class DuplicateImagesError(FmnistError, ValueError):
@@ -239,6 +247,34 @@ def describe(report: dict[str, Any]) -> list[str]:
                              f"({d['share']:.2%}, limit {dup['max_share']:.2%}; {d['different_label']} "
                              f"with a different label)")
     return lines
+
+
+def offending_cells(input_base: str, split: str, pattern: str,
+                    domains: dict[str, tuple[int, int]]) -> list[str]:
+    """ValidationGate's row lookup for CSVs (pipeline/sources/csv_files.py): the first cells of the
+    split's CSVs that fall outside their feature's domain, and per file how many rows have such a
+    cell (the rows the schema refuses)."""
+    # Column c of the table feeds feature `label` (c == 0) or `pixels` (c >= 1).
+    lo = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[0]]
+                  + [domains.get(RAW_PIXELS_KEY, (-2**62, 2**62))[0]] * (len(CSV_COLUMNS) - 1))
+    hi = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[1]]
+                  + [domains.get(RAW_PIXELS_KEY, (-2**62, 2**62))[1]] * (len(CSV_COLUMNS) - 1))
+    found: list[str] = []
+    for path in split_files.match_split(input_base, split, pattern).files:
+        table = read_table(path)
+        outside = (table.values < lo) | (table.values > hi)
+        rows, cols = np.nonzero(outside)
+        bad_rows = int(outside.any(axis=1).sum())
+        if bad_rows:
+            found.append(f"{path}: {bad_rows} of {len(table.values)} rows refused by the schema")
+        for r, c in zip(rows[:MAX_CELLS_SHOWN], cols[:MAX_CELLS_SHOWN]):
+            found.append(f"{path} line {table.line_numbers[r]} column '{CSV_COLUMNS[c]}' = "
+                         f"{table.values[r, c]} (allowed {lo[c]}..{hi[c]})")
+        if len(rows) > MAX_CELLS_SHOWN:
+            found.append(f"... {len(rows) - MAX_CELLS_SHOWN} more such cells in {path}")
+        if len(found) >= MAX_CELLS_SHOWN:
+            break
+    return found
 
 
 class Executor(BaseExampleGenExecutor):

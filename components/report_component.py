@@ -50,7 +50,7 @@ def _test_split(examples: tfx.types.standard_artifacts.Examples, split: str):
 
 
 def _data_input(examples_uri: str):
-    """FastCsvExampleGen's per-split data report, if the Examples artifact has one."""
+    """The CSV ExampleGen's per-split data report, if the Examples artifact has one."""
     from tfx.dsl.io import fileio
 
     path = os.path.join(examples_uri, DATA_REPORT_FILE)
@@ -84,7 +84,7 @@ def RunReport(model: tfx.dsl.components.InputArtifact[tfx.types.standard_artifac
     run_info = {"model": model.uri, "evaluation": evaluation.uri,
                 "test examples": str(len(labels)), "misclassified": str(len(wrong))}
     from components.paired_blessing import load_decision
-    from components.warm_start import read_record
+    from components.training.warm_start import read_record
     start = read_record(model_run.uri)   # span mode: warm or cold start, and why
     if start:
         run_info["training start"] = f"{start['reason']}; {start['epochs']} epochs"

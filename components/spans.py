@@ -1,7 +1,7 @@
 """Continuous training over spans: the span store and the rolling training window.
 
 Data arrives as span directories (`DATA/span-1/`, `DATA/span-2/`, ... each with its train and test
-CSV). FastCsvExampleGen's input patterns carry TFX's `{SPAN}` placeholder (`span-{SPAN}/...`), so
+CSV). ExampleGen's input patterns carry TFX's `{SPAN}` placeholder (`span-{SPAN}/...`), so
 TFX's ExampleGen driver picks the newest span and only that span's CSVs are parsed.
 
 Older spans are needed for the rolling window of the last `span_window` spans. They come from the

@@ -4,24 +4,24 @@ Why a component: ExampleValidator only records anomalies; TFX runs Transform and
 way. This gate fails its execution with a message that names every split, feature and anomaly,
 so LocalDagRunner (and Kubeflow) stop the run there and nothing downstream -- Pusher included --
 runs. TFDV reports per feature ("pixels: unexpectedly large value 300"); to make that fixable the
-gate then looks up the first offending cells in the CSVs themselves (file, line, column, value).
+gate then asks the data source (pipeline/sources/) for the first offending rows in its own files
+-- for CSVs the file, line, column and value (components/csv_example_gen.py, offending_cells).
 The anomalies stay in the ExampleAnomalies artifact for `tfdv.display_anomalies`.
 """
+import importlib
 import json
 import logging
 import os
+from typing import Callable
 
-import numpy as np
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tfx.types.artifact import Artifact
 
 from components.errors import FmnistError
-from schema.contract import CSV_COLUMNS, LABEL_KEY, RAW_PIXELS_KEY
 
 log = logging.getLogger(__name__)
 
-MAX_CELLS_SHOWN = 5
 
 
 class DataValidationError(FmnistError, RuntimeError):
@@ -58,36 +58,6 @@ def domains_from_schema(schema_uri: str) -> dict[str, tuple[int, int]]:
             if f.HasField("int_domain")}
 
 
-def offending_cells(input_base: str, split: str, pattern: str,
-                    domains: dict[str, tuple[int, int]]) -> list[str]:
-    """The first cells of the split's CSVs that fall outside their feature's domain, and per file
-    how many rows have such a cell (the rows the schema refuses)."""
-    from components.csv_table import read_table
-    from components.split_files import match_split
-
-    # Column c of the table feeds feature `label` (c == 0) or `pixels` (c >= 1).
-    lo = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[0]]
-                  + [domains.get(RAW_PIXELS_KEY, (-2**62, 2**62))[0]] * (len(CSV_COLUMNS) - 1))
-    hi = np.array([domains.get(LABEL_KEY, (-2**62, 2**62))[1]]
-                  + [domains.get(RAW_PIXELS_KEY, (-2**62, 2**62))[1]] * (len(CSV_COLUMNS) - 1))
-    found: list[str] = []
-    for path in match_split(input_base, split, pattern).files:
-        table = read_table(path)
-        outside = (table.values < lo) | (table.values > hi)
-        rows, cols = np.nonzero(outside)
-        bad_rows = int(outside.any(axis=1).sum())
-        if bad_rows:
-            found.append(f"{path}: {bad_rows} of {len(table.values)} rows refused by the schema")
-        for r, c in zip(rows[:MAX_CELLS_SHOWN], cols[:MAX_CELLS_SHOWN]):
-            found.append(f"{path} line {table.line_numbers[r]} column '{CSV_COLUMNS[c]}' = "
-                         f"{table.values[r, c]} (allowed {lo[c]}..{hi[c]})")
-        if len(rows) > MAX_CELLS_SHOWN:
-            found.append(f"... {len(rows) - MAX_CELLS_SHOWN} more such cells in {path}")
-        if len(found) >= MAX_CELLS_SHOWN:
-            break
-    return found
-
-
 def label_drift(statistics: Artifact, schema_uri: str, train_split: str, test_split: str) -> list[str]:
     """TFDV's drift check of the schema's drift comparators, training split vs. test split."""
     import tensorflow_data_validation as tfdv
@@ -110,6 +80,12 @@ def anomalies_pb2():
     return pb
 
 
+def resolve(dotted: str) -> Callable[..., list[str]]:
+    """`package.module.function` -> the function (as TFX resolves run_fn and preprocessing_fn)."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 @tfx.dsl.components.component
 def ValidationGate(
         anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
@@ -117,12 +93,15 @@ def ValidationGate(
         schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
         input_base: tfx.dsl.components.Parameter[str],
         split_patterns: tfx.dsl.components.Parameter[str],
+        row_lookup: tfx.dsl.components.Parameter[str] = "",
         examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples] = None,
 ) -> None:
     """Raises DataValidationError if any split has anomalies.
 
     split_patterns: JSON {split name: file pattern under input_base}, as given to ExampleGen;
       the first two are the training and test splits compared for label drift.
+    row_lookup: dotted name of the data source's `f(input_base, split, pattern, domains) -> [lines]`
+      naming the offending rows in its files (pipeline/sources/); "" lists the anomalies only.
     examples: ExampleGen's output, only needed to resolve `{SPAN}` in span patterns.
     """
     splits = artifact_utils.decode_split_names(anomalies.split_names)
@@ -142,12 +121,13 @@ def ValidationGate(
         log.info("data validation passed for splits %s", splits)
         return
     domains = domains_from_schema(schema.uri)
+    lookup = resolve(row_lookup) if row_lookup else None
     lines = []
     for split, found in problems.items():
         lines += [f"split '{split}', {p}" for p in found]
-        if split in patterns:
+        if lookup and split in patterns:
             try:
-                cells = offending_cells(input_base, split, patterns[split], domains)
+                cells = lookup(input_base, split, patterns[split], domains)
             except Exception as e:  # the detail is a help; never hide the anomalies behind it
                 cells = [f"(could not look up the offending rows: {e})"]
             lines += [f"    {c}" for c in cells]

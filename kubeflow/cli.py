@@ -8,7 +8,8 @@ from pipeline.config_args import add_config_arguments, config_from_args
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from kubeflow.runner import compile_pipeline, defaults
+    from kubeflow.parameters import defaults
+    from kubeflow.runner import compile_pipeline
 
     overrides = {}
     if args.data_root:

@@ -40,12 +40,12 @@ from typing import Any
 
 import yaml
 
+from kubeflow import parameters
 from pipeline.config import ConfigError, PipelineConfig
 from schema import contract
 
 log = logging.getLogger(__name__)
 
-RUNTIME_PARAMETERS = ("data_root", "serving_model_dir", "epochs", "accuracy_threshold")
 TARGETS = ("kfp", "vertex")
 ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 EXAMPLE_GEN_DRIVER_FLAG = "--example-gen-driver"
@@ -86,14 +86,6 @@ def vertex_training_args(project: str, image: str, workers: int, gpus: int, acce
     return {"project": project, "job_spec": {"worker_pool_specs": pools}}
 
 
-def defaults(config: PipelineConfig) -> dict[str, Any]:
-    values = {"data_root": config.data_root, "serving_model_dir": config.serving_model_dir,
-              "epochs": config.training.epochs, "accuracy_threshold": config.accuracy_threshold}
-    if config.spans:  # continuous training: where accepted spans are kept (components/spans.py)
-        values["span_store"] = config.span_store_dir
-    return values
-
-
 def check_pipeline_root(pipeline_root: str, target: str) -> None:
     """Refuse, at compile time, a pipeline root the target's launcher cannot work with."""
     if target not in TARGETS:
@@ -119,22 +111,13 @@ def build_kubeflow_pipeline(config: PipelineConfig, pipeline_root: str, *, targe
                             vertex_project: str = "", vertex_region: str = DEFAULT_VERTEX_REGION,
                             machine_type: str = DEFAULT_MACHINE_TYPE) -> Any:
     from kfp.pipeline_spec import pipeline_spec_pb2
-    from tfx import v1 as tfx
 
     from components.baseline import KFP_RUN_ID_PLACEHOLDER
     from pipeline.pipeline import create_pipeline
 
-    rp = tfx.dsl.experimental.RuntimeParameter
-    pipeline = create_pipeline(
-        config,
-        data_root=rp(name="data_root", ptype=str, default=config.data_root),
-        serving_model_dir=rp(name="serving_model_dir", ptype=str, default=config.serving_model_dir),
-        epochs=rp(name="epochs", ptype=int, default=config.training.epochs),
-        accuracy_threshold=rp(name="accuracy_threshold", ptype=float, default=config.accuracy_threshold),
-        span_store=rp(name="span_store", ptype=str, default=config.span_store_dir) if config.spans else None,
-        pipeline_root=pipeline_root,
-        beam_pipeline_args=list(config.beam_args),
-        run_token=KFP_RUN_ID_PLACEHOLDER)
+    pipeline = create_pipeline(config, pipeline_root=pipeline_root, beam_pipeline_args=list(config.beam_args),
+                               run_token=KFP_RUN_ID_PLACEHOLDER)
+    parameters.apply(pipeline, config)
     trainer = next(c for c in pipeline.components if c.id == TRAINER_TASK)
     spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
     if workers > 1:
@@ -252,7 +235,7 @@ def compile_pipeline(config: PipelineConfig, image: str, pipeline_root: str, out
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=images, default_commands=ENTRYPOINT, use_pipeline_spec_2_1=True))
-    job = runner.run(pipeline, parameter_values=defaults(config), write_out=False)
+    job = runner.run(pipeline, parameter_values=parameters.defaults(config), write_out=False)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
         if target == "vertex":

@@ -7,7 +7,7 @@ With `fmnist kubeflow compile --workers W` (W > 1, target kfp) the Trainer step'
    the very command TFX's Vertex training extension gives its replicas
    (`python -m tfx.scripts.run_executor --executor_class_path <TFX's GenericExecutor> --inputs ...`,
    tfx/extensions/google_cloud_ai_platform/training_clients.py, generate_container_command), so
-   every replica calls the same `run_fn` (components/trainer.py) in the same image;
+   every replica calls the same `run_fn` (components/training/trainer.py) in the same image;
 2. creates it through the Kubernetes API (RBAC: kubeflow/manifests/tfjob-rbac.yaml), logs where the
    replicas' logs are (`kubectl logs -l training.kubeflow.org/job-name=...`), polls its conditions
    until Succeeded or Failed, and fails the step with the job's reason and message when it fails;

@@ -11,22 +11,9 @@ import sys
 from pathlib import Path
 
 from components.errors import FmnistError
-from pipeline.config import ConfigError
 from pipeline.config_args import add_config_arguments, config_from_args
-from schema.contract import TEST_SPLIT, TRAIN_SPLIT
 
 log = logging.getLogger("fmnist")
-
-
-def newest_span_dir(data_root: str) -> str:
-    """data_root/span-<highest N> (span mode), or a ConfigError saying what the layout must be."""
-    from pipeline.watch import span_dirs
-
-    spans = span_dirs(data_root)
-    if not spans:
-        raise ConfigError(f"spans=true but {data_root} has no span-<N>/ directory; the layout is "
-                          "DATA/span-1/*_train.csv + *_test.csv, DATA/span-2/..., DATA/holdout/*_test.csv")
-    return spans[max(spans)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -36,13 +23,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if watching and not config.spans:   # watching only makes sense for the span layout
         config = config.replace(spans=True)
-    if "://" not in config.data_root and not watching:  # fail in a second, not after TensorFlow's start-up
-        from components.split_files import select_splits
-        root = config.data_root
-        if config.spans:  # the newest span directory is what ExampleGen will read
-            root = newest_span_dir(config.data_root)
-        select_splits(root, {TRAIN_SPLIT: config.train_pattern, TEST_SPLIT: config.test_pattern},
-                      config.data_input_options()["file_counts"])  # DataSelectionError: exit 2, run_command
+    if not watching:  # fail in a second, not after TensorFlow's start-up
+        from pipeline import sources
+        sources.check_files(config)   # the data source's own check (pipeline/sources/); DataSelectionError: exit 2
     from pipeline import runner
 
     def run_once() -> int:
@@ -106,7 +89,7 @@ def register_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def register_clients(sub: argparse._SubParsersAction) -> None:
-    from pipeline.serving_cli import register
+    from pipeline.clients.serving_cli import register
     register(sub)
 
 
@@ -123,7 +106,7 @@ def register_report(sub: argparse._SubParsersAction) -> None:
 
 
 def register_monitor(sub: argparse._SubParsersAction) -> None:
-    from pipeline.monitor_cli import register
+    from pipeline.monitoring.monitor_cli import register
     register(sub)
 
 

@@ -14,13 +14,14 @@ from typing import Any, Mapping
 
 from components.decision import POLICIES, DecisionPolicy
 from components.split_files import DEFAULT_MAX_DUPLICATE_SHARE
-from components.training_config import (
+from components.training.training_config import (
     ConfigError,
     TrainingConfig,
     flatten_settings,
     setting_fields as training_settings,
     unknown_message,
 )
+from pipeline.sources import SOURCES
 from schema.contract import HOLDOUT_SPLIT, TEST_SPLIT, TRAIN_SPLIT
 
 __all__ = ["PRESETS", "ConfigError", "PipelineConfig", "TrainingConfig", "load_config"]
@@ -44,12 +45,16 @@ class PipelineConfig:
     test_file_count: int = 1
     # Above this share of the test split's images also found in the training split, the run stops.
     max_duplicate_share: float = DEFAULT_MAX_DUPLICATE_SHARE
+    # What the files are (pipeline/sources/: the one place a source is chosen): "csv" (the Kaggle
+    # layout above) or "tfrecord" (TFRecord files of tf.Examples in the Examples layout; set the
+    # patterns to their names).
+    data_format: str = "csv"
     schema_dir: str = str(SCHEMA_DIR)
     # Outputs.
     output_root: str = str(DEFAULT_OUTPUT)
     model_name: str = "fmnist"
     serving_root: str = ""          # default: <output_root>/serving
-    # Training, model and Trainer input: components/training_config.py (its fields are set by name,
+    # Training, model and Trainer input: components/training/training_config.py (its fields are set by name,
     # e.g. `--set epochs=20`, like this class's own; an architecture's as `--set resnet.width=32`).
     training: TrainingConfig = TrainingConfig()
     # Blessing: TFMA's thresholds (overall accuracy, each class's recall), then -- when a model is
@@ -76,7 +81,7 @@ class PipelineConfig:
     holdout_root: str = ""
     span_store: str = ""            # default: <output_root>/spans/<pipeline_name>
     # Warm start (span mode): TrainingConfig.warm_start / warm_start_epochs.
-    # Hyperparameter search (README "Tuning"; components/tuner.py): TFX's Tuner before the Trainer,
+    # Hyperparameter search (README "Tuning"; components/training/tuner.py): TFX's Tuner before the Trainer,
     # KerasTuner's random search over the architecture's search_space, at most tune_trials trials
     # of tune_epochs epochs each and no trial started after tune_minutes; scored on the training
     # split's validation slice, the Trainer then trains with the best values.
@@ -140,6 +145,7 @@ class PipelineConfig:
             ("tune_epochs", self.tune_epochs >= 1, "must be >= 1"),
             ("tune_minutes", self.tune_minutes > 0, "must be > 0"),
             ("span_window", self.span_window >= 1, "must be >= 1 (spans in the training window)"),
+            ("data_format", self.data_format in SOURCES, f"must be one of {', '.join(SOURCES)}"),
             ("test_pattern", self.test_pattern != self.train_pattern,
              "must differ from train_pattern (a file may feed one split only)"),
         ]
@@ -154,7 +160,7 @@ class PipelineConfig:
         return self
 
     def tuner_config(self) -> dict[str, Any]:
-        """The Tuner's custom_config (components/tuner.py, tuner_fn): the training config and the budget."""
+        """The Tuner's custom_config (components/training/tuner.py, tuner_fn): the training config and the budget."""
         return {"training": self.training.to_custom_config(), "trials": self.tune_trials,
                 "epochs": self.tune_epochs, "minutes": self.tune_minutes}
 

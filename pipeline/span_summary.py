@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schema.contract import BASELINE, EXAMPLE_GEN, SPAN_WINDOW, TRAINER
+from schema import contract
 
 
 def _custom(artifact: Any, name: str) -> Any:
@@ -21,19 +21,19 @@ def _custom(artifact: Any, name: str) -> Any:
 def span_facts(summary: Any) -> dict[str, Any]:
     """{'span', 'window_spans', 'warm_start', 'baseline_version'}; only what the run recorded."""
     facts: dict[str, Any] = {}
-    example_gen = summary.component(EXAMPLE_GEN)
-    window = summary.component(SPAN_WINDOW)
+    example_gen = summary.component(contract.EXAMPLE_GEN)
+    window = summary.component(contract.SPAN_WINDOW)
     if not window and not (example_gen and any(_custom(a, "span") for a in example_gen.outputs.get("examples", []))):
         return facts
     for artifact in (example_gen.outputs.get("examples", []) if example_gen else []):
         facts["span"] = _custom(artifact, "span")
     for artifact in (window.outputs.get("window", []) if window else []):
         facts["window_spans"] = [int(s) for s in (_custom(artifact, "window_spans") or "").split(",") if s]
-    trainer = summary.component(TRAINER)
+    trainer = summary.component(contract.TRAINER)
     for artifact in (trainer.outputs.get("model_run", []) if trainer else []):
-        from components.warm_start import read_record
+        from components.training.warm_start import read_record
         facts["warm_start"] = read_record(artifact.uri)
-    baseline = summary.component(BASELINE)
+    baseline = summary.component(contract.BASELINE)
     for artifact in (baseline.outputs.get("baseline", []) if baseline else []):
         facts["baseline_version"] = _custom(artifact, "served_version") or None
     return facts

@@ -33,7 +33,7 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES = len(CLASS_NAMES)
 
 # Served-traffic features the monitor adds per image (SERVING environment of the schema; computed by
-# components/image_measures.py).
+# pipeline/monitoring/image_measures.py).
 MEAN_BRIGHTNESS = "mean_brightness"      # FLOAT: mean grey value of the image, 0..255
 LIGHT_BACKGROUND = "light_background"    # INT 0/1: the border is mostly light (a photo on a light table)
 NEAR_EMPTY = "near_empty"                # INT 0/1: almost no ink (a crop that missed the garment)
@@ -63,7 +63,7 @@ def span_number(dir_name: str) -> int | None:
     return int(digits)
 
 
-# --- Serving signatures (components/export.py writes them; clients and the Evaluator call them) ------
+# --- Serving signatures (components/training/export.py writes them; clients and the Evaluator call them) ------
 PREDICT_SIGNATURE = "serving_default"            # serialized tf.Examples, one int64 feature per CSV pixel column
 IMAGES_SIGNATURE = "serving_images"              # float32 images [N, 28, 28] in 0..255
 IMAGES_UINT8_SIGNATURE = "serving_images_uint8"  # uint8 images [N, 28, 28]
@@ -87,7 +87,7 @@ EMBEDDING_LAYER = "embedding"                    # the penultimate features; the
 TRAINING_ACCURACY_METRIC = "accuracy"
 
 # --- Component ids (the node names in the DAG, ML Metadata and Kubeflow) ---------------------------
-EXAMPLE_GEN = "FastCsvExampleGen"
+EXAMPLE_GEN = "ExampleGen"                      # whichever source config.data_format names (pipeline/sources/)
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
@@ -99,7 +99,7 @@ EVALUATOR = "Evaluator"
 INFRA_VALIDATOR = "InfraValidator"
 PUSHER = "AtomicPusher"
 RUN_REPORT = "RunReport"
-TUNER = "Tuner"                                  # only with `--set tune=true` (components/tuner.py)
+TUNER = "Tuner"                                  # only with `--set tune=true` (components/training/tuner.py)
 COMPONENT_IDS: tuple[str, ...] = (EXAMPLE_GEN, STATISTICS_GEN, SCHEMA_GEN, EXAMPLE_VALIDATOR, VALIDATION_GATE,
                                   TRANSFORM, TRAINER, BASELINE, EVALUATOR, INFRA_VALIDATOR, PUSHER, RUN_REPORT)
 # Continuous training (span mode, components/spans.py) adds these three.

@@ -9,7 +9,7 @@ label is excluded from the SERVING environment, so serving-time examples validat
 The production monitor (`fmnist monitor`) keeps its thresholds here too, as TFDV skew comparators:
 training data vs. served requests. The training pipeline never passes serving statistics to TFDV,
 so these comparators do not change its validation. The monitor's own features (image measures and
-the predicted class, named in schema/contract.py, computed by components/image_measures.py) are not
+the predicted class, named in schema/contract.py, computed by pipeline/monitoring/image_measures.py) are not
 in the TRAINING environment and carry no presence constraint, so training Examples -- which do not
 have them -- stay valid.
 

@@ -11,7 +11,7 @@ from typing import Any
 import tensorflow as tf
 import tf_keras as keras
 
-from components.training_config import TrainingConfig
+from components.training.training_config import TrainingConfig
 from schema.contract import NUM_CLASSES, TRAINING_ACCURACY_METRIC
 
 

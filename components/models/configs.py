@@ -1,6 +1,6 @@
 """Each architecture's config group: one frozen dataclass per architecture, its defaults here.
 
-An architecture is registered by one field of TrainingConfig (components/training_config.py) that
+An architecture is registered by one field of TrainingConfig (components/training/training_config.py) that
 holds its group under the architecture's name (`config.cnn`, `config.resnet`): `--set
 resnet.width=32` or a YAML `resnet: {width: 32}` sets it like any other field, `--set model=resnet`
 selects it, and the group's `builder` names the function that builds it
@@ -11,7 +11,7 @@ No TensorFlow import: the CLI and the config loader use this module before Tenso
 is why a builder is named here by its import path rather than imported.
 
 Each group also declares its architecture's hyperparameter search space (`search_space(hp)`, used
-by the optional Tuner, components/tuner.py): one place per architecture, beside its defaults.
+by the optional Tuner, components/training/tuner.py): one place per architecture, beside its defaults.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ class CnnConfig:
 
     @staticmethod
     def search_space(hp: Any) -> None:
-        """What `--set tune=true` searches (components/tuner.py), declared on a KerasTuner
+        """What `--set tune=true` searches (components/training/tuner.py), declared on a KerasTuner
         HyperParameters `hp`; each name is the setting's key (`cnn.dense_units`, `learning_rate`)
         and the Trainer applies the best values over the config by those names."""
         hp.Choice("cnn.dense_units", [64, 128, 256, 512])

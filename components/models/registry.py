@@ -7,7 +7,7 @@ must provide (schema/contract.py) before anything trains on it, so a new archite
 one fails here, naming the architecture and the name, not in the projector or the export later.
 
 BUILDERS is derived, not written: one entry per config group of TrainingConfig (the registration,
-components/training_config.py), its function the one the group's class names (`builder`,
+components/training/training_config.py), its function the one the group's class names (`builder`,
 components/models/configs.py), imported here because the config side must not import TensorFlow.
 """
 from __future__ import annotations
@@ -20,8 +20,9 @@ from typing import Any, Callable
 import tensorflow as tf
 import tf_keras as keras
 
+from components.errors import FmnistError
 from components.models.compile import compile_model
-from components.training_config import ConfigError, TrainingConfig, group_names
+from components.training.training_config import ConfigError, TrainingConfig, group_names
 from schema.contract import EMBEDDING_LAYER, IMAGE_KEY, IMAGE_SIZE, NUM_CLASSES, PROBABILITIES_OUTPUT
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ BUILDERS: dict[str, Builder] = {name: _import_builder(type(getattr(TrainingConfi
                                 for name in group_names()}
 
 
-class ModelContractError(ValueError):
+class ModelContractError(FmnistError, ValueError):
     """A registered architecture built a model without a name the contract requires of every model."""
 
 

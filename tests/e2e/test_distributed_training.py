@@ -112,7 +112,7 @@ def _trainer_artifacts(examples: str, graph: str, out: Path) -> tuple[dict, dict
                                                                           gpus=1).to_dict()}
     props = {"train_args": proto_utils.proto_to_json(TrainArgs(splits=[contract.TRAIN_SPLIT])),
              "eval_args": proto_utils.proto_to_json(EvalArgs(splits=[contract.TEST_SPLIT])),
-             "run_fn": "components.trainer.run_fn", "custom_config": json_utils.dumps(config), "epochs": 8}
+             "run_fn": "components.training.trainer.run_fn", "custom_config": json_utils.dumps(config), "epochs": 8}
     return ({"examples": [examples_artifact], "transform_graph": [graph_artifact]},
             {"model": [model], "model_run": [model_run]}, props)
 
@@ -168,9 +168,9 @@ def test_a_garbage_model_fails_the_bar(single_process, transformed, tmp_path):
     export) is far below the threshold."""
     import tensorflow_transform as tft
 
-    from components import export
     from components.models.registry import build_model
-    from components.training_config import TrainingConfig
+    from components.training import export
+    from components.training.training_config import TrainingConfig
 
     sys.path.insert(0, str(WORKER.parent))
     from train_worker import custom_config

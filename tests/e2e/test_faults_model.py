@@ -13,6 +13,7 @@ import tensorflow as tf
 from conftest import NO_CLASS_FLOOR, NO_LATENCY_GATE, NO_LATENCY_GATE_ARGS
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT, load_config
+from schema import contract
 from schema.contract import ACCURACY_METRIC
 
 
@@ -88,7 +89,7 @@ def test_sigkill_during_trainer_loses_nothing(tmp_path):
 
     summary = runner.run_local(config.replace(epochs=3), progress=False)
     assert not summary.failures, summary.failures
-    for upstream in ("FastCsvExampleGen", "StatisticsGen", "ExampleValidator", "Transform"):
+    for upstream in (contract.EXAMPLE_GEN, "StatisticsGen", "ExampleValidator", "Transform"):
         assert summary.component(upstream).state == "CACHED", upstream
     assert summary.component("Trainer").state == "COMPLETE" and summary.pushed_to
     for version in _versions(config.serving_model_dir):  # every served version is whole

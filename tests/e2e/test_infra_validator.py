@@ -14,6 +14,7 @@ import pytest
 from conftest import small_config
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT
+from schema import contract
 from serving.ports import free_port
 
 
@@ -148,7 +149,7 @@ def test_a_model_that_loads_in_python_but_cannot_be_queried_is_not_blessed(sampl
     tf.saved_model.save(module, os.path.join(model_dir, "Format-Serving"), signatures={"serving_default": module.serve})
     assert "serving_default" in tf.saved_model.load(os.path.join(model_dir, "Format-Serving")).signatures
     _, summary = sample_run
-    blessing = _validate(model_dir, summary.component("FastCsvExampleGen").outputs["examples"][0].uri, tmp_path)
+    blessing = _validate(model_dir, summary.component(contract.EXAMPLE_GEN).outputs["examples"][0].uri, tmp_path)
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_string_custom_property("failed_check") == "query"
     failure = blessing.get_string_custom_property("failure")
@@ -161,7 +162,7 @@ def test_a_model_the_server_cannot_load_fails_the_load_check(sample_run, tmp_pat
     (model_dir / "Format-Serving").mkdir(parents=True)
     (model_dir / "Format-Serving" / "saved_model.pb").write_bytes(b"not a SavedModel")
     _, summary = sample_run
-    blessing = _validate(str(model_dir), summary.component("FastCsvExampleGen").outputs["examples"][0].uri, tmp_path)
+    blessing = _validate(str(model_dir), summary.component(contract.EXAMPLE_GEN).outputs["examples"][0].uri, tmp_path)
     assert blessing.get_int_custom_property("blessed") == 0
     assert blessing.get_string_custom_property("failed_check") == "load"
     assert "did not load the model" in blessing.get_string_custom_property("failure")

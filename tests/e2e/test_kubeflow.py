@@ -102,7 +102,7 @@ def test_every_step_runs_the_project_entrypoint_and_example_gen_its_driver(spec)
     assert all(c["command"] == ["python", "-m", "kubeflow.entrypoint"] for c in containers.values())
     # --gpus 2: the Trainer runs in the GPU image (make image-gpu), every other step in the image.
     assert {n: c["image"] for n, c in containers.items() if c["image"] != IMAGE} == {"Trainer_executor": GPU_IMAGE}
-    example_gen = containers["FastCsvExampleGen_executor"]
+    example_gen = containers[f"{contract.EXAMPLE_GEN}_executor"]
     assert "lifecycle" not in example_gen and example_gen["args"][0] == "--example-gen-driver"
     assert all("--json_serialized_inputs_spec_args" in c["args"] for c in containers.values())
     baseline = spec["root"]["dag"]["tasks"]["ServedModelBaseline"]["inputs"]["parameters"]["run_token"]
@@ -122,11 +122,11 @@ def test_gpus_on_the_trainer_only_in_each_backends_form(specs):
     vertex_trainer = vertex["pipelineSpec"]["deploymentSpec"]["executors"]["Trainer_executor"]["container"]
     assert vertex_trainer["resources"]["accelerator"] == {"count": "2", "type": "NVIDIA_TESLA_V100"}
     executors = vertex["pipelineSpec"]["deploymentSpec"]["executors"]
-    assert "lifecycle" in executors["FastCsvExampleGen_executor"]["container"]
+    assert "lifecycle" in executors[f"{contract.EXAMPLE_GEN}_executor"]["container"]
 
 
 def test_no_gpu_request_without_gpus_and_the_tuner_feeds_the_trainer(tmp_path):
-    """A CPU compile, with `--set tune=true`: the Tuner step (components/tuner.py) reads Transform's
+    """A CPU compile, with `--set tune=true`: the Tuner step (components/training/tuner.py) reads Transform's
     output and its best_hyperparameters are the Trainer's `hyperparameters` input."""
     out = tmp_path / "cpu.yaml"
     result = _compile(out, "--pipeline-root", "minio://mlpipeline/v2/artifacts",
@@ -144,7 +144,7 @@ def test_no_gpu_request_without_gpus_and_the_tuner_feeds_the_trainer(tmp_path):
     tuner = docs[0]["deploymentSpec"]["executors"][f"{contract.TUNER}_executor"]["container"]
     assert tuner["command"] == ["python", "-m", "kubeflow.entrypoint"] and tuner["image"] == IMAGE
     parameters = tasks[contract.TUNER]["inputs"]["parameters"]
-    assert parameters["tuner_fn"]["runtimeValue"]["constant"] == "components.tuner.tuner_fn"
+    assert parameters["tuner_fn"]["runtimeValue"]["constant"] == "components.training.tuner.tuner_fn"
     budget = json.loads(parameters["custom_config"]["runtimeValue"]["constant"])
     assert budget["trials"] == 3 and budget["training"]["model"] == "cnn"
 
@@ -254,7 +254,7 @@ def test_entrypoint_adapts_what_the_open_source_launcher_hands_over():
 
     executor_input = json_format.ParseDict({
         "inputs": {"artifacts": {"examples": {"artifacts": [{
-            "name": "17", "uri": "minio://mlpipeline/v2/artifacts/p/run/FastCsvExampleGen/u/examples",
+            "name": "17", "uri": "minio://mlpipeline/v2/artifacts/p/run/ExampleGen/u/examples",
             "type": {"instanceSchema": ""},
             "metadata": {"split_names": '["train", "test"]', "span": 0.0,
                          "tags": {"list": ["a", "b"]}}}]}}},
@@ -271,7 +271,7 @@ def test_entrypoint_adapts_what_the_open_source_launcher_hands_over():
     originals = adapt_input(executor_input, inputs_spec)
     examples = executor_input.inputs.artifacts["examples"].artifacts[0]
     assert examples.type.instance_schema.startswith("title: tfx.Examples")
-    assert examples.uri == "/minio/mlpipeline/v2/artifacts/p/run/FastCsvExampleGen/u/examples"
+    assert examples.uri == "/minio/mlpipeline/v2/artifacts/p/run/ExampleGen/u/examples"
     assert json_format.MessageToDict(examples.metadata)["tags"] == ["a", "b"]
     assert "executor-logs" not in executor_input.outputs.artifacts
     local = executor_input.outputs.artifacts["statistics"].artifacts[0].uri

@@ -14,6 +14,7 @@ from conftest import NO_CLASS_FLOOR_ARGS, NO_LATENCY_GATE_ARGS, compile_kubeflow
 from container_engine import ContainerEngine, image_under_test
 from kfp_standin import KfpStandIn
 from pipeline.config import PROJECT_ROOT
+from schema import contract
 
 ROOT = "minio://mlpipeline/v2/artifacts"
 SPANS = PROJECT_ROOT / "data" / "sample-spans"
@@ -49,7 +50,7 @@ def test_span_pipeline_compiles_without_resolvers_and_wires_window_warm_start_an
     assert producer("Trainer", "base_model") == "ServedModelBaseline"      # warm start from what is served
     assert producer("SpanWindow", "holdout") == "HoldoutExampleGen"
     assert {"ValidationGate", "SpanDrift"} <= set(tasks["SpanWindow"]["dependentTasks"])
-    for task in ("FastCsvExampleGen", "HoldoutExampleGen"):
+    for task in (contract.EXAMPLE_GEN, "HoldoutExampleGen"):
         container = spec["deploymentSpec"]["executors"][f"{task}_executor"]["container"]
         assert container["args"][0] == "--example-gen-driver" and not tasks[task]["cachingOptions"].get("enableCache")
     for task in ("SpanDrift", "SpanWindow", "ServedModelBaseline"):
@@ -57,7 +58,7 @@ def test_span_pipeline_compiles_without_resolvers_and_wires_window_warm_start_an
         assert tasks[task]["cachingOptions"].get("enableCache")   # cache keys differ per run anyway
     for task in ("SpanDrift", "SpanWindow"):
         assert tasks[task]["inputs"]["parameters"]["span_store"]["componentInputParameter"] == "span_store"
-    assert "span-{SPAN}/" in str(tasks["FastCsvExampleGen"]["inputs"]["parameters"]["input_config"])
+    assert "span-{SPAN}/" in str(tasks[contract.EXAMPLE_GEN]["inputs"]["parameters"]["input_config"])
 
 
 def test_recurring_run_request_is_built_by_kfps_own_client_from_the_compiled_file(compiled):
@@ -120,7 +121,8 @@ def test_two_spans_on_the_open_source_backend_contract(two_spans):
     # The span TFX's driver resolved in the ExampleGen step reached SpanWindow through KFP.
     window = props(runs[2], "SpanWindow", "window")
     assert window["new_span"] == {"double": 2.0} and window["window_spans"] == {"string": "1,2"}
-    assert "span-2" in runs[2].tasks["FastCsvExampleGen"].log and "span-1" not in runs[2].tasks["FastCsvExampleGen"].log
+    example_gen_log = runs[2].tasks[contract.EXAMPLE_GEN].log
+    assert "span-2" in example_gen_log and "span-1" not in example_gen_log
     assert sorted(os.listdir(store)) == ["span-1", "span-2"]
     assert props(runs[2], "ServedModelBaseline", "baseline")["served_version"] == {"string": served_1[0]}
     assert "baseline_model_id" in props(runs[2], "Evaluator", "blessing")

@@ -28,6 +28,7 @@ from conftest import (
 from container_engine import ContainerEngine, image_under_test, left_out_image, left_out_module
 from kfp_standin import KfpStandIn, Rejected
 from pipeline.config import PROJECT_ROOT
+from schema import contract
 
 ROOT = "minio://mlpipeline/v2/artifacts"
 RUN_PARAMETERS = {"epochs": 3, "accuracy_threshold": 0.5}
@@ -152,10 +153,10 @@ def test_changed_data_is_re_ingested_and_the_served_model_is_the_baseline(kfp):
     standin, runs, serving, first_versions, _ = kfp
     first, run = runs["first"], runs["changed"]
     assert run.succeeded, run.error
-    assert run.tasks["FastCsvExampleGen"].state == "COMPLETE"   # not answered from the cache
+    assert run.tasks[contract.EXAMPLE_GEN].state == "COMPLETE"   # not answered from the cache
     assert run.tasks["ImportSchemaGen"].state == "CACHED"       # KFP's cache still works where it can
     assert _stats_rows(standin, first, "train") == 2500 and _stats_rows(standin, run, "train") == 2000
-    fingerprints = [standin.artifacts[r.tasks["FastCsvExampleGen"].outputs["examples"]]["custom_properties"]
+    fingerprints = [standin.artifacts[r.tasks[contract.EXAMPLE_GEN].outputs["examples"]]["custom_properties"]
                     ["input_fingerprint"] for r in (first, run)]
     assert fingerprints[0] != fingerprints[1]     # TFX's ExampleGen driver ran (as Vertex's pre-cache check)
     baseline = standin.artifacts[run.tasks["ServedModelBaseline"].outputs["baseline"]]["custom_properties"]
@@ -177,7 +178,7 @@ def test_bad_csv_stops_before_training_naming_file_line_and_column(kfp):
     run = runs["bad"]
     assert not run.succeeded
     failed = [n for n, t in run.tasks.items() if t.state == "FAILED"]
-    assert failed and failed[0] in ("FastCsvExampleGen", "ValidationGate")
+    assert failed and failed[0] in (contract.EXAMPLE_GEN, "ValidationGate")
     assert "Transform" not in run.tasks and "Trainer" not in run.tasks
     log = run.tasks[failed[0]].log
     assert TEST_CSV in log and "line 9" in log and "pixel300" in log

@@ -146,7 +146,7 @@ def test_config_poll_applies_the_file_over_a_config_sent_by_request(stable_on_1)
     """With polling on, the file is the truth: a config sent by HandleReloadConfigRequest that
     differs from an unchanged file is replaced by the file's at the next poll (the poller compares
     the file with the config in force, not with the file's previous text)."""
-    from pipeline import model_labels
+    from pipeline.monitoring import model_labels
     from serving.server import ModelServer
 
     base, config = stable_on_1(1, 2)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import served_traffic
-from components.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY
 from pipeline import cli
+from pipeline.monitoring.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY
 from schema.make_schema import SERVING_THRESHOLDS
 
 
@@ -96,7 +96,7 @@ def test_no_logs_is_exit_2(served, tmp_path, capsys):
 def test_image_measures_on_known_images():
     """The measures on hand-made images: a blank image is near-empty, a white one has a light
     background and brightness 255, a dot off the centre has the offset of its position."""
-    from components.image_measures import image_measures
+    from pipeline.monitoring.image_measures import image_measures
 
     blank = np.zeros((28, 28))
     white = np.full((28, 28), 255)

@@ -122,7 +122,7 @@ def test_second_run_is_served_from_the_cache(sample_run, tmp_path):
     config = first.replace(output_root=str(tmp_path / "outputs"))
     served = sorted(os.listdir(config.serving_model_dir))
     again = runner.run_local(config, progress=False)
-    for name in ("FastCsvExampleGen", "StatisticsGen", "Transform", "Trainer"):
+    for name in (contract.EXAMPLE_GEN, contract.STATISTICS_GEN, contract.TRANSFORM, contract.TRAINER):
         assert again.component(name).state == "CACHED", name
     text = runner.format_summary(again, config)
     assert "(cached)" in text

@@ -19,8 +19,8 @@ from PIL import Image
 from benchmarks.photo_generator import generate
 from conftest import SAMPLE_TEST_CSV
 from pipeline.cli import run_command
-from pipeline.predict import add_arguments
-from pipeline.serving_cli import cmd_predict
+from pipeline.clients.predict import add_arguments
+from pipeline.clients.serving_cli import cmd_predict
 from serving.model_manager import ModelConfig
 from serving.ports import free_port
 from serving.server import ModelServer
@@ -205,7 +205,7 @@ def test_unusable_server_or_arguments_are_one_line_exit_2(server, photos, case, 
 
 
 def test_csv_row_errors_name_file_row_and_column(tmp_path):
-    from pipeline.predict import csv_items, expand
+    from pipeline.clients.predict import csv_items, expand
     from schema.contract import PIXEL_KEYS
 
     header = "label," + ",".join(PIXEL_KEYS)
@@ -228,7 +228,7 @@ def test_csv_row_errors_name_file_row_and_column(tmp_path):
 
 
 def test_long_runs_show_progress_unless_quiet(server, bom_csv, capsys, monkeypatch):
-    from pipeline import predict
+    from pipeline.clients import predict
 
     monkeypatch.setattr(predict.Progress, "EVERY", 0.0)  # every chunk counts as "long" here
     code, out, err = run(capsys, bom_csv, "--limit", "all", "--batch-size", "50", "--server", server.target)

@@ -13,7 +13,7 @@ import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import read_sample_rows, wait_until
-from pipeline.serving_cli import pixels_example
+from pipeline.clients.serving_cli import pixels_example
 from schema.contract import CLASS_NAMES
 from serving.batching import BatchingParameters
 from serving.client import ServingClient

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 import served_traffic
+from pipeline.clients.photo_input import fashion_mnist_input
 from pipeline.config import PROJECT_ROOT
-from pipeline.photo_input import fashion_mnist_input
 from serving.client import ServingClient
 from serving.ports import free_port
 

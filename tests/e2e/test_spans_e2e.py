@@ -15,6 +15,7 @@ import pytest
 
 from conftest import NO_CLASS_FLOOR, NO_LATENCY_GATE
 from pipeline.config import PROJECT_ROOT, load_config
+from schema import contract
 
 SPANS = PROJECT_ROOT / "data" / "sample-spans"
 
@@ -68,7 +69,7 @@ def _artifact(summary, component: str, key: str):
 
 
 def test_span_1_is_trained_cold_and_pushed(spans_run):
-    from components.warm_start import read_record
+    from components.training.warm_start import read_record
 
     config, runs = spans_run
     first = runs[1]
@@ -83,7 +84,7 @@ def test_span_2_alone_is_ingested_and_trained_on_the_window(spans_run):
     config, runs = spans_run
     second = runs[2]
     assert not second.failures, second.failures
-    examples = _artifact(second, "FastCsvExampleGen", "examples")
+    examples = _artifact(second, contract.EXAMPLE_GEN, "examples")
     assert examples.custom_properties["span"].int_value == 2
     files = [f["file"] for split in second.data_input["splits"].values() for f in split["files"]]
     assert files and all(os.sep + "span-2" + os.sep in f for f in files), files
@@ -101,7 +102,7 @@ def test_span_2_alone_is_ingested_and_trained_on_the_window(spans_run):
 
 
 def test_span_2_warm_starts_from_the_served_model_with_fewer_epochs(spans_run):
-    from components.warm_start import read_record
+    from components.training.warm_start import read_record
 
     config, runs = spans_run
     run_dir = _artifact(runs[2], "Trainer", "model_run").uri

@@ -14,7 +14,7 @@ import sys
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components.trainer import run_fn
+from components.training.trainer import run_fn
 
 EPOCHS = 8   # the sample preset's; at 2 the accuracy of one run varies by several points
 

@@ -63,7 +63,7 @@ def test_derived_paths_follow_tf_serving_layout():
 def test_training_fields_are_set_by_name_and_have_one_default():
     """A training field reaches the Trainer's dataclass from a preset, an override or replace();
     its default is the TrainingConfig's (no second copy in PipelineConfig)."""
-    from components.training_config import TrainingConfig
+    from components.training.training_config import TrainingConfig
 
     assert PipelineConfig().training == TrainingConfig()
     cfg = load_config("default", overrides={"projector_examples": "50"})

@@ -1,4 +1,4 @@
-"""The serving signatures (components/export.py) on a tiny known model: every signature answers
+"""The serving signatures (components/training/export.py) on a tiny known model: every signature answers
 what NumPy computes for the same image, whichever way the client sends it; the warm-up file holds
 one request per client-facing signature.
 
@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from components.export import WARMUP_FILE, make_signatures, write_warmup_requests
+from components.training.export import WARMUP_FILE, make_signatures, write_warmup_requests
 from schema import contract as c  # the names the signatures must use
 
 RNG = np.random.default_rng(7)

@@ -10,7 +10,7 @@ from components.models.compile import compile_model
 from components.models.configs import CnnConfig
 from components.models.registry import BUILDERS, ModelContractError, build_and_compile, build_model
 from components.models.resnet import build_resnet
-from components.training_config import ConfigError, TrainingConfig, group_names
+from components.training.training_config import ConfigError, TrainingConfig, group_names
 from schema.contract import EMBEDDING_LAYER, NUM_CLASSES, PROBABILITIES_OUTPUT, TRAINING_ACCURACY_METRIC
 
 # Pinned: a change here changes what is trained and served (and ends warm starts from the served

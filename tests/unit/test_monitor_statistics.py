@@ -1,5 +1,5 @@
-"""The monitor's numbers (pipeline/monitor.py, pipeline/monitor_report.py, and the image measures
-it feeds TFDV, components/image_measures.py): measures of constructed images, the skew of the
+"""The monitor's numbers (pipeline/monitoring/monitor.py, pipeline/monitoring/monitor_report.py, and the image measures
+it feeds TFDV, pipeline/monitoring/image_measures.py): measures of constructed images, the skew of the
 served class mix against the expected one at the schema's threshold, and the report's shares.
 Expected values are computed here from the images and labels themselves."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.image_measures import image_measures
-from pipeline import monitor, monitor_report
+from pipeline.monitoring import monitor, monitor_report
+from pipeline.monitoring.image_measures import image_measures
 from schema.contract import (
     CENTRE_OFFSET,
     IMAGE_SIZE,

@@ -16,7 +16,7 @@ from PIL import Image
 
 from benchmarks.photo_generator import generate, make_photo, read_rows
 from conftest import SAMPLE_TEST_CSV
-from pipeline.photo_input import SIZE, PhotoError, fashion_mnist_input, load_photo, open_photo, to_fashion_mnist
+from pipeline.clients.photo_input import SIZE, PhotoError, fashion_mnist_input, load_photo, open_photo, to_fashion_mnist
 
 
 def pattern() -> np.ndarray:

@@ -1,11 +1,11 @@
-"""The replica scaling rule (components/strategy.py, replica_batches) and what run_fn accepts from
+"""The replica scaling rule (components/training/strategy.py, replica_batches) and what run_fn accepts from
 a launcher: the global batch never depends on the number of replicas."""
 from __future__ import annotations
 
 import pytest
 
-from components.strategy import replica_batches
-from components.training_config import ConfigError, TrainingConfig
+from components.training.strategy import replica_batches
+from components.training.training_config import ConfigError, TrainingConfig
 from schema import contract
 
 

@@ -1,6 +1,6 @@
 """Reproducible training: the same seed on the same machine gives bit-identical weights.
 
-Runs the loop run_fn runs (components/training_loop.py: seeding and op determinism, the input read
+Runs the loop run_fn runs (components/training/training_loop.py: seeding and op determinism, the input read
 from gzipped TFRecord shards with its shuffle and validation slice, build and compile, fit with
 early stopping) twice on small random data, with augmentation and dropout on so every random
 source training has is exercised; a different seed must change the weights, or the test could not
@@ -13,8 +13,8 @@ import tensorflow as tf
 
 from components.models.configs import CnnConfig
 from components.models.registry import build_and_compile
-from components.training_config import TrainingConfig
-from components.training_loop import fit, input_datasets, make_reproducible
+from components.training.training_config import TrainingConfig
+from components.training.training_loop import fit, input_datasets, make_reproducible
 from schema.contract import IMAGE_KEY, IMAGE_SIZE, NUM_CLASSES, TRANSFORMED_LABEL_KEY
 
 ROWS = 320

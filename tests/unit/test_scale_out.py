@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from pipeline.config import load_config
+from schema import contract
 
-BEAM_STEPS = ("FastCsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
+BEAM_STEPS = (contract.EXAMPLE_GEN, contract.STATISTICS_GEN, contract.TRANSFORM, contract.EVALUATOR)
 RUNNERS = {
     "dataflow": "--runner=DataflowRunner --project=my-project --region=europe-west4 "
                 "--temp_location=gs://bucket/tmp --experiments=use_runner_v2 "

@@ -1,4 +1,4 @@
-"""The Trainer's streaming input (components/train_input.py) on small synthetic TFRecord shards.
+"""The Trainer's streaming input (components/training/train_input.py) on small synthetic TFRecord shards.
 
 Each record carries its own id (in the label feature), so the tests can say exactly which rows
 went where and in what order.
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import train_input
-from components.trainer import training_rows
+from components.training import train_input
+from components.training.trainer import training_rows
 
 IMAGE, LABEL = "image", "label"
 SPEC = {IMAGE: tf.io.FixedLenFeature([2], tf.float32), LABEL: tf.io.FixedLenFeature([], tf.int64)}

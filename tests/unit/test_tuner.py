@@ -1,12 +1,12 @@
-"""The Tuner's pieces (components/tuner.py) without a pipeline: each architecture's search space,
+"""The Tuner's pieces (components/training/tuner.py) without a pipeline: each architecture's search space,
 the best values applied over the config by their setting names, and the budget in minutes."""
 import time
 
 import keras_tuner
 import pytest
 
-from components.training_config import ConfigError, TrainingConfig, group_names
-from components.tuner import DeadlineOracle, apply_hyperparameters, search_space, values_from_config
+from components.training.training_config import ConfigError, TrainingConfig, group_names
+from components.training.tuner import DeadlineOracle, apply_hyperparameters, search_space, values_from_config
 
 SPACES = {"cnn": {"cnn.dense_units", "cnn.dropout", "learning_rate"}, "resnet": {"resnet.width", "learning_rate"}}
 
@@ -46,7 +46,7 @@ def test_a_trial_stops_training_at_the_deadline():
 
     from components.models.configs import CnnConfig
     from components.models.registry import build_and_compile
-    from components.tuner import StopAtDeadline
+    from components.training.tuner import StopAtDeadline
 
     model = build_and_compile(TrainingConfig(cnn=CnnConfig(conv_filters=(4,), dense_units=8)))
     x, y = np.zeros((64, 28, 28, 1), np.float32), np.zeros(64, np.int64)

@@ -1,5 +1,6 @@
 """ValidationGate (components/validation_gate.py) on hand-made artifacts: it passes clean data,
-stops on anomalies naming the offending CSV cells (file, line, column, value, domain), and stops
+stops on anomalies naming the offending CSV cells (file, line, column, value, domain: the CSV
+source's row lookup, components/csv_example_gen.py offending_cells), and stops
 on a train/test class balance beyond the schema's L-infinity threshold. The expected cells and
 distances are computed here from the rows written, not read back from the gate."""
 from __future__ import annotations
@@ -14,7 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.validation_gate import MAX_CELLS_SHOWN, DataValidationError, ValidationGate, offending_cells
+from components.csv_example_gen import MAX_CELLS_SHOWN, offending_cells
+from components.validation_gate import DataValidationError, ValidationGate
+from pipeline.sources import csv_files
 from schema.contract import CSV_COLUMNS, LABEL_KEY, NUM_CLASSES, NUM_PIXELS, RAW_PIXELS_KEY
 from schema.make_schema import LABEL_DRIFT_THRESHOLD
 
@@ -75,7 +78,7 @@ BALANCED = np.repeat(np.arange(NUM_CLASSES), 3)
 def _run(tmp_path: Path, data: Path, train_labels=BALANCED, test_labels=BALANCED, anomalous=None) -> None:
     anomalies, statistics, schema = _artifacts(tmp_path, train_labels, test_labels, anomalous or {})
     gate(anomalies=anomalies, statistics=statistics, schema=schema, input_base=str(data),
-         split_patterns=json.dumps(PATTERNS))
+         split_patterns=json.dumps(PATTERNS), row_lookup=csv_files.ROW_LOOKUP)
 
 
 def test_clean_data_with_the_same_class_balance_passes(tmp_path):

@@ -1,12 +1,12 @@
 """Warm start from a served SavedModel: weights restored when the architecture matches, a cold
-start naming the difference otherwise (components/warm_start.py)."""
+start naming the difference otherwise (components/training/warm_start.py)."""
 import numpy as np
 import tensorflow as tf
 
-from components import warm_start
 from components.models.configs import CnnConfig
 from components.models.registry import build_and_compile, build_model
-from components.training_config import TrainingConfig
+from components.training import warm_start
+from components.training.training_config import TrainingConfig
 
 
 def cnn(**fields) -> TrainingConfig:

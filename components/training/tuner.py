@@ -6,7 +6,7 @@ by the setting it sets (`cnn.dense_units`, `learning_rate`), so the best values 
 TrainingConfig by name (`apply_hyperparameters`), here for each trial and in the Trainer's run_fn
 from the Tuner's `best_hyperparameters`.
 
-A trial trains as run_fn does (components/training_loop.py: the same input, build, compile, early
+A trial trains as run_fn does (components/training/training_loop.py: the same input, build, compile, early
 stopping) for the budget's epochs and is scored by its best accuracy on the training split's
 validation slice, the rows early stopping holds out: the test split is not an input of the Tuner
 (create_pipeline gives it the train split only), so tuning never sees the rows the Evaluator
@@ -29,10 +29,10 @@ from keras_tuner.src.engine import trial as trial_module
 from tfx.components.trainer.fn_args_utils import FnArgs
 from tfx.components.tuner.component import TunerFnResult
 
-from components import train_input
 from components.models.registry import build_and_compile
-from components.training_config import TrainingConfig
-from components.training_loop import fit, input_datasets, make_reproducible
+from components.training import train_input
+from components.training.training_config import TrainingConfig
+from components.training.training_loop import fit, input_datasets, make_reproducible
 from schema.contract import TRAINING_ACCURACY_METRIC
 
 log = logging.getLogger(__name__)

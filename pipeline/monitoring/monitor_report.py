@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from components.image_measures import CENTRE_OFFSET, LIGHT_BACKGROUND, MEAN_BRIGHTNESS, NEAR_EMPTY, PREDICTED_LABEL
+from pipeline.monitoring.image_measures import (
+    CENTRE_OFFSET,
+    LIGHT_BACKGROUND,
+    MEAN_BRIGHTNESS,
+    NEAR_EMPTY,
+    PREDICTED_LABEL,
+)
 from schema.contract import CLASS_NAMES, IMAGE_SIZE, RAW_PIXELS_KEY
 
 

@@ -1,11 +1,11 @@
 """Logged requests of the Fashion-MNIST model, back in the pipeline's Examples layout.
 
 The server's request log (serving/request_log.py) holds PredictionLog records of whatever a client
-sent to whichever signature. This module knows this model's signatures (components/export.py) and
+sent to whichever signature. This module knows this model's signatures (components/training/export.py) and
 turns each logged image -- float or uint8 image tensors, tf.Examples with one feature per CSV pixel
 column or with the `pixels` feature, Predict, Classify or MultiInference -- into one row: the 784
 grey values as ExampleGen stores them, the class the model answered, and the image measures of
-components/image_measures.py. Written as `Split-<name>/data_tfrecord-00000-of-00001.gz`, the layout
+pipeline/monitoring/image_measures.py. Written as `Split-<name>/data_tfrecord-00000-of-00001.gz`, the layout
 of an Examples artifact, so TFDV and every pipeline tool read it like training data.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from components.image_measures import MEASURES, PREDICTED_LABEL, image_measures
+from pipeline.monitoring.image_measures import MEASURES, PREDICTED_LABEL, image_measures
 from schema.contract import (
     CLASS_ID_OUTPUT,
     EXAMPLES_INPUT,

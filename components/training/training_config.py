@@ -35,7 +35,7 @@ class TrainingConfig:
     model: str = "cnn"
     epochs: int = 12
     # The global batch: examples per optimizer step over all replicas, whatever their number
-    # (components/strategy.py, replica_batches: each replica computes batch_size / replicas of it and
+    # (components/training/strategy.py, replica_batches: each replica computes batch_size / replicas of it and
     # the learning rate stays as set), so N GPUs or workers take the same steps as one.
     batch_size: int = 128
     learning_rate: float = 2e-3
@@ -43,7 +43,7 @@ class TrainingConfig:
     validation_fraction: float = 0.1
     early_stopping_patience: int = 3
     seed: int = 42
-    # Trainer input (components/train_input.py): a bounded shuffle buffer (examples; 60,000 images
+    # Trainer input (components/training/train_input.py): a bounded shuffle buffer (examples; 60,000 images
     # are ~190 MB, the whole Fashion-MNIST split, so 1x shuffles fully), and the parsed split
     # cached in memory only when it is at most cache_max_mb (1x: ~170 MB, cached; 10x: ~1.7 GB,
     # streamed from Transform's shards every epoch).
@@ -62,7 +62,7 @@ class TrainingConfig:
     # default"); "mixed_float16" is the GPU's. Training only: the exported SavedModel is always a
     # float32 copy (components/models/registry.py, float32_copy).
     precision: str = "float32"
-    # Warm start (components/warm_start.py; span mode only -- create_pipeline turns it off for the
+    # Warm start (components/training/warm_start.py; span mode only -- create_pipeline turns it off for the
     # plain pipeline): from the served model when the architecture matches, training
     # warm_start_epochs instead of epochs.
     warm_start: bool = True

@@ -4,8 +4,8 @@ Steps, each done by the tool made for it:
 
 1. Read the server's request log (PredictionLog TFRecords, serving/request_log.py) and turn the
    logged images into the pipeline's Examples layout, with the image measures and the answered
-   class (components/served_examples.py).
-2. Find the served version's training data through ML Metadata (pipeline/lineage.py): its
+   class (pipeline/monitoring/served_examples.py).
+2. Find the served version's training data through ML Metadata (pipeline/monitoring/lineage.py): its
    StatisticsGen statistics and its ExampleGen Examples.
 3. TFDV statistics of the served Examples; the baseline is the training split's statistics (pixel
    values), the training images' measures, and the test split's labels as the expected class mix.
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from components.errors import FmnistError
-from components.image_measures import MEASURES, PREDICTED_LABEL
+from pipeline.monitoring.image_measures import MEASURES, PREDICTED_LABEL
 from schema.contract import LABEL_KEY, TEST_SPLIT, TRAIN_SPLIT
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _baseline_statistics(training: Any, schema: Any, out_dir: str) -> Any:
     import tensorflow_data_validation as tfdv
     from tfx.types import artifact_utils
 
-    from components import served_examples
+    from pipeline.monitoring import served_examples
 
     train = _split_statistics(training.statistics, TRAIN_SPLIT)
     test = _split_statistics(training.statistics, TEST_SPLIT)
@@ -167,8 +167,7 @@ def monitor(logs_dir: str, metadata_path: str, out_dir: str, schema_path: str, m
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    from components import served_examples
-    from pipeline import lineage
+    from pipeline.monitoring import lineage, served_examples
     from serving.request_log import log_files, read_logs
 
     files = log_files(logs_dir)
@@ -225,7 +224,7 @@ def monitor(logs_dir: str, metadata_path: str, out_dir: str, schema_path: str, m
     result = MonitorResult(model or "", version, int(len(rows.versions)),
                            {k: int(v) for k, v in served_rows.skipped.items()}, measurements, alarms, out_dir,
                            training)
-    from pipeline import monitor_report
+    from pipeline.monitoring import monitor_report
     monitor_report.write_report(os.path.join(out_dir, REPORT_FILE), result, rows, baseline, served)
     with open(os.path.join(out_dir, SUMMARY_FILE), "w") as f:
         json.dump({"model": result.model, "version": version, "rows": result.rows, "skipped": result.skipped,

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import tensorflow as tf
 
-from components.training_config import TrainingConfig
+from components.training.training_config import TrainingConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Trainer module: `run_fn` is what TFX's Trainer calls with the transformed data.
 
-Training uses only the `train` split, streamed from Transform's shards (components/train_input.py:
+Training uses only the `train` split, streamed from Transform's shards (components/training/train_input.py:
 memory does not grow with the data); a deterministic 1-in-k slice of it is held out for
 validation (early stopping). The Trainer's eval split is the test split, used after training only
 for the TensorBoard embedding projector -- it never influences the weights or the stopping epoch.
@@ -19,11 +19,11 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import export, projector, strategy, train_input, warm_start
 from components.models.registry import build_and_compile, float32_copy
-from components.training_config import TrainingConfig
-from components.training_loop import fit, input_datasets, make_reproducible
-from components.tuner import apply_hyperparameters, values_from_config
+from components.training import export, projector, strategy, train_input, warm_start
+from components.training.training_config import TrainingConfig
+from components.training.training_loop import fit, input_datasets, make_reproducible
+from components.training.tuner import apply_hyperparameters, values_from_config
 from schema.contract import (
     HISTORY_FILE,
     IMAGE_KEY,
@@ -61,7 +61,7 @@ def training_rows(train_examples: int, files: list[str], settings: train_input.I
 
 def _warm_start(model: keras.Model, fn_args: FnArgs, config: TrainingConfig, steps: int,
                 dist: Any) -> tuple[keras.Model, int]:
-    """From the served model's weights when the architecture matches (components/warm_start.py),
+    """From the served model's weights when the architecture matches (components/training/warm_start.py),
     with warm_start_epochs and a learning-rate schedule over that shorter run; else unchanged."""
     result = warm_start.check(model, fn_args.base_model)
     epochs = config.epochs
@@ -87,7 +87,7 @@ def run_fn(fn_args: FnArgs) -> None:
         log.info("hyperparameters from the Tuner: %s", tuned)
     # First: MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     dist = strategy.choose_strategy()
-    # The same seed on the same machine: bit-identical weights (components/training_loop.py).
+    # The same seed on the same machine: bit-identical weights (components/training/training_loop.py).
     make_reproducible(config.seed)
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -100,7 +100,7 @@ def run_fn(fn_args: FnArgs) -> None:
 
     global_batch, per_replica = strategy.replica_batches(config.batch_size, dist.num_replicas_in_sync)
     log.info("global batch %d over %d replica(s): %d per replica, learning rate %g (the rule in "
-             "components/strategy.py, replica_batches)", global_batch, dist.num_replicas_in_sync, per_replica,
+             "components/training/strategy.py, replica_batches)", global_batch, dist.num_replicas_in_sync, per_replica,
              config.learning_rate)
     steps = -(-n_train // global_batch)
     # Several workers: every worker reads the same files and keeps its share of the batches.

@@ -25,7 +25,7 @@ import numpy as np
 
 from components.csv_table import CsvReader, CsvRow
 from components.errors import FmnistError
-from pipeline.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
+from pipeline.clients.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
 from schema.contract import CLASS_NAMES, IMAGES_UINT8_SIGNATURE, PIXEL_KEYS
 
 SIGNATURE = IMAGES_UINT8_SIGNATURE

@@ -17,7 +17,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     metadata = args.metadata or config.metadata_path
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = args.out or os.path.join(config.output_root, "monitor", stamp)
-    from pipeline.monitor import monitor
+    from pipeline.monitoring.monitor import monitor
 
     result = monitor(args.logs, metadata, out, args.schema or str(SCHEMA_DIR / "schema.pbtxt"),
                      model=args.model, version=args.version)  # MonitorError: exit 2 (pipeline/cli.py)
@@ -35,7 +35,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 def _move_label(args: argparse.Namespace, move: Callable[..., str]) -> int:
     """Run one label move, reloading `--server` if given; print what moved and how it is served."""
-    from pipeline import model_labels
+    from pipeline.monitoring import model_labels
 
     def reload(server_config: Any) -> None:
         model_labels.reload_server(args.server, server_config, args.config)

@@ -1,7 +1,7 @@
 """The training loop run_fn runs, apart from the TFX plumbing, so a test can run it as run_fn does.
 
 `make_reproducible` seeds every generator training draws from and turns on TensorFlow's op
-determinism; `input_datasets` is the training and validation input (components/train_input.py);
+determinism; `input_datasets` is the training and validation input (components/training/train_input.py);
 `fit` trains with early stopping on the validation slice, keeping the best epoch's weights.
 
 Reproducible means: the same seed on the same machine (same TensorFlow build, same CPU/GPU, same
@@ -15,8 +15,8 @@ from typing import Any, Iterable, Mapping
 import tensorflow as tf
 import tf_keras as keras
 
-from components import train_input
-from components.training_config import TrainingConfig
+from components.training import train_input
+from components.training.training_config import TrainingConfig
 from schema.contract import IMAGE_KEY, TRAINING_ACCURACY_METRIC, TRANSFORMED_LABEL_KEY
 
 
@@ -32,7 +32,7 @@ def input_datasets(config: TrainingConfig, files: list[str], feature_spec: Mappi
                    n_val: int, global_batch: int, options: tf.data.Options | None = None
                    ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
     """(training batches, validation batches) from Transform's shards: the held-out validation slice
-    is every k-th row (components/train_input.py), the same rows early stopping and the Tuner use."""
+    is every k-th row (components/training/train_input.py), the same rows early stopping and the Tuner use."""
     settings = train_input.InputSettings.from_training(config)
     train = train_input.training_dataset(files, feature_spec, IMAGE_KEY, TRANSFORMED_LABEL_KEY, n_train,
                                          settings, global_batch)

@@ -32,7 +32,7 @@ def pixels_example(pixels: np.ndarray):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from pipeline.predict import cmd_predict as run, resolve_server
+    from pipeline.clients.predict import cmd_predict as run, resolve_server
 
     resolve_server(args)
     return run(args)  # UsageError: one line and exit 2 (pipeline/cli.py, run_command)
@@ -63,7 +63,7 @@ def cmd_serve_demo(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.predict import add_arguments
+    from pipeline.clients.predict import add_arguments
 
     predict = sub.add_parser("predict", help="classify photos, folders, globs or Kaggle CSV rows with a model server",
                              description="Classify photos (converted the way Fashion-MNIST was made), folders of "
