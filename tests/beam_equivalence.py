@@ -2,14 +2,44 @@
 Spark): shared by tests/e2e/test_beam_flink.py and test_beam_spark.py."""
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from pipeline.config import PROJECT_ROOT
 from schema import contract
 
 SPLITS = (contract.TRAIN_SPLIT, contract.TEST_SPLIT)
+
+
+class LocalCluster:
+    """A cluster a `tools/<engine>` script runs on 127.0.0.1 (`up`, `down`, `args`), on the ports a
+    test module gives it and with its state (PID files, logs) in a directory of the test's own."""
+
+    script = ""          # tools/<script>
+    state_variable = ""  # the environment variable naming the state directory
+
+    def __init__(self, state: Path, ports: dict[str, str]) -> None:
+        self.env = {**os.environ, **ports, self.state_variable: str(state)}
+        self.state = state
+
+    def tool(self, *args: str) -> str:
+        done = subprocess.run([str(PROJECT_ROOT / "tools" / self.script), *args], env=self.env, text=True,
+                              capture_output=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    @staticmethod
+    def get_json(url: str) -> dict:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return json.load(reply)
+
+    def pid(self, name: str) -> int:
+        return int((self.state / f"{name}.pid").read_text())
 
 
 def output(summary, component: str, key: str):

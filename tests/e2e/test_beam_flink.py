@@ -12,12 +12,18 @@ import json
 import os
 import signal
 import subprocess
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from beam_equivalence import SPLITS, assert_same_data_as_directrunner, assert_same_statistics, output, statistics
+from beam_equivalence import (
+    SPLITS,
+    LocalCluster,
+    assert_same_data_as_directrunner,
+    assert_same_statistics,
+    output,
+    statistics,
+)
 from conftest import NO_LATENCY_GATE, SAMPLE_DATA, read_sample_rows, wait_until, write_csv_gz
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT, load_config
@@ -30,27 +36,17 @@ TASKMANAGERS = {"taskmanager-1", "taskmanager-2"}
 BEAM_STEPS = (contract.EXAMPLE_GEN, contract.STATISTICS_GEN, contract.TRANSFORM, contract.EVALUATOR)
 
 
-class Flink:
+class Flink(LocalCluster):
     """The running cluster: its Beam arguments and its REST API."""
 
-    def __init__(self, state: Path) -> None:
-        self.env = {**os.environ, **PORTS, "FLINK_STATE": str(state)}
-        self.state = state
-
-    def tool(self, *args: str) -> str:
-        done = subprocess.run([str(PROJECT_ROOT / "tools" / "flink"), *args], env=self.env, text=True,
-                              capture_output=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+    script, state_variable = "flink", "FLINK_STATE"
 
     @property
     def beam_args(self) -> tuple[str, ...]:
         return tuple(self.tool("args").split())
 
     def rest(self, path: str) -> dict:
-        url = f"http://127.0.0.1:{PORTS['FLINK_REST_PORT']}{path}"
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return json.load(reply)
+        return self.get_json(f"http://127.0.0.1:{PORTS['FLINK_REST_PORT']}{path}")
 
     def jobs(self) -> dict[str, dict]:
         return {j["jid"]: j for j in self.rest("/jobs/overview")["jobs"]}
@@ -64,13 +60,10 @@ class Flink:
                     used.add(tm["taskmanager-id"])
         return used
 
-    def pid(self, name: str) -> int:
-        return int((self.state / f"{name}.pid").read_text())
-
 
 @pytest.fixture(scope="module")
 def flink(tmp_path_factory):
-    cluster = Flink(tmp_path_factory.mktemp("flink-state"))
+    cluster = Flink(tmp_path_factory.mktemp("flink-state"), PORTS)
     cluster.tool("up")
     yield cluster
     cluster.tool("down")

@@ -5,44 +5,30 @@ work seen in Spark's own JSON API on both workers. The module's own cluster, on 
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import urllib.request
-
 import pytest
 
-from beam_equivalence import assert_same_data_as_directrunner
+from beam_equivalence import LocalCluster, assert_same_data_as_directrunner
 from conftest import NO_LATENCY_GATE
 from pipeline import runner
-from pipeline.config import PROJECT_ROOT, load_config
+from pipeline.config import load_config
 from schema import contract
 
 PORTS = {"SPARK_MASTER_PORT": "17077", "SPARK_UI_PORT": "18080", "BEAM_JOB_PORT": "18199",
          "BEAM_WORKER_POOL_PORT": "50110"}
 
 
-class Spark:
-    def __init__(self, state) -> None:
-        self.env = {**os.environ, **PORTS, "SPARK_STATE": str(state)}
+class Spark(LocalCluster):
+    """The running cluster: its Beam arguments and the master's JSON."""
 
-    def tool(self, *args: str) -> str:
-        done = subprocess.run([str(PROJECT_ROOT / "tools" / "spark"), *args], env=self.env, text=True,
-                              capture_output=True, timeout=600)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-    def json(self, url: str) -> dict:
-        with urllib.request.urlopen(url, timeout=10) as reply:
-            return json.load(reply)
+    script, state_variable = "spark", "SPARK_STATE"
 
     def master(self) -> dict:
-        return self.json(f"http://127.0.0.1:{PORTS['SPARK_UI_PORT']}/json/")
+        return self.get_json(f"http://127.0.0.1:{PORTS['SPARK_UI_PORT']}/json/")
 
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    cluster = Spark(tmp_path_factory.mktemp("spark-state"))
+    cluster = Spark(tmp_path_factory.mktemp("spark-state"), PORTS)
     cluster.tool("up")
     yield cluster
     cluster.tool("down")
@@ -78,7 +64,7 @@ def test_every_beam_step_was_a_spark_application_with_executors_on_both_workers(
     # Each worker's own JSON lists the executors it ran, by application.
     ran_on = []
     for worker in spark.master()["workers"]:
-        ran = spark.json(worker["webuiaddress"] + "/json/")
+        ran = spark.get_json(worker["webuiaddress"] + "/json/")
         ran_on.append({e["appid"] for e in ran["finishedexecutors"] + ran["executors"]})
     assert len(ran_on) == 2
     for app in apps:

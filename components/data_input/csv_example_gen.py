@@ -5,15 +5,15 @@ Why not the stock CsvExampleGen: it parses every cell in Python (~150 rows/s on 
 scalar features, which makes every later stage (statistics, Transform, Evaluator) slow too.
 
 This executor keeps the component, its `Examples` artifact and its split handling, but:
-* chooses each split's files so splits cannot mix (components/split_files.py): anchored globs,
+* chooses each split's files so splits cannot mix (components/data_input/split_files.py): anchored globs,
   backups and hidden files ignored, exactly the expected number of files per split, no file in two
   splits -- checked before any data is read;
-* parses each file exactly, in chunks of rows (components/csv_table.py: memory does not grow with
+* parses each file exactly, in chunks of rows (components/data_input/csv_table.py: memory does not grow with
   the file), and serializes each chunk in batches with tfx_bsl's C++ encoder; a file that is not
   the table stops the run here, before any training, naming the file, line, column and cell
   (every refused file of the run, with its count of refused rows);
 * on DirectRunner writes the splits without TFX WriteSplit's Reshuffle, which holds every example
-  in memory there (components/split_writer.py); other runners get WriteSplit unchanged;
+  in memory there (components/data_input/split_writer.py); other runners get WriteSplit unchanged;
 * writes two features per row: `label` (int64) and `pixels` (784 int64 values, row-major), so the
   schema can still say "every pixel an integer in [0, 255], exactly 784 of them";
 * hashes every image and counts images of the other splits that are also in the first (training)
@@ -47,8 +47,8 @@ from tfx.types import artifact_utils, standard_component_specs as specs
 from tfx.utils import proto_utils
 from tfx_bsl.coders import example_coder
 
-from components import split_files, split_writer
-from components.csv_table import CsvFormatError, CsvReader, read_table, unreadable
+from components.data_input import split_files, split_writer
+from components.data_input.csv_table import CsvFormatError, CsvReader, read_table, unreadable
 from components.errors import FmnistError
 from schema.contract import (
     CSV_COLUMNS,
@@ -301,7 +301,7 @@ class Executor(BaseExampleGenExecutor):
     def _generate_without_reshuffle(self, output_dict: dict[str, list[Any]],
                                     exec_properties: dict[str, Any]) -> None:
         """BaseExampleGenExecutor.Do on DirectRunner, minus WriteSplit's Reshuffle, which holds
-        every example in memory there (components/split_writer.py): same files, same order."""
+        every example in memory there (components/data_input/split_writer.py): same files, same order."""
         input_config, output_config = example_gen_pb2.Input(), example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[specs.INPUT_CONFIG_KEY], input_config)
         proto_utils.json_to_proto(exec_properties[specs.OUTPUT_CONFIG_KEY], output_config)

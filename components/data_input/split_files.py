@@ -22,7 +22,7 @@ from typing import Any
 from components.errors import FmnistError
 
 # Above this share of a split's images also found in the training split, ExampleGen stops the run
-# (components/csv_example_gen.py checks it; pipeline/config.py's field defaults to it).
+# (components/data_input/csv_example_gen.py checks it; pipeline/config.py's field defaults to it).
 DEFAULT_MAX_DUPLICATE_SHARE = 0.01
 BACKUP_SUFFIXES = (".bak", ".orig", ".old", ".swp", ".swo", ".tmp", ".part", ".crdownload", ".rej")
 
