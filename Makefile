@@ -125,8 +125,8 @@ bench-beam:
 BASELINE ?= main
 bench-data-input:
 	mkdir -p outputs/bench
-	git show $(BASELINE):components/csv_example_gen.py > outputs/bench/baseline_csv_example_gen.py
-	git show $(BASELINE):components/csv_table.py > outputs/bench/baseline_csv_table.py
+	git show $(BASELINE):components/data_input/csv_example_gen.py > outputs/bench/baseline_csv_example_gen.py
+	git show $(BASELINE):components/data_input/csv_table.py > outputs/bench/baseline_csv_table.py
 	$(STACK) python benchmarks/data_input_bench.py --data $(FULL_DATA) --baseline-rev $(BASELINE) \
 	    --baseline-file outputs/bench/baseline_csv_example_gen.py \
 	    --baseline-table-file outputs/bench/baseline_csv_table.py

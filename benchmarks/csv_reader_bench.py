@@ -1,6 +1,6 @@
 """The CSV reader before and after a change, side by side: seconds and peak memory to read a file.
 
-    git show main:components/csv_table.py > outputs/bench/baseline_csv_table.py
+    git show main:components/data_input/csv_table.py > outputs/bench/baseline_csv_table.py
     tools/with-stack python benchmarks/csv_reader_bench.py \
         --baseline-file outputs/bench/baseline_csv_table.py --files FILE...
 
@@ -39,7 +39,7 @@ def read_once(version: str, baseline_file: str, path: str) -> dict[str, float]:
         sys.modules[spec.name] = module          # dataclasses look their module up
         spec.loader.exec_module(module)
     else:
-        from components import csv_table as module
+        from components.data_input import csv_table as module
     started = time.monotonic()
     try:
         rows = (sum(len(chunk.values) for chunk in module.CsvReader(path)) if hasattr(module, "CsvReader")
@@ -55,7 +55,7 @@ def write_layouts(source: str, out: str) -> list[str]:
     """`source` (plain or gzipped) rewritten plain in other layouts; returns their paths."""
     import random
 
-    from components.csv_table import read_bytes
+    from components.data_input.csv_table import read_bytes
 
     raw = read_bytes(source)
     lines = raw.rstrip(b"\n").split(b"\n")

@@ -1,8 +1,8 @@
 """FastCsvExampleGen before and after a change, side by side on the full data (BENCHMARKS.md).
 
     make bench-data-input BASELINE=main
-    # = git show main:components/csv_example_gen.py > outputs/bench/baseline_csv_example_gen.py
-    #   git show main:components/csv_table.py > outputs/bench/baseline_csv_table.py
+    # = git show main:components/data_input/csv_example_gen.py > outputs/bench/baseline_csv_example_gen.py
+    #   git show main:components/data_input/csv_table.py > outputs/bench/baseline_csv_table.py
     #   tools/with-stack python benchmarks/data_input_bench.py --baseline-rev main \
     #       --baseline-file outputs/bench/baseline_csv_example_gen.py \
     #       --baseline-table-file outputs/bench/baseline_csv_table.py
@@ -36,33 +36,47 @@ from pathlib import Path
 from benchmarks.common import ROOT, write_result
 
 
-def _load_module(name: str, rev: str, repo_path: str, file: str | None, tmp: str):
-    """`repo_path` as of `rev` (or `file`) imported as module `name` from `tmp`."""
-    source = Path(file).read_text() if file else subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{rev}:{repo_path}"], check=True, capture_output=True, text=True).stdout
+def _source(rev: str, name: str) -> str:
+    """components/data_input/<name>.py as of `rev`; before the CSV reader was grouped there (issue
+    29), components/<name>.py."""
+    for repo_path in (f"components/data_input/{name}.py", f"components/{name}.py"):
+        done = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:{repo_path}"], capture_output=True, text=True)
+        if done.returncode == 0:
+            return done.stdout
+    raise SystemExit(f"{rev}: has neither components/data_input/{name}.py nor components/{name}.py")
+
+
+def _load_module(name: str, rev: str, module: str, file: str | None, tmp: str):
+    """The project's `module` as of `rev` (or `file`) imported as module `name` from `tmp`."""
+    source = Path(file).read_text() if file else _source(rev, module)
     path = Path(tmp) / f"{name}.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module          # dataclasses and Beam's pickling look modules up by name
-    spec.loader.exec_module(module)
-    return module
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded          # dataclasses and Beam's pickling look modules up by name
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+# The names a baseline's csv_example_gen may import its csv_table by (before and after issue 29).
+TABLE_MODULES = ("components.data_input.csv_table", "components.csv_table")
 
 
 def load_baseline(rev: str, file: str | None, table_file: str | None, tmp: str):
     """(the baseline csv_example_gen, its csv_table), the executor bound to that csv_table: while it
-    is imported, `components.csv_table` resolves to the baseline reader (then the checkout's again)."""
+    is imported, the csv_table module resolves to the baseline reader (then the checkout's again)."""
     sys.path.insert(0, tmp)
-    table = _load_module("baseline_csv_table", rev, "components/csv_table.py", table_file, tmp)
-    saved = sys.modules.get("components.csv_table")
-    sys.modules["components.csv_table"] = table
+    table = _load_module("baseline_csv_table", rev, "csv_table", table_file, tmp)
+    saved = {name: sys.modules.get(name) for name in TABLE_MODULES}
+    sys.modules.update(dict.fromkeys(TABLE_MODULES, table))
     try:
-        return _load_module("baseline_csv_example_gen", rev, "components/csv_example_gen.py", file, tmp), table
+        return _load_module("baseline_csv_example_gen", rev, "csv_example_gen", file, tmp), table
     finally:
-        if saved is not None:
-            sys.modules["components.csv_table"] = saved
-        else:
-            del sys.modules["components.csv_table"]
+        for name, module in saved.items():
+            if module is not None:
+                sys.modules[name] = module
+            else:
+                del sys.modules[name]
 
 
 def example_gen_seconds(component, out: str) -> float:
@@ -82,7 +96,7 @@ def example_gen_seconds(component, out: str) -> float:
 def time_variants(args: argparse.Namespace) -> int:
     import re
 
-    from components import csv_table
+    from components.data_input import csv_table
 
     path = str(sorted(Path(args.data).glob("*_train.csv*"))[0])
     raw = csv_table.read_bytes(path)
@@ -116,8 +130,8 @@ def main() -> int:
     p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fashion-mnist"))
     p.add_argument("--baseline-rev", default="main", help="git revision of the baseline (label only "
                    "when --baseline-file is given)")
-    p.add_argument("--baseline-file", help="the baseline's components/csv_example_gen.py")
-    p.add_argument("--baseline-table-file", help="the baseline's components/csv_table.py")
+    p.add_argument("--baseline-file", help="the baseline's components/data_input/csv_example_gen.py")
+    p.add_argument("--baseline-table-file", help="the baseline's components/data_input/csv_table.py")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "data_input.json"))
     p.add_argument("--variants", action="store_true", help="time export variants of the training CSV")
@@ -128,8 +142,8 @@ def main() -> int:
     from tfx import v1 as tfx
     from tfx.dsl.components.base import executor_spec
 
-    from components import csv_example_gen, csv_table
     from components.custom_components import FastCsvExampleGen
+    from components.data_input import csv_example_gen, csv_table
     from pipeline.config import PipelineConfig
 
     tmp = tempfile.mkdtemp(prefix="fmnist-data-bench-")

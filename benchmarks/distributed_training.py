@@ -42,7 +42,7 @@ def transform(data: Path, out: Path) -> tuple[str, str]:
 def accuracy(serving: Path, test_csv: Path) -> float:
     import tensorflow as tf
 
-    from components.csv_table import read_table
+    from components.data_input.csv_table import read_table
     from schema import contract
 
     values = read_table(str(test_csv)).values

@@ -20,8 +20,9 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import json_utils, proto_utils
 
-from components import csv_example_gen, pusher
+from components import pusher
 from components.baseline import has_saved_model
+from components.data_input import csv_example_gen
 from components.decision import DecisionPolicy
 from components.paired_blessing import amend_blessing
 from schema.contract import TRAIN_SPLIT

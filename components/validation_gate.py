@@ -5,7 +5,7 @@ way. This gate fails its execution with a message that names every split, featur
 so LocalDagRunner (and Kubeflow) stop the run there and nothing downstream -- Pusher included --
 runs. TFDV reports per feature ("pixels: unexpectedly large value 300"); to make that fixable the
 gate then asks the data source (pipeline/sources/) for the first offending rows in its own files
--- for CSVs the file, line, column and value (components/csv_example_gen.py, offending_cells).
+-- for CSVs the file, line, column and value (components/data_input/csv_example_gen.py, offending_cells).
 The anomalies stay in the ExampleAnomalies artifact for `tfdv.display_anomalies`.
 """
 import importlib

@@ -116,7 +116,7 @@ def load_gpu_libraries() -> dict[str, dict[str, str]]:
 def _images(path: str) -> tuple:
     import numpy as np
 
-    from components.csv_table import read_table
+    from components.data_input.csv_table import read_table
     from schema.contract import IMAGE_SIZE
 
     values = read_table(path).values

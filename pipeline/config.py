@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.data_input.split_files import DEFAULT_MAX_DUPLICATE_SHARE
 from components.decision import POLICIES, DecisionPolicy
-from components.split_files import DEFAULT_MAX_DUPLICATE_SHARE
 from components.training.training_config import (
     ConfigError,
     TrainingConfig,

@@ -212,7 +212,7 @@ def load_metrics(evaluation_uri: str) -> dict[str, dict[str, float]]:
 
 
 def format_summary(summary: RunSummary, config: PipelineConfig) -> str:
-    from components.csv_example_gen import describe
+    from components.data_input.csv_example_gen import describe
 
     lines = [f"pipeline run {summary.run_id}"]
     for c in summary.components:

@@ -36,8 +36,8 @@ NO_CLASS_FLOOR_ARGS = ("--set", "class_recall_floor=0")
 
 
 def read_sample_rows(path: Path = SAMPLE_TEST_CSV, limit: int | None = None) -> tuple[list[str], list[list[int]]]:
-    """(header, rows) of a Kaggle-layout CSV, read by the pipeline's own reader (components/csv_table.py)."""
-    from components.csv_table import read_table
+    """(header, rows) of a Kaggle-layout CSV, read by the pipeline's own reader (components/data_input/csv_table.py)."""
+    from components.data_input.csv_table import read_table
 
     rows = read_table(str(path)).values.tolist()
     return list(CSV_COLUMNS), rows[:limit] if limit else rows

@@ -55,7 +55,7 @@ def run_example_gen(tmp: Path, data_root: str | Path, train_pattern: str = "*_tr
     from tfx.types import standard_artifacts, standard_component_specs as specs
     from tfx.utils import proto_utils
 
-    from components import csv_example_gen
+    from components.data_input import csv_example_gen
 
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp / "examples")

@@ -12,7 +12,7 @@ import gzip
 import sys
 from pathlib import Path
 
-from components.csv_table import read_table
+from components.data_input.csv_table import read_table
 from schema.contract import CSV_COLUMNS
 
 PER_CLASS = {"train": 250, "test": 60}

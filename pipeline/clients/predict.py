@@ -23,7 +23,7 @@ from typing import IO, Iterator
 
 import numpy as np
 
-from components.csv_table import CsvReader, CsvRow
+from components.data_input.csv_table import CsvReader, CsvRow
 from components.errors import FmnistError
 from pipeline.clients.photo_input import DEFAULT_MAX_PIXELS, PhotoError, is_image_name, load_photo
 from schema.contract import CLASS_NAMES, IMAGES_UINT8_SIGNATURE, PIXEL_KEYS
@@ -101,7 +101,7 @@ def expand(inputs: list[str]) -> list[Path | Item]:
 def csv_items(path: Path, limit: int | None) -> Iterator[Item]:
     """Kaggle-layout rows (`label` optional, `pixel1`..`pixel784`) as Items, streamed.
 
-    The project's one CSV reader in its lenient mode (components/csv_table.py, CsvReader.lenient_rows):
+    The project's one CSV reader in its lenient mode (components/data_input/csv_table.py, CsvReader.lenient_rows):
     a bad row is an Item with its error and the rows after it are still answered; pixel values
     outside 0..255, which that reader leaves to the schema, are refused here.
     """

@@ -15,8 +15,8 @@ from schema.contract import CLASS_NAMES, IMAGE_SIZE, PIXEL_KEYS
 
 def read_csv_rows(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(labels [N], pixels [N, 784]) of a Kaggle-layout CSV, read and checked by the pipeline's own
-    reader (components/csv_table.py): the same verdicts and messages as ExampleGen's."""
-    from components.csv_table import read_table
+    reader (components/data_input/csv_table.py): the same verdicts and messages as ExampleGen's."""
+    from components.data_input.csv_table import read_table
 
     table = read_table(str(path))
     return table.values[:, 0], table.values[:, 1:]

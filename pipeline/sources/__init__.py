@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pipeline.config imports this module for SOURCES
 
 # data_format -> the module implementing it.
 SOURCES: dict[str, str] = {
-    "csv": "pipeline.sources.csv_files",          # Kaggle-layout CSVs (the default), components/csv_example_gen.py
+    "csv": "pipeline.sources.csv_files",            # Kaggle-layout CSVs (the default), components/data_input/
     "tfrecord": "pipeline.sources.tfrecord_files",  # TFRecord files of tf.Examples, TFX's ImportExampleGen
 }
 
@@ -78,7 +78,7 @@ def row_lookup(config: PipelineConfig) -> str:
 
 def newest_span_dir(data_root: str) -> str:
     """data_root/span-<highest N> (span mode), or a DataSelectionError saying what the layout must be."""
-    from components.split_files import DataSelectionError
+    from components.data_input.split_files import DataSelectionError
     from pipeline.watch import span_dirs
 
     spans = span_dirs(data_root)
@@ -91,7 +91,7 @@ def newest_span_dir(data_root: str) -> str:
 
 def check_files(config: PipelineConfig) -> None:
     """Before TensorFlow starts: the files ExampleGen will read are there (local data_root only;
-    a URI is checked by ExampleGen itself). Raises components.split_files.DataSelectionError."""
+    a URI is checked by ExampleGen itself). Raises components.data_input.split_files.DataSelectionError."""
     if "://" in config.data_root:
         return
     root = newest_span_dir(config.data_root) if config.spans else config.data_root

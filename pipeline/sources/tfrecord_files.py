@@ -27,7 +27,7 @@ def example_gen(*, input_base: Any, input_config: Any, output_config: Any, confi
 
 def check_files(root: str, patterns: dict[str, str], config: PipelineConfig) -> None:
     """Every split's pattern matches at least one file (ImportExampleGen reads every match)."""
-    from components.split_files import DataSelectionError, check_data_root
+    from components.data_input.split_files import DataSelectionError, check_data_root
 
     check_data_root(root)
     names = os.listdir(root)

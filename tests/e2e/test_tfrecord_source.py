@@ -28,8 +28,8 @@ def write_tfrecord(csv: Path, per_class: int, out: Path) -> None:
     """The first `per_class` rows of each class of a sample CSV, as a TFRecord file of tf.Examples."""
     import tensorflow as tf
 
-    from components.csv_example_gen import encode_examples
-    from components.csv_table import read_table
+    from components.data_input.csv_example_gen import encode_examples
+    from components.data_input.csv_table import read_table
 
     values = read_table(str(csv)).values
     rows = np.concatenate([values[values[:, 0] == label][:per_class] for label in range(NUM_CLASSES)])

@@ -6,7 +6,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from components.csv_table import BOM, CsvFormatError, CsvReader, parse_table
+from components.data_input.csv_table import BOM, CsvFormatError, CsvReader, parse_table
 from data_input_helpers import HEADER, csv_text, features, make_row, write
 
 ROWS = [make_row(i % 10, i) for i in range(40)]
@@ -108,7 +108,7 @@ def test_memory_stays_at_a_chunk_while_one_piece_grows_with_the_file(tmp_path):
     (["--runner=DirectRunner"], True), (["--runner=DataflowRunner", "--project=p"], False),
     (["--runner=FlinkRunner"], False), (["--runner=SparkRunner"], False)])
 def test_only_direct_runner_skips_the_reshuffle(args, direct):
-    from components.split_writer import is_direct_runner
+    from components.data_input.split_writer import is_direct_runner
     assert is_direct_runner(args) is direct
 
 
@@ -122,8 +122,8 @@ def test_direct_runner_write_gives_tfx_writesplits_files_record_for_record(tmp_p
     import tensorflow as tf
     from tfx.components.example_gen.write_split import WriteSplit
 
-    from components.csv_example_gen import csv_file_to_examples
-    from components.split_writer import WriteSplitWithoutReshuffle
+    from components.data_input.csv_example_gen import csv_file_to_examples
+    from components.data_input.split_writer import WriteSplitWithoutReshuffle
 
     path = write(tmp_path / "a.csv", csv_text([make_row(i % 10, i) for i in range(3000)]))
     with beam.Pipeline(argv=["--direct_running_mode=in_memory", "--direct_num_workers=1"]) as p:

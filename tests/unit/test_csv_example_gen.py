@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from components.csv_example_gen import csv_file_to_examples
-from components.csv_table import BOM, CsvFormatError, cell_problem, parse_table, read_table
+from components.data_input.csv_example_gen import csv_file_to_examples
+from components.data_input.csv_table import BOM, CsvFormatError, cell_problem, parse_table, read_table
 from data_input_helpers import HEADER, csv_text, features, make_row, write
 from schema.contract import CSV_COLUMNS
 

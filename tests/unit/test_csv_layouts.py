@@ -20,7 +20,7 @@ import random
 
 import numpy as np
 
-from components.csv_table import BOM, CsvFormatError, CsvReader
+from components.data_input.csv_table import BOM, CsvFormatError, CsvReader
 from data_input_helpers import make_row
 from schema.contract import CSV_COLUMNS, LABEL_KEY
 

@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 
-from components.csv_table import BOM, CsvFormatError, CsvReader, cell_problem, parse_table
+from components.data_input.csv_table import BOM, CsvFormatError, CsvReader, cell_problem, parse_table
 from schema.contract import CSV_COLUMNS, PIXEL_KEYS
 
 HEADER = ",".join(CSV_COLUMNS)

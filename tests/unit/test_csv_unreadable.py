@@ -20,8 +20,8 @@ import zlib
 
 import pytest
 
-from components import csv_table
-from components.csv_table import CsvFormatError, CsvReader
+from components.data_input import csv_table
+from components.data_input.csv_table import CsvFormatError, CsvReader
 from data_input_helpers import HEADER, csv_text, make_row
 
 VALID = csv_text([make_row(i % 10, i) for i in range(4)])
@@ -173,7 +173,7 @@ def test_an_unforeseen_error_is_could_not_read_file_and_its_traceback_is_logged(
 
 def test_an_unforeseen_error_in_examplegens_encoding_names_the_file(tmp_path, monkeypatch):
     """Past the reader (encoding, hashing): ExampleGen's per-file report still says could not read FILE."""
-    from components import csv_example_gen
+    from components.data_input import csv_example_gen
 
     path = tmp_path / "fine.csv"
     path.write_text(VALID)

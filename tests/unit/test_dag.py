@@ -124,7 +124,8 @@ def test_the_data_source_is_chosen_by_data_format():
     csv, tfrecord = steps(), steps(data_format="tfrecord", train_pattern="*_train.tfrecord*",
                                    test_pattern="*_test.tfrecord*")
     assert type(csv[c.EXAMPLE_GEN]) is FastCsvExampleGen and type(tfrecord[c.EXAMPLE_GEN]) is ImportExampleGen
-    assert csv[c.VALIDATION_GATE].exec_properties["row_lookup"] == "components.csv_example_gen.offending_cells"
+    row_lookup = "components.data_input.csv_example_gen.offending_cells"
+    assert csv[c.VALIDATION_GATE].exec_properties["row_lookup"] == row_lookup
     assert tfrecord[c.VALIDATION_GATE].exec_properties["row_lookup"] == ""
     holdout = steps(data_format="tfrecord", spans="true", train_pattern="a", test_pattern="b")[c.HOLDOUT_EXAMPLE_GEN]
     assert type(holdout) is ImportExampleGen

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from components.csv_example_gen import DuplicateImagesError
-from components.csv_table import BOM, CsvFormatError
-from components.split_files import DataSelectionError, ignored_reason, select_splits
+from components.data_input.csv_example_gen import DuplicateImagesError
+from components.data_input.csv_table import BOM, CsvFormatError
+from components.data_input.split_files import DataSelectionError, ignored_reason, select_splits
 from data_input_helpers import csv_text, features, make_row, permuted_csv, run_example_gen, write
 from pipeline.config import ConfigError, load_config
 from schema.contract import CSV_COLUMNS, LABEL_KEY, PIXEL_KEYS

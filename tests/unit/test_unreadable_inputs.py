@@ -1,5 +1,5 @@
 """Files the user may not read are reported as such, one line each, by `fmnist predict`'s readers
-(pipeline/clients/predict.py) and by the pipeline's CSV reader (components/csv_table.py).
+(pipeline/clients/predict.py) and by the pipeline's CSV reader (components/data_input/csv_table.py).
 
 A mode-0 file is readable by root, so as root the check runs in a child process with an
 unprivileged uid (setpriv, util-linux): otherwise this branch would never run where the suite runs."""
@@ -22,7 +22,7 @@ NOBODY = 65534
 CHILD = """
 import json, sys
 from pathlib import Path
-from components.csv_table import CsvFormatError, read_table
+from components.data_input.csv_table import CsvFormatError, read_table
 from pipeline.clients.predict import expand, items
 found = {Path(i.name).name.split(":")[0]: i.error for i in items(expand(sys.argv[1:]), None, 10**7)}
 try:

@@ -1,6 +1,6 @@
 """ValidationGate (components/validation_gate.py) on hand-made artifacts: it passes clean data,
 stops on anomalies naming the offending CSV cells (file, line, column, value, domain: the CSV
-source's row lookup, components/csv_example_gen.py offending_cells), and stops
+source's row lookup, components/data_input/csv_example_gen.py offending_cells), and stops
 on a train/test class balance beyond the schema's L-infinity threshold. The expected cells and
 distances are computed here from the rows written, not read back from the gate."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.csv_example_gen import MAX_CELLS_SHOWN, offending_cells
+from components.data_input.csv_example_gen import MAX_CELLS_SHOWN, offending_cells
 from components.validation_gate import DataValidationError, ValidationGate
 from pipeline.sources import csv_files
 from schema.contract import CSV_COLUMNS, LABEL_KEY, NUM_CLASSES, NUM_PIXELS, RAW_PIXELS_KEY
