@@ -65,9 +65,10 @@ spark-up:
 spark-down:
 	tools/spark down
 
-## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers)
+## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers), one
+## pytest process per core (tools/pytest-shards): ~45 s on 2 cores instead of ~70 s in one process
 test-unit:
-	$(STACK) python -m pytest -q tests/unit
+	$(STACK) tools/pytest-shards $$(nproc) -q tests/unit
 
 ## lint: ruff (lint + import order; settings in pyproject.toml, version pinned in tools/ruff)
 lint:

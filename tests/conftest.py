@@ -107,3 +107,14 @@ def compile_kubeflow(out: Path, *args: str) -> str:
                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`FMNIST_TEST_SHARD=i/n` keeps every n-th test from the i-th on: `make test-unit` runs the unit
+    tests as one process per core (tools/pytest-shards); unset, every test runs."""
+    shard = os.environ.get("FMNIST_TEST_SHARD")
+    if not shard:
+        return
+    index, count = (int(part) for part in shard.split("/"))
+    config.hook.pytest_deselected(items=[item for k, item in enumerate(items) if k % count != index])
+    items[:] = [item for k, item in enumerate(items) if k % count == index]
