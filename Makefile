@@ -66,7 +66,7 @@ spark-down:
 	tools/spark down
 
 ## test-unit: the unit tests alone (tests/unit, under a minute; no pipeline runs or servers), one
-## pytest process per core (tools/pytest-shards): ~45 s on 2 cores instead of ~70 s in one process
+## pytest process per core (tools/pytest-shards): ~47 s on 2 idle cores instead of ~73 s in one process
 test-unit:
 	$(STACK) tools/pytest-shards $$(nproc) -q tests/unit
 

@@ -58,7 +58,7 @@ class TrainingConfig:
     label_smoothing: float = 0.0
     # The Keras mixed-precision policy training runs under (PRECISIONS): "mixed_bfloat16" computes
     # in bfloat16 with float32 weights, faster for the CNN on a CPU with AVX512_BF16 or AMX but
-    # slower where bfloat16 is emulated, hence "auto" in the presets (BENCHMARKS.md, "A stronger
+    # slower where bfloat16 is emulated, hence "auto" in the `fast` preset (BENCHMARKS.md, "A stronger
     # default"); "mixed_float16" is the GPU's. Training only: the exported SavedModel is always a
     # float32 copy (components/models/registry.py, float32_copy).
     precision: str = "float32"
