@@ -103,6 +103,70 @@ class TreeMemory:
         self._thread.join()
 
 
+class FlinkStallWatch:
+    """Cancels the running Flink job when the run stops using CPU: what a deadlocked job looks like.
+
+    On Beam's portable Flink runner a batch task is one SDK bundle, and the TaskManager drains a
+    bundle's output only once the harness has finished it (SdkHarnessClient.ActiveBundle.close waits
+    for the ProcessBundleResponse before BeamFnDataInboundObserver.awaitCompletion; the observer
+    queues at most 100 Elements messages, CancellableQueue(100), each up to the Python harness's 10 MB
+    flush). A task whose output is larger than that waits for ever, with no error, and every process
+    sits idle (BENCHMARKS.md "Beam on Flink"). Cancelling the job turns the hang into a failed step that
+    the result records, and the benchmark goes on."""
+
+    def __init__(self, processes: list, rest: str, stall_seconds: float, interval: float = 10.0) -> None:
+        self.processes, self.rest, self.stall_seconds, self.interval = processes, rest, stall_seconds, interval
+        self.stalled: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _get(self, path: str):
+        import urllib.request
+        with urllib.request.urlopen(self.rest + path, timeout=10) as r:
+            return json.load(r)
+
+    def _cpu_seconds(self) -> float:
+        import psutil
+        total = 0.0
+        for process in self.processes:
+            with contextlib.suppress(psutil.Error):
+                for p in [process] + process.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        t = p.cpu_times()
+                        total += t.user + t.system
+        return total
+
+    def _watch(self) -> None:
+        import urllib.request
+        samples: list[tuple[float, float]] = []
+        while not self._stop.wait(self.interval):
+            with contextlib.suppress(OSError, ValueError):
+                running = [j for j in self._get("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+                now = time.monotonic()
+                samples = [s for s in samples if now - s[0] <= self.stall_seconds] + [(now, self._cpu_seconds())]
+                if not running or now - samples[0][0] < self.stall_seconds * 0.95:
+                    continue
+                used = samples[-1][1] - samples[0][1]
+                if used > 0.02 * (samples[-1][0] - samples[0][0]):     # > 2% of one core: progressing
+                    continue
+                job = running[0]
+                tasks = [v["name"] for v in self._get(f"/jobs/{job['jid']}")["vertices"] if v["status"] == "RUNNING"]
+                self.stalled = (f"Flink job {job['name']} stalled: {used:.1f} s of CPU in {now - samples[0][0]:.0f} s "
+                                f"with running tasks {'; '.join(t[:100] for t in tasks)}")
+                logging.getLogger(__name__).warning("%s -- cancelling it", self.stalled)
+                urllib.request.urlopen(urllib.request.Request(f"{self.rest}/jobs/{job['jid']}?mode=cancel",
+                                                              method="PATCH"), timeout=10).close()
+                samples = []
+
+    def __enter__(self) -> "FlinkStallWatch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def component_intervals(metadata_path: str) -> dict[str, tuple[float, float]]:
     """Node name -> (start, end) unix seconds of its execution in the latest run, from ML Metadata."""
     from ml_metadata.metadata_store import metadata_store
@@ -140,11 +204,19 @@ def one_run(args: argparse.Namespace) -> dict:
         transform.exec_properties["disable_statistics"] = 1
     started = time.monotonic()
     error = None
-    with TreeMemory(args.sample_seconds, os.environ.get("FLINK_STATE") if args.flink_child else None) as memory:
+    with contextlib.ExitStack() as stack:
+        memory = stack.enter_context(
+            TreeMemory(args.sample_seconds, os.environ.get("FLINK_STATE") if args.flink_child else None))
+        watch = (stack.enter_context(FlinkStallWatch(
+            [memory.process, *memory.cluster.values()],
+            f"http://127.0.0.1:{os.environ.get('FLINK_REST_PORT', '8081')}", args.stall_seconds))
+            if args.flink_child else None)
         try:
             tfx.orchestration.LocalDagRunner().run(pipeline)
         except Exception as e:  # reported in the result, the parent decides
             error = runner.root_cause(e)
+    if watch and watch.stalled:
+        error = f"{watch.stalled} (cancelled; the step failed: {error})"
     wall = time.monotonic() - started
     summary = runner.summarize(config)
     intervals = component_intervals(config.metadata_path)
@@ -203,7 +275,7 @@ def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = (), 
                "--preset", args.preset, "--sample-seconds", str(args.sample_seconds)]
         cmd += sum((["--set", s] for s in [*(args.set or []), *extra_sets]), [])
         cmd += ["--data-only"] if args.data_only else []
-        cmd += ["--flink-child"] if flink else []
+        cmd += ["--flink-child", "--stall-seconds", str(args.stall_seconds)] if flink else []
         cmd += ["--transform-without-statistics"] if args.transform_without_statistics else []
         print(f"$ {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
@@ -263,6 +335,9 @@ def markdown(results: list[dict]) -> str:
     if any(r.get("data_digest") for r in results):
         lines.append("| statistics digest (train) | " + " | ".join(
             r.get("data_digest", {}).get("train", {}).get("histograms_sha256", "-") for r in results) + " |")
+    if any(r.get("failures") for r in results):
+        lines.append("| failed | " + " | ".join(
+            "; ".join(str(f)[:160] for f in r["failures"]) if r.get("failures") else "-" for r in results) + " |")
     if any(r.get("accuracy") for r in results):
         lines.append("| test accuracy | " + " | ".join(f"{r['accuracy']:.4f}" if r.get("accuracy") else "-"
                                                      for r in results) + " |")
@@ -285,6 +360,8 @@ def main() -> int:
     p.add_argument("--flink", action="store_true",
                    help=f"also on a local Flink cluster (tools/flink) at parallelism {FLINK_PARALLELISM}")
     p.add_argument("--flink-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--stall-seconds", type=float, default=180,
+                   help="on Flink: cancel a job that ran on < 2%% of a core for this long (a deadlock)")
     p.add_argument("--sample-seconds", type=float, default=0.5)
     p.add_argument("--json", default=str(ROOT / "outputs" / "bench" / "scale.json"))
     p.add_argument("--png", default=None, help="draw the curve here (e.g. benchmarks/scale.png)")
