@@ -42,6 +42,8 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, data_pipeline, write_result
 
+log = logging.getLogger(__name__)
+
 GB = 1024 ** 3
 BEAM_MODES = {
     "in_memory": "--direct_running_mode=in_memory --direct_num_workers=1",
@@ -68,36 +70,22 @@ def tree_rss(process) -> float:
     return total / GB
 
 
-class TreeMemory:
-    """Samples the resident memory of this process and its children (Beam workers) in a thread, and
-    of each process of a Flink cluster when `flink_state` names one (tools/flink's PID files)."""
+class Periodic:
+    """Runs `tick` every `interval` seconds in a daemon thread while inside a `with` block."""
 
-    def __init__(self, interval: float, flink_state: str | None = None) -> None:
-        import psutil
-        self.process = psutil.Process()
+    def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.samples: list[tuple[float, float]] = []    # (unix time, GB)
-        self.cluster_peaks: dict[str, float] = {}       # cluster process -> peak GB (with children)
-        self.cluster = {}
-        for pid_file in sorted(Path(flink_state).glob("*.pid")) if flink_state else []:
-            with contextlib.suppress(psutil.Error, ValueError):
-                self.cluster[pid_file.stem] = psutil.Process(int(pid_file.read_text()))
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def tree_rss(self) -> float:
-        return tree_rss(self.process)
+    def tick(self) -> None:
+        raise NotImplementedError
 
-    def _sample(self) -> None:
+    def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            self.samples.append((time.time(), self.tree_rss()))
-            for name, process in self.cluster.items():
-                self.cluster_peaks[name] = max(self.cluster_peaks.get(name, 0.0), tree_rss(process))
+            self.tick()
 
-    def peak(self, start: float = 0.0, end: float = float("inf")) -> float:
-        return max((gb for t, gb in self.samples if start <= t <= end), default=0.0)
-
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -106,7 +94,34 @@ class TreeMemory:
         self._thread.join()
 
 
-class FlinkStallWatch:
+class TreeMemory(Periodic):
+    """Samples the resident memory of this process and its children (Beam workers) in a thread, and
+    of each process of a Flink cluster when `flink_state` names one (tools/flink's PID files)."""
+
+    def __init__(self, interval: float, flink_state: str | None = None) -> None:
+        import psutil
+        super().__init__(interval)
+        self.process = psutil.Process()
+        self.samples: list[tuple[float, float]] = []    # (unix time, GB)
+        self.cluster_peaks: dict[str, float] = {}       # cluster process -> peak GB (with children)
+        self.cluster = {}
+        for pid_file in sorted(Path(flink_state).glob("*.pid")) if flink_state else []:
+            with contextlib.suppress(psutil.Error, ValueError):
+                self.cluster[pid_file.stem] = psutil.Process(int(pid_file.read_text()))
+
+    def tree_rss(self) -> float:
+        return tree_rss(self.process)
+
+    def tick(self) -> None:
+        self.samples.append((time.time(), self.tree_rss()))
+        for name, process in self.cluster.items():
+            self.cluster_peaks[name] = max(self.cluster_peaks.get(name, 0.0), tree_rss(process))
+
+    def peak(self, start: float = 0.0, end: float = float("inf")) -> float:
+        return max((gb for t, gb in self.samples if start <= t <= end), default=0.0)
+
+
+class FlinkStallWatch(Periodic):
     """Cancels the running Flink job when the run stops using CPU: what a deadlocked job looks like.
 
     On Beam's portable Flink runner a batch task is one SDK bundle, and the TaskManager drains a
@@ -118,12 +133,12 @@ class FlinkStallWatch:
     the result records, and the benchmark goes on."""
 
     def __init__(self, processes: list, rest: str, stall_seconds: float, interval: float = 10.0) -> None:
-        self.processes, self.rest, self.stall_seconds, self.interval = processes, rest, stall_seconds, interval
+        super().__init__(interval)
+        self.processes, self.rest, self.stall_seconds = processes, rest, stall_seconds
         self.stalled: str | None = None
+        self._samples: list[tuple[float, float]] = []     # (monotonic seconds, CPU seconds used)
         self._last: dict[tuple[int, float], float] = {}
         self._used, self._started = 0.0, False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
 
     def _get(self, path: str):
         import urllib.request
@@ -147,41 +162,33 @@ class FlinkStallWatch:
         self._started = True
         return self._used
 
-    def _watch(self) -> None:
+    def tick(self) -> None:
+        with contextlib.suppress(OSError, ValueError, KeyError):   # the REST API unreachable for a look
+            self._check()
+
+    def _check(self) -> None:
         import urllib.request
-        samples: list[tuple[float, float]] = []
-        while not self._stop.wait(self.interval):
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                running = [j for j in self._get("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
-                now = time.monotonic()
-                samples = [s for s in samples if now - s[0] <= self.stall_seconds + 3 * self.interval]
-                samples.append((now, self._cpu_seconds()))
-                # The window: from the newest look at least stall_seconds old to now.
-                base = next((s for s in reversed(samples) if now - s[0] >= self.stall_seconds), None)
-                if not running or base is None or running[0]["duration"] < self.stall_seconds * 1000:
-                    continue
-                samples = samples[samples.index(base):]
-                used = samples[-1][1] - samples[0][1]
-                # Idle, this process (its memory sampler), the TaskManagers and the pools use ~5% of a
-                # core together (measured here); a running stage, 50-100% or more.
-                if used > 0.15 * (samples[-1][0] - samples[0][0]):
-                    continue
-                job = running[0]
-                tasks = [v["name"] for v in self._get(f"/jobs/{job['jid']}")["vertices"] if v["status"] == "RUNNING"]
-                self.stalled = (f"Flink job {job['name']} stalled: {used:.1f} s of CPU in {now - samples[0][0]:.0f} s "
-                                f"with running tasks {'; '.join(t[:100] for t in tasks)}")
-                logging.getLogger(__name__).warning("%s -- cancelling it", self.stalled)
-                urllib.request.urlopen(urllib.request.Request(f"{self.rest}/jobs/{job['jid']}?mode=cancel",
-                                                              method="PATCH"), timeout=10).close()
-                samples = []
-
-    def __enter__(self) -> "FlinkStallWatch":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
+        running = [j for j in self._get("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+        now = time.monotonic()
+        self._samples = [s for s in self._samples if now - s[0] <= self.stall_seconds + 3 * self.interval]
+        self._samples.append((now, self._cpu_seconds()))
+        # The window: from the newest look at least stall_seconds old to now.
+        base = next((s for s in reversed(self._samples) if now - s[0] >= self.stall_seconds), None)
+        if not running or base is None or running[0]["duration"] < self.stall_seconds * 1000:
+            return
+        seconds, used = now - base[0], self._samples[-1][1] - base[1]
+        # Idle, this process (its memory sampler), the TaskManagers and the pools use ~5% of a
+        # core together (measured here); a running stage, 50-100% or more.
+        if used > 0.15 * seconds:
+            return
+        job = running[0]
+        tasks = [v["name"] for v in self._get(f"/jobs/{job['jid']}")["vertices"] if v["status"] == "RUNNING"]
+        self.stalled = (f"Flink job {job['name']} stalled: {used:.1f} s of CPU in {seconds:.0f} s "
+                        f"with running tasks {'; '.join(t[:100] for t in tasks)}")
+        log.warning("%s -- cancelling it", self.stalled)
+        urllib.request.urlopen(urllib.request.Request(f"{self.rest}/jobs/{job['jid']}?mode=cancel",
+                                                      method="PATCH"), timeout=10).close()
+        self._samples = []
 
 
 def component_intervals(metadata_path: str) -> dict[str, tuple[float, float]]:
