@@ -1,7 +1,9 @@
 """benchmarks/scale.py FlinkStallWatch against a stand-in of the three Flink REST calls it makes.
 
-The calls are Flink's REST API as documented for 1.19 (GET /jobs/overview, GET /jobs/:jobid and
-PATCH /jobs/:jobid?mode=cancel); the stand-in answers them on 127.0.0.1 for one RUNNING job. The
+The calls are Flink 1.19's REST API, as its own message headers declare them (flink-dist-1.19.3:
+org.apache.flink.runtime.rest.messages.JobsOverviewHeaders GET "/jobs/overview",
+job.JobDetailsHeaders GET "/jobs/:jobid", JobCancellationHeaders PATCH "/jobs/:jobid" with the
+`mode` query parameter); the stand-in answers them on 127.0.0.1 for one RUNNING job. The
 watched process is real: an idle `sleep` must get the job cancelled (what a deadlocked Beam job
 looks like, BENCHMARKS.md "Beam on Flink"), a process burning a core must not.
 """
