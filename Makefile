@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink spark-up spark-down test-spark image-gpu gpu-check
+.PHONY: disk-check run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink spark-up spark-down test-spark image-gpu gpu-check
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -29,12 +29,22 @@ serve:
 ## and its copy with one module left out, two checkouts on the stack at once (from the host), then
 ## pytest with a container engine's API for the KFP stand-in (tools/image with-engine)
 ## (tools/prometheus fetches Debian's Prometheus binary once; its directory is bound into the chroot stack)
-test: lint image-left-out image-gpu
+test: lint disk-check image-left-out image-gpu
 	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
 	python3 tests/unit/test_with_stack.py
 	tools/flink install >/dev/null && tools/spark install >/dev/null
 	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom) $$(tools/flink binds) $$(tools/spark binds)" \
 	    $(WITH_ENGINE) $(STACK) python -m pytest -q tests/unit tests/e2e
+
+## disk-check: the free space `make test` needs under /tmp (pipeline runs, clusters) and the container
+## storage (the images), which share one disk here. Short of it, the suite used to fail late and
+## obscurely: Spark relaunched executors that could not start until CI's time ran out.
+TEST_DISK_GB ?= 20
+disk-check:
+	@for dir in /tmp /var/lib/containers; do [ -d $$dir ] || continue; \
+	  free=$$(df -Pk $$dir | awk 'NR == 2 {print int($$4 / 1048576)}'); \
+	  [ "$$free" -ge $(TEST_DISK_GB) ] || { echo "make test: $$free GB free on $$dir's disk; the suite needs $(TEST_DISK_GB) GB (TEST_DISK_GB)" >&2; exit 2; }; \
+	done
 
 ## test-kubeflow: only the Kubeflow tests that run containers (the images as for `make test`)
 test-kubeflow: image-left-out image-gpu

@@ -229,6 +229,7 @@ def one_run(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     error = None
     with contextlib.ExitStack() as stack:
+        stack.enter_context(runner.run_scratch())  # the executors' leftovers: a TFX sdist per Beam step
         memory = stack.enter_context(
             TreeMemory(args.sample_seconds, os.environ.get("FLINK_STATE") if args.flink_child else None))
         # The processes that do the work: this one, the TaskManagers and the worker pools with their

@@ -6,11 +6,15 @@ including which components were served from the cache.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pipeline.config import PipelineConfig
@@ -99,7 +103,8 @@ def run_local(config: PipelineConfig, progress: bool = True) -> RunSummary:
         absl_logger.addHandler(handler)
     error: BaseException | None = None
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        with run_scratch():
+            tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as e:  # not re-raised: the summary records the root cause as a failure, and
         error = e           # exit_code(summary) turns it into the run's status (EXIT_FAILED)
     finally:
@@ -111,6 +116,28 @@ def run_local(config: PipelineConfig, progress: bool = True) -> RunSummary:
         # A failed ExampleGen publishes no artifact; its data report travels on the exception.
         summary.data_input = summary.data_input or getattr(innermost(error), "data_input", None)
     return summary
+
+
+@contextlib.contextmanager
+def run_scratch() -> Iterator[str]:
+    """The process's temporary directory for one run, removed when the run ends.
+
+    LocalDagRunner runs the executors in this process, and what they leave in the temporary
+    directory is never removed: with Beam arguments set, every Beam executor builds a ~52 MB sdist
+    of TFX ("tfx_ephemeral", for remote workers) in its own tempfile.mkdtemp()
+    (tfx/dsl/components/base/base_beam_executor.py -> tfx/utils/dependency_utils.py
+    build_ephemeral_package), four per run on a cluster; Beam leaves beam-temp-* directories.
+    Here they went into one directory, gone after the run (14 GB had piled up in /tmp: the disk
+    filled and a CI run failed).
+    """
+    previous = tempfile.tempdir
+    scratch = tempfile.mkdtemp(prefix="fmnist-run-")
+    tempfile.tempdir = scratch
+    try:
+        yield scratch
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def innermost(error: BaseException) -> BaseException:

@@ -2,18 +2,24 @@
 Spark): shared by tests/e2e/test_beam_flink.py and test_beam_spark.py."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
+import threading
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pipeline import runner
 from pipeline.config import PROJECT_ROOT
 from schema import contract
 
 SPLITS = (contract.TRAIN_SPLIT, contract.TEST_SPLIT)
+log = logging.getLogger(__name__)
 
 
 class LocalCluster:
@@ -26,6 +32,39 @@ class LocalCluster:
     def __init__(self, state: Path, ports: dict[str, str]) -> None:
         self.env = {**os.environ, **ports, self.state_variable: str(state)}
         self.state = state
+        self.expired = ""
+
+    @contextlib.contextmanager
+    def running(self, budget_seconds: float) -> Iterator[LocalCluster]:
+        """`up`, then `down` when the module is done -- or once `budget_seconds` have passed.
+
+        A Beam job on a cluster that cannot make progress waits for ever: Spark relaunched executors
+        that could not start (no space left on the disk) 5.3 million times in one CI run, until the
+        CI's limit stopped everything. Stopped, the cluster fails the job, and so the run, at once;
+        `run` then says why.
+        """
+        self.tool("up")
+        timer = threading.Timer(budget_seconds, self._expire, args=(budget_seconds,))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield self
+        finally:
+            timer.cancel()
+            self.tool("down")
+
+    def _expire(self, budget_seconds: float) -> None:
+        self.expired = (f"the {self.script} cluster was stopped after the test module's budget of "
+                        f"{budget_seconds:.0f} s; its logs: {self.state / 'log'}")
+        log.error(self.expired)
+        self.tool("down")
+
+    def run(self, config) -> runner.RunSummary:
+        """The pipeline with its Beam steps on this cluster (config's beam_args), in this process."""
+        summary = runner.run_local(config, progress=False)
+        if self.expired:
+            pytest.fail(f"{self.expired}; the run's failures: {summary.failures}")
+        return summary
 
     def tool(self, *args: str) -> str:
         done = subprocess.run([str(PROJECT_ROOT / "tools" / self.script), *args], env=self.env, text=True,

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from pipeline import runner
 from pipeline.config import PROJECT_ROOT, load_config
 from schema import contract
 
+BUDGET = 30 * 60  # seconds for the whole module, cluster up to down (see the fixture)
 PORTS = {"FLINK_REST_PORT": "18081", "FLINK_RPC_PORT": "16123", "BEAM_JOB_PORT": "18099",
          "BEAM_WORKER_POOL_PORT": "50100"}
 TASKMANAGERS = {"taskmanager-1", "taskmanager-2"}
@@ -63,10 +65,9 @@ class Flink(LocalCluster):
 
 @pytest.fixture(scope="module")
 def flink(tmp_path_factory):
-    cluster = Flink(tmp_path_factory.mktemp("flink-state"), PORTS)
-    cluster.tool("up")
-    yield cluster
-    cluster.tool("down")
+    # The module takes ~9 min on 2 idle cores; the budget bounds a cluster that stops making progress.
+    with Flink(tmp_path_factory.mktemp("flink-state"), PORTS).running(budget_seconds=BUDGET) as cluster:
+        yield cluster
 
 
 def flink_config(out: Path, flink: Flink, **overrides: str):
@@ -76,16 +77,24 @@ def flink_config(out: Path, flink: Flink, **overrides: str):
 
 @pytest.fixture(scope="module")
 def flink_run(flink, tmp_path_factory):
-    """The sample preset with its Beam steps on the cluster; returns (config, summary, the run's jobs)."""
+    """The sample preset with its Beam steps on the cluster; returns (config, summary, the run's jobs,
+    the TFX sdists left in the temporary directory before and after)."""
     before = set(flink.jobs())
+    sdists = ephemeral_sdists()
     config = flink_config(tmp_path_factory.mktemp("flink-run"), flink)
-    summary = runner.run_local(config, progress=False)
+    summary = flink.run(config)
     jobs = {jid: job for jid, job in flink.jobs().items() if jid not in before}
-    return config, summary, jobs
+    return config, summary, jobs, (sdists, ephemeral_sdists())
+
+
+def ephemeral_sdists() -> set[Path]:
+    """The sdists of TFX that TFX's Beam executors build for remote workers when Beam arguments are
+    set (tfx/utils/dependency_utils.py build_ephemeral_package: <mkdtemp>/build/tfx/dist/)."""
+    return set(Path(tempfile.gettempdir()).glob("*/build/tfx/dist/tfx_ephemeral-*"))
 
 
 def test_the_pipeline_runs_on_flink_and_pushes_a_model_as_good_as_directrunners(flink_run, sample_run):
-    config, summary, _ = flink_run
+    config, summary, *_ = flink_run
     assert summary.failures == [] and runner.exit_code(summary) == runner.EXIT_OK, summary.failures
     assert summary.pushed_to and os.path.isdir(summary.pushed_to)
     # Transform's output on Flink trained the same Trainer: the model clears the preset's threshold,
@@ -96,7 +105,7 @@ def test_the_pipeline_runs_on_flink_and_pushes_a_model_as_good_as_directrunners(
 
 
 def test_every_beam_step_was_a_finished_flink_job_on_both_taskmanagers(flink_run, flink):
-    _, summary, jobs = flink_run
+    _, summary, jobs, _ = flink_run
     for step in BEAM_STEPS:
         assert summary.component(step).state == "COMPLETE", step
     assert len(jobs) == len(BEAM_STEPS), {j["name"]: j["state"] for j in jobs.values()}
@@ -106,6 +115,18 @@ def test_every_beam_step_was_a_finished_flink_job_on_both_taskmanagers(flink_run
     # The biggest job (statistics over every example) was itself spread over both.
     biggest = max(jobs, key=lambda jid: jobs[jid]["tasks"]["total"])
     assert flink.taskmanagers_of(biggest) == TASKMANAGERS
+
+
+def test_the_runs_scratch_is_gone_and_the_clusters_is_under_its_state(flink_run, flink):
+    """What the run and the cluster write besides their outputs (~0.5 GB a run: a TFX sdist per
+    Beam step, the job server's jar per job and TaskManager) does not pile up in /tmp: the run's
+    own temporary directory is removed when it ends, and the TaskManagers' working directories
+    (their blob caches) are under the cluster's state, which `down` removes."""
+    before, after = flink_run[3]
+    assert after == before
+    for taskmanager in TASKMANAGERS:
+        assert (flink.state / "work" / f"tm_{taskmanager}" / "blobStorage").is_dir(), taskmanager
+        assert not (Path(tempfile.gettempdir()) / f"tm_{taskmanager}").exists()
 
 
 def test_same_examples_and_statistics_as_directrunner(flink_run, sample_run):
@@ -144,7 +165,7 @@ def test_a_bad_csv_on_flink_stops_before_transform_with_the_local_message(flink,
     for name, beam_args in (("local", ""), ("flink", " ".join(flink.beam_args))):
         config = load_config("sample", overrides={"output_root": str(tmp_path / name), "data_root": str(data),
                                                   "beam_args": beam_args})
-        summary = runner.run_local(config, progress=False)
+        summary = flink.run(config) if beam_args else runner.run_local(config, progress=False)
         assert runner.exit_code(summary) == runner.EXIT_FAILED
         assert summary.component(contract.TRANSFORM) is None and not os.path.exists(config.serving_model_dir)
         # The messages name the run's own output directory (where the anomalies are): the same text

@@ -13,6 +13,7 @@ from pipeline import runner
 from pipeline.config import load_config
 from schema import contract
 
+BUDGET = 20 * 60  # seconds for the whole module, cluster up to down (see the fixture)
 PORTS = {"SPARK_MASTER_PORT": "17077", "SPARK_UI_PORT": "18080", "BEAM_JOB_PORT": "18199",
          "BEAM_WORKER_POOL_PORT": "50110"}
 
@@ -28,10 +29,9 @@ class Spark(LocalCluster):
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory):
-    cluster = Spark(tmp_path_factory.mktemp("spark-state"), PORTS)
-    cluster.tool("up")
-    yield cluster
-    cluster.tool("down")
+    # The module takes ~8 min on 2 idle cores; the budget bounds a cluster that stops making progress.
+    with Spark(tmp_path_factory.mktemp("spark-state"), PORTS).running(budget_seconds=BUDGET) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def spark_run(spark, tmp_path_factory):
     before = {a["id"] for a in spark.master()["completedapps"]}
     config = load_config("sample", overrides={"output_root": str(tmp_path_factory.mktemp("spark-run")),
                                               **NO_LATENCY_GATE, "beam_args": spark.tool("args")})
-    summary = runner.run_local(config, progress=False)
+    summary = spark.run(config)
     apps = [a for a in spark.master()["completedapps"] if a["id"] not in before]
     return config, summary, apps
 

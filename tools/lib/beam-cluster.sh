@@ -96,6 +96,7 @@ down() {
   done
   for pid in $(pids); do kill -KILL -- "-$pid" 2>/dev/null || true; done
   rm -f "$state"/*.pid
+  rm -rf "$state/work"   # the engine's scratch (job jars, spill files); logs and configuration stay
   [ $any = 0 ] || log "stopped"
 }
 
