@@ -2,10 +2,11 @@
 
 `ModelServer` is used in-process by tests, the demo and benchmarks; `serve_until_signalled` is
 what `fmnist serve` runs: SIGTERM/SIGINT stop new requests, let in-flight ones finish (grace
-period), then exit.
+period), then exit; SIGUSR1 writes every thread's stack to stderr and goes on serving.
 """
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -162,6 +163,9 @@ def serve_until_signalled(server: ModelServer, grace: float = 30.0) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `kill -USR1 <pid>`: where each thread is, for a server that does not answer or does not stop
+    # (a drain once outlived its test's 300 s and left nothing to read; not reproduced since).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     server.start()
     print(f"serving on {server.target} (gRPC), REST on {server.host}:{server.rest_port}; Ctrl-C to stop "
           f"(pid {os.getpid()})", flush=True)

@@ -86,7 +86,9 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
     cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model-base", str(served_base),
            "--port", str(port), "--rest-port", str(rest), "--batching",
            "--grace", "600"]  # a drain bound a loaded machine cannot reach: nothing in flight is cut off
-    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = tmp_path / "server.log"   # a file, not a pipe nobody reads while the server runs
+    with open(output, "w") as out_file:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out_file, stderr=subprocess.STDOUT, text=True)
     target = f"127.0.0.1:{port}"
     try:
         _wait_serving(target)
@@ -138,7 +140,13 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
         for t in threads:
             t.join(timeout=300)
         assert not any(t.is_alive() for t in threads)
-        assert proc.wait(timeout=300) == 0  # generous: a loaded 2-core machine is slow to drain
+        try:  # generous: a loaded 2-core machine is slow to drain
+            assert proc.wait(timeout=300) == 0, output.read_text()[-5000:]
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)   # the server's thread stacks (serve_until_signalled)
+            time.sleep(3)
+            pytest.fail(f"no exit 300 s after SIGTERM; {len(errors)} clients refused: {errors}; the "
+                        f"server's output and threads:\n{output.read_text()[-20000:]}")
         # Every client ended on a refusal, none hung; every answer is complete and is its own
         # client's answer. A refusal is UNAVAILABLE (nothing listens any more) or CANCELLED: grpcio's
         # Server.stop(grace) "immediately stops the server from servicing new RPCs" by cancelling
