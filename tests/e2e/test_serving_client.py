@@ -57,6 +57,11 @@ def test_colour_large_non_square_and_already_dark_inputs():
     assert out[14, 14] > 200 and out[0, 0] < 10
 
 
+# `fmnist serve --grace` in the SIGTERM test: longer than any model call is expected to take, so
+# nothing in flight is cut off, and the bound for the clients and the server's exit.
+DRAIN_GRACE = 600
+
+
 def _wait_serving(target: str, timeout: float = 120) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
     deadline = time.monotonic() + timeout
@@ -84,8 +89,7 @@ def served_base(sample_run, tmp_path_factory):
 def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
     port, rest = free_port(), free_port()
     cmd = [sys.executable, "-m", "pipeline.cli", "serve", "--model-base", str(served_base),
-           "--port", str(port), "--rest-port", str(rest), "--batching",
-           "--grace", "600"]  # a drain bound a loaded machine cannot reach: nothing in flight is cut off
+           "--port", str(port), "--rest-port", str(rest), "--batching", "--grace", str(DRAIN_GRACE)]
     output = tmp_path / "server.log"   # a file, not a pipe nobody reads while the server runs
     with open(output, "w") as out_file:
         proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=out_file, stderr=subprocess.STDOUT, text=True)
@@ -109,7 +113,10 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
         # SIGTERM while requests are in flight: they complete, then the process exits 0. Six clients
         # send one request after another, each with its own images; the signal goes once every
         # client has had an answer (an event, not a sleep), so requests are in flight at that moment.
-        client = ServingClient(target, timeout=120)
+        # The clients wait as long as the server drains: a model call here has been seen to take
+        # minutes (RELIABILITY.md, "A model call that stalls"), and a shorter client deadline would
+        # report that stall as DEADLINE_EXCEEDED instead of showing whether the drain finished it.
+        client = ServingClient(target, timeout=DRAIN_GRACE)
         _, sample = served_traffic.test_images(limit=6 * 64)
         answers, errors = [], []
         lock, all_answered = threading.Lock(), threading.Event()
@@ -126,7 +133,7 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
                 try:
                     got = client.predict_images(images)
                 except grpc.RpcError as e:
-                    errors.append((sent, e))
+                    errors.append((sent, time.monotonic(), e))
                     return
                 with lock:
                     answers.append((k, sent, time.monotonic(), got, expected))
@@ -137,26 +144,34 @@ def test_fmnist_serve_predict_and_sigterm_drain(served_base, tmp_path):
         assert all_answered.wait(timeout=300)
         signalled = time.monotonic()
         proc.send_signal(signal.SIGTERM)
+        bound = time.monotonic() + DRAIN_GRACE + 60
         for t in threads:
-            t.join(timeout=300)
-        assert not any(t.is_alive() for t in threads)
-        try:  # generous: a loaded 2-core machine is slow to drain
-            assert proc.wait(timeout=300) == 0, output.read_text()[-5000:]
+            t.join(timeout=max(bound - time.monotonic(), 0))
+        try:
+            code = proc.wait(timeout=max(bound - time.monotonic(), 1))
         except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGUSR1)   # the server's thread stacks (serve_until_signalled)
-            time.sleep(3)
-            pytest.fail(f"no exit 300 s after SIGTERM; {len(errors)} clients refused: {errors}; the "
-                        f"server's output and threads:\n{output.read_text()[-20000:]}")
+            code = None
+        if code is None or any(t.is_alive() for t in threads) or any(
+                e.code() == grpc.StatusCode.DEADLINE_EXCEEDED for _, _, e in errors):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)   # the server's thread stacks (serve_until_signalled)
+                time.sleep(3)
+            pytest.fail(f"no clean drain {time.monotonic() - signalled:.0f} s after SIGTERM (exit code {code}); "
+                        f"{len(errors)} clients refused: {errors}; the server's output and threads:\n"
+                        f"{output.read_text()[-20000:]}")
+        assert code == 0, output.read_text()[-5000:]
         # Every client ended on a refusal, none hung; every answer is complete and is its own
         # client's answer. A refusal is UNAVAILABLE (nothing listens any more) or CANCELLED: grpcio's
         # Server.stop(grace) "immediately stops the server from servicing new RPCs" by cancelling
-        # calls no handler has started, while started ones run until the grace ends (600 s here,
+        # calls no handler has started, while started ones run until the grace ends (DRAIN_GRACE,
         # so none is cut off). Which of the two a call gets depends on when it reached the server,
         # which a client clock cannot tell (stress: CANCELLED for calls sent 0.2-0.3 ms before the
         # signal), so both count as refusals; the drain is what the next assertion shows.
         assert len(errors) == 6, errors
-        for sent, e in errors:
+        for sent, received, e in errors:
             assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), (sent - signalled, e)
+            # A refusal comes at once; a CANCELLED at the end of the grace would be a call cut off.
+            assert received - signalled < DRAIN_GRACE, (sent - signalled, received - signalled, e)
         for k, sent, received, got, expected in answers:
             assert [p.class_id for p in got] == [p.class_id for p in expected], k
             np.testing.assert_allclose([p.probabilities for p in got], [p.probabilities for p in expected],
