@@ -93,11 +93,17 @@ FMNIST_SERVE = (str(ROOT / "tools" / "bin" / "fmnist"), "serve")
 GENERIC_SERVE = ("-m", "serving")
 
 
-def launch_model_server(flags: list[str], command: tuple[str, ...] = GENERIC_SERVE) -> tuple[subprocess.Popen, str]:
-    """`python -m serving FLAGS` (or `fmnist serve FLAGS`) on a free loopback port, started (not yet ready)."""
+def launch_model_server(flags: list[str], command: tuple[str, ...] = GENERIC_SERVE,
+                        output: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """`python -m serving FLAGS` (or `fmnist serve FLAGS`) on a free loopback port, started (not yet
+    ready); its stdout and stderr go to `output` (e.g. for SIGUSR1's thread stacks), else nowhere."""
     port = free_port()
     cmd = [sys.executable, *command, f"--port={port}", "--rest_api_port=0", *flags]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if output is None:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    else:
+        with open(output, "w") as out:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     return proc, f"127.0.0.1:{port}"
 
 

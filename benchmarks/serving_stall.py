@@ -37,14 +37,10 @@ def busy_loops(n: int) -> list[subprocess.Popen]:
 def one_round(model_base: Path, images: np.ndarray, deadline: float, server_args: list[str],
               server_log: Path) -> dict:
     from serving.client import ServingClient
-    from serving.ports import free_port
 
-    port = free_port()
-    with open(server_log, "w") as out:  # the server's output, with its stacks if the round stalls
-        proc = subprocess.Popen([sys.executable, *common.FMNIST_SERVE, "--model-base", str(model_base),
-                                 f"--port={port}", "--rest_api_port=0", "--batching", "--grace", "600",
-                                 *server_args], cwd=common.ROOT, stdout=out, stderr=subprocess.STDOUT)
-    target = f"127.0.0.1:{port}"
+    proc, target = common.launch_model_server(  # its output keeps its stacks if the round stalls
+        ["--model-base", str(model_base), "--batching", "--grace", "600", *server_args],
+        common.FMNIST_SERVE, output=server_log)
     common.wait_until_ready(proc, target, lambda c: bool(c.status().model_version_status))
     client = ServingClient(target, timeout=deadline)
     codes: list[grpc.StatusCode] = []
