@@ -21,6 +21,12 @@ def compile_model(model: keras.Model, config: TrainingConfig, steps_per_epoch: i
 
     With steps_per_epoch and epochs the learning rate follows a cosine decay over the whole run,
     which converges more reliably than a constant rate in the few epochs a CPU budget allows.
+    With them and config.ema_momentum, Adam keeps a moving average of the weights (Keras's
+    `use_ema`) and writes it into the model at the last step of every epoch, so validation,
+    early stopping (and the best epoch it restores), checkpoints and the exported model all see
+    the averaged weights, with no callback to keep in step; training goes on from the average.
+    Without a known epoch length there is no averaging: Keras would write the average only after
+    fit, where early stopping's restore would overwrite it.
     Under a distribution strategy call this inside its scope, like the build (the optimizer's
     variables are created here)."""
     lr: Any = config.learning_rate
@@ -35,7 +41,11 @@ def compile_model(model: keras.Model, config: TrainingConfig, steps_per_epoch: i
             return base(y, y_pred)
     else:
         loss = keras.losses.SparseCategoricalCrossentropy()
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=loss,
+    averaging: dict[str, Any] = {}
+    if config.ema_momentum and steps_per_epoch and epochs:
+        averaging = {"use_ema": True, "ema_momentum": config.ema_momentum,
+                     "ema_overwrite_frequency": steps_per_epoch}
+    model.compile(optimizer=keras.optimizers.Adam(lr, **averaging), loss=loss,
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name=TRAINING_ACCURACY_METRIC)])
     return model
 

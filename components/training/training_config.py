@@ -56,6 +56,10 @@ class TrainingConfig:
     # (components/models/compile.py).
     augment: bool = False
     label_smoothing: float = 0.0
+    # Polyak averaging of the weights (components/models/compile.py): 0 = off; 0.99 averages over the
+    # last ~100 steps. At a high learning rate the running weights jitter from epoch to epoch and
+    # their average scores higher, most of all early in a run (the `fast` preset, BENCHMARKS.md).
+    ema_momentum: float = 0.0
     # The Keras mixed-precision policy training runs under (PRECISIONS): "mixed_bfloat16" computes
     # in bfloat16 with float32 weights, faster for the CNN on a CPU with AVX512_BF16 or AMX but
     # slower where bfloat16 is emulated, hence "auto" in the `fast` preset (BENCHMARKS.md, "A stronger
@@ -84,6 +88,7 @@ class TrainingConfig:
             ("model", self.model in group_names(),
              f"is not a registered architecture; registered: {', '.join(sorted(group_names()))}"),
             ("label_smoothing", 0 <= self.label_smoothing < 1, "must be in [0, 1)"),
+            ("ema_momentum", 0 <= self.ema_momentum < 1, "must be in [0, 1) (0: no averaging)"),
             ("precision", self.precision in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
             ("validation_fraction", 0 < self.validation_fraction < 1, "must be in (0, 1)"),
             ("early_stopping_patience", self.early_stopping_patience >= 0, "must be >= 0"),

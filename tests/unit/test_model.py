@@ -251,3 +251,37 @@ def test_training_only_settings_leave_the_served_graph_unchanged():
     plain = dataclasses.replace(preset, augment=False, precision="float32")
     assert served_ops(preset) == served_ops(plain)
     assert "Conv2D" in served_ops(plain) and not any("Cast" in op for op in served_ops(preset))
+
+
+def test_weight_averaging_is_written_into_the_model_at_every_epoch_end():
+    """With ema_momentum, what validation, early stopping and the export see at an epoch's end is
+    the optimizer's moving average of the weights: writing the average in again changes nothing."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    rng = np.random.default_rng(3)
+    x, y = rng.random((128, 28, 28, 1)).astype("float32"), rng.integers(0, NUM_CLASSES, 128)
+    model = build_and_compile(dataclasses.replace(small_cnn(), ema_momentum=0.9), steps_per_epoch=4, epochs=2)
+    assert model.optimizer.use_ema and model.optimizer.ema_overwrite_frequency == 4
+    gaps: list[float] = []
+
+    class AverageAtEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            before = [w.numpy() for w in self.model.trainable_variables]
+            self.model.optimizer.finalize_variable_values(self.model.trainable_variables)
+            gaps.append(max(float(np.abs(b - w.numpy()).max())
+                            for b, w in zip(before, self.model.trainable_variables)))
+
+    start = [w.numpy() for w in model.trainable_variables]
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(32), epochs=2, callbacks=[AverageAtEpochEnd()],
+              verbose=0)
+    assert gaps == [0.0, 0.0]
+    assert any(not np.array_equal(s, w.numpy()) for s, w in zip(start, model.trainable_variables))
+
+
+def test_no_weight_averaging_without_a_known_epoch_length_or_momentum():
+    averaged = dataclasses.replace(small_cnn(), ema_momentum=0.99)
+    assert not build_and_compile(averaged).optimizer.use_ema
+    assert not build_and_compile(small_cnn(), steps_per_epoch=4, epochs=2).optimizer.use_ema
+    with pytest.raises(ConfigError, match="ema_momentum"):
+        dataclasses.replace(small_cnn(), ema_momentum=1.0).validate()
