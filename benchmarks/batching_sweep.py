@@ -10,7 +10,13 @@ within each cell so load changes hit all alike):
 * one client, one image, sequential calls: p50/p99 per mode, next to the in-process call
   (`tf.saved_model.load(...).signatures[...]`); the ratios are taken within each round;
 * throughput sweep: --clients (8, 32, 128) concurrent clients sending --batches (1, 8) images
-  per request for --seconds: images/s and the p50/p99 of the requests' latency.
+  per request for --seconds: images/s, the p50/p99 of the requests' latency, and the CPU each
+  request cost the server process and the load generators (ms of CPU per request, from
+  /proc/<pid>/stat over the timed window);
+* the CPU bound: a "floor" server (serving_bench.py's: same grpc.server thread pool, every Predict
+  answered with the model's canned answer) gives what one request costs the server and the clients
+  without any model. No server, batched or not, can answer more one-image requests per second than
+  cores / (that cost + the model's CPU per image at its cheapest batch size), measured here too.
 
 Clients are --client-procs processes of grpc.aio coroutines (one channel and one prebuilt
 request of its own images per client), so the load generator's interpreter lock is not what
@@ -21,10 +27,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -48,7 +56,8 @@ TUNED = ("max_batch_size { value: 1024 }\nenable_large_batch_splitting { value: 
 TUNED_FLAGS = ["--grpc_max_threads=64"]  # requests in the server at once: enough to meet in a batch
 # For clients that send batches themselves: the same, with the batch thread's model call on both
 # cores (fmnist serve's contract is one intra-op thread, schema/contract.py).
-TWO_CORES = ["--tensorflow_intra_op_parallelism=2"]
+TWO_CORES = ["--tensorflow_intra_op_parallelism=2", "--tensorflow_inter_op_parallelism=-1"]
+FLOOR = "floor: canned answer, no model"  # one-image cells only: its answer is for one image
 MODES: dict[str, tuple[str | None, list[str]]] = {
     "off": (None, []), "on, TF Serving's example": (TF_EXAMPLE, []), "on, tuned": (TUNED, TUNED_FLAGS),
     "on, tuned, 2 intra-op threads": (TUNED, TUNED_FLAGS + TWO_CORES)}
@@ -120,8 +129,9 @@ class LoadClients:
             if w.stdout.readline().strip() != "up":
                 raise SystemExit(f"load client failed: {w.args}")
 
-    def run(self, target: str, clients: int, batch: int, seconds: float) -> dict[str, float]:
-        """images/s and request p50/p99 (ms) of `clients` concurrent clients."""
+    def run(self, target: str, clients: int, batch: int, seconds: float, server_pid: int) -> dict[str, float]:
+        """images/s, request p50/p99 (ms) of `clients` concurrent clients, and the CPU ms per request
+        of the server process and of the load generators over the timed window."""
         workers = self.workers[:clients]
         shares = [clients // len(workers) + (i < clients % len(workers)) for i in range(len(workers))]
         for w, n in zip(workers, shares):
@@ -130,13 +140,19 @@ class LoadClients:
         for w in workers:
             if w.stdout.readline().strip() != "ready":
                 raise SystemExit(f"load client failed: {w.args}")
+        pids = [w.pid for w in self.workers]
+        cpu = [common.cpu_seconds(server_pid), sum(map(common.cpu_seconds, pids))]
         for w in workers:
             w.stdin.write("go\n")
             w.stdin.flush()
         results = [json.loads(w.stdout.readline()) for w in workers]
+        cpu = [common.cpu_seconds(server_pid) - cpu[0], sum(map(common.cpu_seconds, pids)) - cpu[1]]
         latencies = sorted(x for r in results for x in r["latencies"])
         n = len(latencies)
+        requests = max(sum(r["images"] for r in results) // batch, 1)
         return {"images_per_s": sum(r["images"] for r in results) / seconds,
+                "server_cpu_ms_per_request": cpu[0] * 1000 / requests,
+                "clients_cpu_ms_per_request": cpu[1] * 1000 / requests,
                 "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
                 "p99_ms": latencies[max(int(n * 0.99) - 1, 0)] * 1000 if n else float("nan"),
                 "errors": sum(r["errors"] for r in results)}
@@ -147,10 +163,50 @@ class LoadClients:
             w.wait(timeout=60)
 
 
+def model_cost_per_image(model_dir: Path, answer_file: Path, one: np.ndarray) -> dict[str, dict[int, float]]:
+    """What the server's own model call (serving.savedmodel's Session callable with the contract's
+    threads) costs per image, by batch size, median of 50 calls: "wall" ms and "cpu" ms (this
+    process's CPU time over the call, whichever threads ran the kernels). Run in a fresh process
+    (`--model-cost`): TensorFlow sizes its thread pools once per process, for whichever session or
+    eager context comes first. Writes the floor server's canned answer (the model's own
+    PredictResponse to `one`) to `answer_file` on the way."""
+    import tensorflow as tf
+
+    from benchmarks.serving_bench import canned_answer
+    from schema.contract import SERVING_INTER_OP_THREADS, SERVING_INTRA_OP_THREADS
+    from serving import inference
+    from serving.savedmodel import LoadedVersion
+
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=SERVING_INTRA_OP_THREADS,
+                                      inter_op_parallelism_threads=SERVING_INTER_OP_THREADS)
+    model = LoadedVersion("fmnist", 1, str(model_dir), config)
+    sig = inference.signature(model, "serving_images")
+    outputs = sorted(sig.outputs)
+    answer_file.write_bytes(canned_answer(model, sig, one))
+    cost: dict[str, dict[int, float]] = {"wall": {}, "cpu": {}}
+    for batch in (1, 8, 32, 64):
+        images = np.repeat(one, batch, axis=0)
+        wall, cpu = [], []
+        for i in range(60):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            model.run(sig, {"images": images}, outputs)
+            if i >= 10:
+                wall.append((time.perf_counter() - started) * 1000 / batch)
+                cpu.append((time.process_time() - started_cpu) * 1000 / batch)
+        cost["wall"][batch] = round(statistics.median(wall), 4)
+        cost["cpu"][batch] = round(statistics.median(cpu), 4)
+    model.close()
+    return cost
+
+
 # --- the run ----------------------------------------------------------------------------------------------
 def main() -> int:
     if sys.argv[1:2] == ["--client"]:
         return client_process(int(sys.argv[2]))
+    if sys.argv[1:2] == ["--model-cost"]:
+        cost = model_cost_per_image(Path(sys.argv[2]), Path(sys.argv[3]), np.load(sys.argv[4]))
+        print(json.dumps({kind: {str(b): v for b, v in by_batch.items()} for kind, by_batch in cost.items()}))
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-dir", help="a SavedModel version directory (default: newest sample push)")
     p.add_argument("--repeat", type=int, default=3)
@@ -177,6 +233,12 @@ def main() -> int:
     load = LoadClients(args.client_procs)
     one = np.random.default_rng(0).integers(0, 256, (1, 28, 28)).astype(np.float32)
     fn = tf.saved_model.load(str(model_dir)).signatures["serving_images"]
+    np.save(work / "one.npy", one)
+    model_cost = json.loads(subprocess.run(
+        [sys.executable, __file__, "--model-cost", str(model_dir), str(work / "answer.pb"), str(work / "one.npy")],
+        cwd=common.ROOT, check=True, stdout=subprocess.PIPE, text=True).stdout.splitlines()[-1])
+    print(f"model call per image (ms) by batch size: {model_cost}", file=sys.stderr, flush=True)
+    model_ms = min(model_cost["cpu"].values())  # CPU, not wall: the bound counts CPU time
 
     def start(mode: str) -> tuple[subprocess.Popen, str]:
         parameters, extra = MODES[mode]
@@ -187,6 +249,13 @@ def main() -> int:
             flags += ["--enable_batching", f"--batching_parameters_file={config}"]
         return common.launch_model_server(flags, common.FMNIST_SERVE)
 
+    def start_floor() -> tuple[subprocess.Popen, str]:
+        port = common.free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.serving_bench", "--floor-server", str(port),
+                                 str(work / "answer.pb")], cwd=common.ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        return proc, f"127.0.0.1:{port}"
+
     latency_rounds: dict[str, list[dict]] = {m: [] for m in ["in-process, tf.saved_model.load", *MODES]}
     ratios: dict[str, list[float]] = {m: [] for m in MODES}
     sweep: dict[str, dict[str, list[dict]]] = {}
@@ -195,6 +264,8 @@ def main() -> int:
         for proc, target in servers.values():
             common.wait_until_ready(proc, target, lambda c: c.predict_images(one) is not None)
         clients = {mode: ServingClient(target, timeout=60) for mode, (_, target) in servers.items()}
+        servers[FLOOR] = start_floor()
+        common.wait_until_ready(*servers[FLOOR], lambda c: c.predict_images(one) is not None)
         calls: dict[str, Callable[[], object]] = {
             "in-process, tf.saved_model.load": lambda: fn(images=tf.constant(one))}
         calls.update({mode: (lambda c=c: c.predict_images(one)) for mode, c in clients.items()})
@@ -210,9 +281,10 @@ def main() -> int:
         for n in args.clients:
             for batch in args.batches:
                 cell = f"{n} clients x batch {batch}"
-                order = list(MODES)[r % len(MODES):] + list(MODES)[:r % len(MODES)]  # who goes first rotates
+                modes = [*MODES, FLOOR] if batch == 1 else list(MODES)
+                order = modes[r % len(modes):] + modes[:r % len(modes)]  # who goes first rotates
                 for mode in order:
-                    result = load.run(servers[mode][1], n, batch, args.seconds)
+                    result = load.run(servers[mode][1], n, batch, args.seconds, servers[mode][0].pid)
                     sweep.setdefault(cell, {}).setdefault(mode, []).append(result)
                     common.print_round(f"round {r + 1} {cell} {mode}", result, digits=2)
         for proc, _ in servers.values():
@@ -221,7 +293,20 @@ def main() -> int:
     load.close()
     lat_medians = common.medians(latency_rounds)
     sweep_medians = {cell: common.medians(modes) for cell, modes in sweep.items()}
-    report = {"model_dir": str(model_dir), "repeat": args.repeat, "seconds": args.seconds,
+    # The CPU bound of each one-image cell, per round: cores / (floor's server + clients CPU per
+    # request + the model's cheapest CPU per image), and that bound over batching off's images/s.
+    cores = len(os.sched_getaffinity(0))
+    bounds: dict[str, list[dict[str, float]]] = {}
+    for cell, modes in sweep.items():
+        if FLOOR not in modes:
+            continue
+        for floor, off in zip(modes[FLOOR], modes["off"]):
+            cost = floor["server_cpu_ms_per_request"] + floor["clients_cpu_ms_per_request"] + model_ms
+            bound = cores * 1000 / cost
+            bounds.setdefault(cell, []).append({"cpu_ms_per_image_at_least": cost, "images_per_s_at_most": bound,
+                                                "bound_over_off": bound / off["images_per_s"]})
+    report = {"model_dir": str(model_dir), "repeat": args.repeat, "seconds": args.seconds, "cores": cores,
+              "model_ms_per_image": model_cost, "cpu_bound_rounds": bounds,
               "client_procs": args.client_procs, "modes": MODES, "latency_medians": lat_medians,
               "grpc_p50_over_in_process_per_round": ratios,
               "grpc_p50_over_in_process_median": {m: statistics.median(v) for m, v in ratios.items()},
@@ -241,6 +326,23 @@ def main() -> int:
         gain = statistics.median(on["images_per_s"] / off["images_per_s"]
                                  for on, off in zip(sweep[cell]["on, tuned"], sweep[cell]["off"]))
         print(f"| {cell} | {cols} | {gain:.2f}x |")
+    print()
+    print("CPU per request (ms), server / load generators, medians of the rounds:")
+    print("| clients x batch | " + " | ".join([*MODES, FLOOR]) + " |")
+    print("| --- | " + " | ".join("---:" for _ in [*MODES, FLOOR]) + " |")
+    for cell, modes in sweep_medians.items():
+        print(f"| {cell} | " + " | ".join(
+            f"{modes[m]['server_cpu_ms_per_request']:.3f} / {modes[m]['clients_cpu_ms_per_request']:.3f}"
+            if m in modes else "-" for m in [*MODES, FLOOR]) + " |")
+    print()
+    print(f"Model call per image (ms by batch size): {model_cost}; the bound takes {model_ms} ms. "
+          f"CPU bound on {cores} cores:")
+    print("| clients x 1 image | CPU per image at least (ms) | images/s at most | bound / off, per round |")
+    print("| --- | ---: | ---: | --- |")
+    for cell, rounds in bounds.items():
+        med = common.medians({"b": rounds})["b"]
+        per_round = ", ".join(f"{b['bound_over_off']:.2f}" for b in rounds)
+        print(f"| {cell} | {med['cpu_ms_per_image_at_least']:.3f} | {med['images_per_s_at_most']:,.0f} | {per_round} |")
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

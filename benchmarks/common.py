@@ -141,6 +141,15 @@ def start_model_server(flags: list[str], ready: Callable[[Any], bool], timeout: 
     return proc, target
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far, all its threads (/proc/<pid>/stat)."""
+    import os
+
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(proc: subprocess.Popen | None) -> None:
     if proc:
         proc.terminate()

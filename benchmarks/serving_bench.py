@@ -34,8 +34,9 @@ from typing import Callable
 import numpy as np
 
 from benchmarks import common
-from schema.contract import SERVING_THREAD_FLAG
+from schema.contract import SERVING_THREAD_FLAGS
 from serving.ports import free_port
+from serving.savedmodel import LoadedVersion, Signature
 
 
 def percentiles(times: list[float]) -> tuple[float, float]:
@@ -77,6 +78,20 @@ def recording_cost_us(calls: int = 200_000) -> dict[str, float]:
             metrics.request("fmnist", "Predict", "GRPC", "OK", time.perf_counter() - started)
         result[label] = (time.perf_counter() - started_all) / calls * 1e6
     return result
+
+
+def canned_answer(model: LoadedVersion, signature: Signature, image: np.ndarray) -> bytes:
+    """The floor server's canned answer: the model's own PredictResponse to `image`, serialized."""
+    from tensorflow_serving.apis import predict_pb2
+
+    from serving import tensors
+
+    answer = predict_pb2.PredictResponse()
+    answer.model_spec.name, answer.model_spec.version.value = "fmnist", 1
+    answer.model_spec.signature_name = signature.name
+    for key, value in model.run(signature, {"images": image}, sorted(signature.outputs)).items():
+        tensors.fill_proto(answer.outputs[key], value)
+    return answer.SerializeToString()
 
 
 def floor_server(port: int, answer_file: str) -> int:
@@ -131,11 +146,7 @@ def main() -> int:
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
     session_config = tf.compat.v1.ConfigProto(**threads)
 
-    from tensorflow_serving.apis import predict_pb2
-
-    from serving import tensors
     from serving.client import ServingClient
-    from serving.savedmodel import LoadedVersion
 
     model_dir, work, base = common.served_copy(args.model_dir, "serving")
     from benchmarks.batching_sweep import TUNED, TUNED_FLAGS  # README's recommended batching (issue 30)
@@ -150,12 +161,7 @@ def main() -> int:
     session_model = LoadedVersion("fmnist", 1, str(model_dir), session_config)
     session_sig = session_model.signatures["serving_images"]
     outputs = sorted(session_sig.outputs)
-    answer = predict_pb2.PredictResponse()  # the floor server's canned answer: the model's own
-    answer.model_spec.name, answer.model_spec.version.value = "fmnist", 1
-    answer.model_spec.signature_name = "serving_images"
-    for key, value in session_model.run(session_sig, {"images": one}, outputs).items():
-        tensors.fill_proto(answer.outputs[key], value)
-    (work / "answer.pb").write_bytes(answer.SerializeToString())
+    (work / "answer.pb").write_bytes(canned_answer(session_model, session_sig, one))
 
     def start_server(kind: str) -> tuple[subprocess.Popen, str]:
         if kind == "floor":
@@ -214,7 +220,8 @@ def main() -> int:
         print(f"round {r + 1} gRPC p50 / in-process p50, side by side: {ratios[-1]:.2f}x", file=sys.stderr,
               flush=True)
     threads_note = (f"TensorFlow threads, both sides: {threads}" if any(threads.values()) else
-                    f"in-process: TensorFlow's default threads; server: fmnist serve's {SERVING_THREAD_FLAG}")
+                    "in-process: TensorFlow's default threads; server: fmnist serve's "
+                    + " ".join(SERVING_THREAD_FLAGS))
     recording = recording_cost_us()
     medians = common.medians(rounds)
     ref = medians["in-process, tf.saved_model.load"]

@@ -48,7 +48,7 @@ from schema.contract import (
     PREDICT_SIGNATURE,
     PROBABILITIES_OUTPUT,
     RAW_PIXELS_KEY,
-    SERVING_THREAD_FLAG,
+    SERVING_THREAD_FLAGS,
     TEST_SPLIT,
 )
 from serving.ports import free_port
@@ -70,7 +70,7 @@ class CheckFailed(FmnistError):
 def server_command(model_name: str, model_base_path: str, port: int) -> tuple[list[str], str]:
     """TF Serving's command line; its own binary when installed, else this project's server."""
     flags = [f"--port={port}", "--rest_api_port=0", f"--model_name={model_name}",
-             f"--model_base_path={model_base_path}", SERVING_THREAD_FLAG]  # as the model is served
+             f"--model_base_path={model_base_path}", *SERVING_THREAD_FLAGS]  # as the model is served
     binary = shutil.which(TF_SERVING_BINARY)
     if binary:
         return [binary, *flags], TF_SERVING_BINARY

@@ -83,9 +83,9 @@ def register_pipeline_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def register_serve(sub: argparse._SubParsersAction) -> None:
-    from schema.contract import SERVING_INTRA_OP_THREADS
+    from schema.contract import SERVING_INTER_OP_THREADS, SERVING_INTRA_OP_THREADS
     from serving.cli import register
-    register(sub, default_intra_op_parallelism=SERVING_INTRA_OP_THREADS)
+    register(sub, default_op_parallelism=(SERVING_INTRA_OP_THREADS, SERVING_INTER_OP_THREADS))
 
 
 def register_clients(sub: argparse._SubParsersAction) -> None:

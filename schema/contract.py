@@ -118,13 +118,22 @@ REPORT_FILE = "index.html"                       # RunReport's page
 SAVED_MODEL_FILE = "saved_model.pb"
 
 # --- How the model is served -------------------------------------------------------------------------
-# TF Serving's --tensorflow_intra_op_parallelism for this model, wherever a server is started for it
-# (`fmnist serve`, the Kubernetes manifest, the InfraValidator): one thread per op. With TensorFlow's
-# default pools a one-image request waits for sleeping threads to be woken op by op, so a model call
-# takes longer than with one thread; concurrent requests still use every core, and 8 clients get
-# more images/s at batch 1 and 64 alike (the figures: BENCHMARKS.md, "Serving", issue 12).
+# TF Serving's thread flags for this model, wherever a server is started for it (`fmnist serve`, the
+# Kubernetes manifests, the InfraValidator).
+# * --tensorflow_intra_op_parallelism=1: one thread per op. With TensorFlow's default pools a one-image
+#   request waits for sleeping threads to be woken op by op, so a model call takes longer than with one
+#   thread; concurrent requests still use every core, and 8 clients get more images/s at batch 1 and 64
+#   alike (BENCHMARKS.md, "Serving", issue 12).
+# * --tensorflow_inter_op_parallelism=-1: the Session runs a call's ops in the calling thread (the gRPC
+#   or batch thread) instead of handing each one to the inter-op pool (tensorflow/core/common_runtime/
+#   direct_session.cc: inter_op_parallelism_threads < 0 sets run_in_caller_thread_; TF Serving's
+#   server.cc passes both flags to the session config when either is > 0). That saves ~0.1 ms of a
+#   one-image call, which brings gRPC within 1.2x of the in-process call (BENCHMARKS.md, issue 30).
+#   Fit for graphs without ops that block on other ops (this model's); others pass 0.
 SERVING_INTRA_OP_THREADS = 1
-SERVING_THREAD_FLAG = f"--tensorflow_intra_op_parallelism={SERVING_INTRA_OP_THREADS}"
+SERVING_INTER_OP_THREADS = -1
+SERVING_THREAD_FLAGS = (f"--tensorflow_intra_op_parallelism={SERVING_INTRA_OP_THREADS}",
+                        f"--tensorflow_inter_op_parallelism={SERVING_INTER_OP_THREADS}")
 
 # --- Metric names (TFMA's names for the EvalConfig's metrics) ---------------------------------------
 ACCURACY_METRIC = "sparse_categorical_accuracy"

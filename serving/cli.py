@@ -84,14 +84,14 @@ def session_config_from_args(args: argparse.Namespace):
         raise ConfigError("Either configure --tensorflow_session_parallelism or "
                           "(--tensorflow_intra_op_parallelism, --tensorflow_inter_op_parallelism) "
                           "separately. You cannot configure all.")
-    if not (args.tensorflow_session_config_file or intra > 0 or inter > 0 or both > 0):
-        if args.default_intra_op_parallelism <= 0:
+    if not (args.tensorflow_session_config_file or any((intra, inter, both))):
+        if args.default_op_parallelism == (0, 0):
             return None  # TensorFlow's defaults, as TF Serving's
-        intra = args.default_intra_op_parallelism  # the embedding command's (register); inter-op: TF picks
+        intra, inter = args.default_op_parallelism  # the embedding command's (register)
     config = read_session_config_file(args.tensorflow_session_config_file)
-    if intra > 0 or inter > 0:
+    if intra > 0 or inter > 0:  # server.cc: then both are set, e.g. inter-op -1 (the calling thread)
         config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = intra, inter
-    elif both > 0:
+    elif both:
         config.intra_op_parallelism_threads = config.inter_op_parallelism_threads = both
     return config
 
@@ -167,7 +167,7 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     tfs.add_argument("--monitoring_config_file",
                      help="text-format MonitoringConfig: prometheus_config { enable: true path: ... } serves "
                           "TF Serving's metrics on the REST port")
-    p.set_defaults(default_intra_op_parallelism=0)  # no flag: set by an embedding command (register)
+    p.set_defaults(default_op_parallelism=(0, 0))  # no flag: set by an embedding command (register)
     extra = p.add_argument_group("this server's additions")
     extra.add_argument("--model-base", help="serving root: every <root>/<model>/<version>/ is served")
     extra.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
@@ -194,16 +194,18 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     extra.add_argument("--tls-key")
 
 
-def register(sub: argparse._SubParsersAction, default_intra_op_parallelism: int = 0) -> None:
-    """The `serve` sub-command. `default_intra_op_parallelism` > 0 stands for
-    `--tensorflow_intra_op_parallelism=N` when the command line sets no thread flag and no session
-    config file: a deployment's tuning, kept out of this generic server's own defaults (TF Serving's)."""
+def register(sub: argparse._SubParsersAction, default_op_parallelism: tuple[int, int] = (0, 0)) -> None:
+    """The `serve` sub-command. `default_op_parallelism` (intra, inter) other than (0, 0) stands for
+    `--tensorflow_intra_op_parallelism=I --tensorflow_inter_op_parallelism=J` when the command line
+    sets no thread flag and no session config file: a deployment's tuning, kept out of this generic
+    server's own defaults (TF Serving's)."""
+    intra, inter = default_op_parallelism
     epilog = (f"Without thread flags or a session config file, this command serves with "
-              f"--tensorflow_intra_op_parallelism={default_intra_op_parallelism}." if default_intra_op_parallelism > 0
-              else None)
+              f"--tensorflow_intra_op_parallelism={intra} --tensorflow_inter_op_parallelism={inter}."
+              if default_op_parallelism != (0, 0) else None)
     serve = sub.add_parser("serve", help="TensorFlow-Serving-compatible gRPC + REST model server", epilog=epilog)
     add_serve_arguments(serve)
-    serve.set_defaults(func=cmd_serve, default_intra_op_parallelism=default_intra_op_parallelism)
+    serve.set_defaults(func=cmd_serve, default_op_parallelism=default_op_parallelism)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -221,11 +221,12 @@ def test_manifests_match_the_config():
     assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8500, 8501}
     assert docs["InferenceService"]["metadata"]["name"] == config.model_name
     assert docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["storageUri"].endswith("/" + config.model_name)
-    # Served as everywhere else (fmnist serve, the InfraValidator): the contract's thread flag. KServe
+    # Served as everywhere else (fmnist serve, the InfraValidator): the contract's thread flags. KServe
     # appends the InferenceService's args to its TF Serving runtime's (kserve
     # pkg/controller/v1beta1/inferenceservice/utils/utils.go, MergeRuntimeContainers).
-    assert contract.SERVING_THREAD_FLAG in container["args"]
-    assert contract.SERVING_THREAD_FLAG in docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["args"]
+    for flag in contract.SERVING_THREAD_FLAGS:
+        assert flag in container["args"]
+        assert flag in docs["InferenceService"]["spec"]["predictor"]["tensorflow"]["args"]
 
 
 def test_pipeline_image_carries_the_tf_serving_binary_production_runs():

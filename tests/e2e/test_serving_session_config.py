@@ -32,6 +32,11 @@ def test_session_thread_flags_as_server_cc(tmp_path):
     split = session_config_from_args(_args("--tensorflow_session_parallelism=3",
                                            "--tensorflow_intra_op_parallelism=1"))
     assert (split.intra_op_parallelism_threads, split.inter_op_parallelism_threads) == (1, 0)
+    caller = session_config_from_args(_args("--tensorflow_intra_op_parallelism=1",
+                                            "--tensorflow_inter_op_parallelism=-1"))
+    assert (caller.intra_op_parallelism_threads, caller.inter_op_parallelism_threads) == (1, -1)
+    alone = session_config_from_args(_args("--tensorflow_inter_op_parallelism=-1"))  # neither > 0: not applied
+    assert (alone.intra_op_parallelism_threads, alone.inter_op_parallelism_threads) == (0, 0)
     with pytest.raises(ConfigError, match="You cannot configure all"):
         session_config_from_args(_args("--tensorflow_session_parallelism=1", "--tensorflow_intra_op_parallelism=1",
                                        "--tensorflow_inter_op_parallelism=1"))
@@ -47,12 +52,13 @@ def test_session_thread_flags_as_server_cc(tmp_path):
         session_config_from_args(_args(f"--tensorflow_session_config_file={path}"))
 
 
-def test_fmnist_serve_defaults_to_the_contracts_thread_flag_and_gives_way_to_any_thread_setting(tmp_path):
+def test_fmnist_serve_defaults_to_the_contracts_thread_flags_and_gives_way_to_any_thread_setting(tmp_path):
     """`fmnist serve` (pipeline/cli.py) serves as the manifests and the InfraValidator do, with
-    schema/contract.py's --tensorflow_intra_op_parallelism, but only when the command line sets
-    no thread flag and no session config file; `python -m serving` keeps TF Serving's defaults."""
+    schema/contract.py's thread flags (one intra-op thread, ops in the calling thread), but only
+    when the command line sets no thread flag and no session config file; `python -m serving`
+    keeps TF Serving's defaults."""
     from pipeline.cli import build_parser
-    from schema.contract import SERVING_INTRA_OP_THREADS
+    from schema.contract import SERVING_INTER_OP_THREADS, SERVING_INTRA_OP_THREADS, SERVING_THREAD_FLAGS
 
     parser = build_parser()
 
@@ -61,7 +67,8 @@ def test_fmnist_serve_defaults_to_the_contracts_thread_flag_and_gives_way_to_any
 
     default = config()
     assert (default.intra_op_parallelism_threads, default.inter_op_parallelism_threads) == (
-        SERVING_INTRA_OP_THREADS, 0)
+        SERVING_INTRA_OP_THREADS, SERVING_INTER_OP_THREADS)
+    assert config(*SERVING_THREAD_FLAGS) == default  # the flags the manifests pass mean the same
     both = config("--tensorflow_session_parallelism=3")
     assert (both.intra_op_parallelism_threads, both.inter_op_parallelism_threads) == (3, 3)
     path = tmp_path / "session.config"
