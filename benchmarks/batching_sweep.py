@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -259,38 +260,45 @@ def main() -> int:
     latency_rounds: dict[str, list[dict]] = {m: [] for m in ["in-process, tf.saved_model.load", *MODES]}
     ratios: dict[str, list[float]] = {m: [] for m in MODES}
     sweep: dict[str, dict[str, list[dict]]] = {}
-    for r in range(args.repeat):
-        servers = {mode: start(mode) for mode in MODES}
-        for proc, target in servers.values():
-            common.wait_until_ready(proc, target, lambda c: c.predict_images(one) is not None)
-        clients = {mode: ServingClient(target, timeout=60) for mode, (_, target) in servers.items()}
-        servers[FLOOR] = start_floor()
-        common.wait_until_ready(*servers[FLOOR], lambda c: c.predict_images(one) is not None)
-        calls: dict[str, Callable[[], object]] = {
-            "in-process, tf.saved_model.load": lambda: fn(images=tf.constant(one))}
-        calls.update({mode: (lambda c=c: c.predict_images(one)) for mode, c in clients.items()})
-        lat = interleaved_latency(calls, args.calls, args.block)
-        for mode, (p50, p99) in lat.items():
-            latency_rounds[mode].append({"p50_ms": p50, "p99_ms": p99})
-        for mode in MODES:
-            ratios[mode].append(lat[mode][0] / lat["in-process, tf.saved_model.load"][0])
-        print(f"round {r + 1} one client p50 (ms): " + ", ".join(f"{m} {v[0]:.3f}" for m, v in lat.items()),
-              file=sys.stderr, flush=True)
-        for c in clients.values():
-            c.close()
-        for n in args.clients:
-            for batch in args.batches:
-                cell = f"{n} clients x batch {batch}"
-                modes = [*MODES, FLOOR] if batch == 1 else list(MODES)
-                order = modes[r % len(modes):] + modes[:r % len(modes)]  # who goes first rotates
-                for mode in order:
-                    result = load.run(servers[mode][1], n, batch, args.seconds, servers[mode][0].pid)
-                    sweep.setdefault(cell, {}).setdefault(mode, []).append(result)
-                    common.print_round(f"round {r + 1} {cell} {mode}", result, digits=2)
+    # SIGTERM too ends in `finally`: no server or load generator outlives an interrupted run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        for r in range(args.repeat):
+            servers = {mode: start(mode) for mode in MODES}
+            for proc, target in servers.values():
+                common.wait_until_ready(proc, target, lambda c: c.predict_images(one) is not None)
+            clients = {mode: ServingClient(target, timeout=60) for mode, (_, target) in servers.items()}
+            servers[FLOOR] = start_floor()
+            common.wait_until_ready(*servers[FLOOR], lambda c: c.predict_images(one) is not None)
+            calls: dict[str, Callable[[], object]] = {
+                "in-process, tf.saved_model.load": lambda: fn(images=tf.constant(one))}
+            calls.update({mode: (lambda c=c: c.predict_images(one)) for mode, c in clients.items()})
+            lat = interleaved_latency(calls, args.calls, args.block)
+            for mode, (p50, p99) in lat.items():
+                latency_rounds[mode].append({"p50_ms": p50, "p99_ms": p99})
+            for mode in MODES:
+                ratios[mode].append(lat[mode][0] / lat["in-process, tf.saved_model.load"][0])
+            print(f"round {r + 1} one client p50 (ms): " + ", ".join(f"{m} {v[0]:.3f}" for m, v in lat.items()),
+                  file=sys.stderr, flush=True)
+            for c in clients.values():
+                c.close()
+            for n in args.clients:
+                for batch in args.batches:
+                    cell = f"{n} clients x batch {batch}"
+                    modes = [*MODES, FLOOR] if batch == 1 else list(MODES)
+                    order = modes[r % len(modes):] + modes[:r % len(modes)]  # who goes first rotates
+                    for mode in order:
+                        result = load.run(servers[mode][1], n, batch, args.seconds, servers[mode][0].pid)
+                        sweep.setdefault(cell, {}).setdefault(mode, []).append(result)
+                        common.print_round(f"round {r + 1} {cell} {mode}", result, digits=2)
+            for proc, _ in servers.values():
+                common.stop(proc)
+            servers = {}
+    finally:
         for proc, _ in servers.values():
-            common.stop(proc)
-
-    load.close()
+            proc.kill()
+        load.close()
     lat_medians = common.medians(latency_rounds)
     sweep_medians = {cell: common.medians(modes) for cell, modes in sweep.items()}
     # The CPU bound of each one-image cell, per round: cores / (floor's server + clients CPU per
