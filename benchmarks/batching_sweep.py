@@ -11,8 +11,8 @@ within each cell so load changes hit all alike):
   (`tf.saved_model.load(...).signatures[...]`); the ratios are taken within each round;
 * throughput sweep: --clients (8, 32, 128) concurrent clients sending --batches (1, 8) images
   per request for --seconds: images/s, the p50/p99 of the requests' latency, and the CPU each
-  request cost the server process and the load generators (ms of CPU per request, from
-  /proc/<pid>/stat over the timed window);
+  request cost the server process and the load generators (ms of CPU per request, psutil's
+  cpu_times over the timed window);
 * the CPU bound: a "floor" server (serving_bench.py's: same grpc.server thread pool, every Predict
   answered with the model's canned answer) gives what one request costs the server and the clients
   without any model. No server, batched or not, can answer more one-image requests per second than

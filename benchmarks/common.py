@@ -142,12 +142,11 @@ def start_model_server(flags: list[str], ready: Callable[[Any], bool], timeout: 
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far, all its threads (/proc/<pid>/stat)."""
-    import os
+    """User + system CPU seconds of a process so far, all its threads (not its children)."""
+    import psutil
 
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def stop(proc: subprocess.Popen | None) -> None:
