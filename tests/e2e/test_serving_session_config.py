@@ -32,6 +32,9 @@ def test_session_thread_flags_as_server_cc(tmp_path):
     split = session_config_from_args(_args("--tensorflow_session_parallelism=3",
                                            "--tensorflow_intra_op_parallelism=1"))
     assert (split.intra_op_parallelism_threads, split.inter_op_parallelism_threads) == (1, 0)
+    # tensorflow/serving model_servers/server.cc (BuildAndStart, at 9d981c5): the intra/inter pair is
+    # written to the session config only when either is > 0, so -1 goes through beside intra-op 1
+    # and is dropped alone.
     caller = session_config_from_args(_args("--tensorflow_intra_op_parallelism=1",
                                             "--tensorflow_inter_op_parallelism=-1"))
     assert (caller.intra_op_parallelism_threads, caller.inter_op_parallelism_threads) == (1, -1)
@@ -80,7 +83,8 @@ def test_fmnist_serve_defaults_to_the_contracts_thread_flags_and_gives_way_to_an
 
 def test_server_runs_the_model_with_ops_in_the_calling_thread(tmp_path):
     """A session config reaches the model's Session: with inter-op -1 (ops run in the calling
-    gRPC thread) and one intra-op thread, half_plus_two still answers 0.5 * x + 2."""
+    gRPC thread: tensorflow/core/common_runtime/direct_session.cc sets run_in_caller_thread_ when
+    inter_op_parallelism_threads < 0) and one intra-op thread, half_plus_two still answers 0.5 * x + 2."""
     tfs_models.half_plus_two_tf1(str(tmp_path / "half_plus_two" / "1"))
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=-1, intra_op_parallelism_threads=1)
     with ModelServer([ModelConfig("half_plus_two", str(tmp_path / "half_plus_two"))], port=0, rest_port=None,
