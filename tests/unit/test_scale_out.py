@@ -19,8 +19,8 @@ RUNNERS = {
     "dataflow": "--runner=DataflowRunner --project=my-project --region=europe-west4 "
                 "--temp_location=gs://bucket/tmp --experiments=use_runner_v2 "
                 "--sdk_container_image=gcr.io/my-project/fmnist-tfx:1",
-    "flink": "--runner=FlinkRunner --flink_master=flink-jobmanager:8081 --environment_type=EXTERNAL "
-             "--environment_config=localhost:50000 --parallelism=8",
+    "flink": "--runner=PortableRunner --job_endpoint=beam-flink-job-server:8099 --environment_type=EXTERNAL "
+             "--environment_config=localhost:50000 --parallelism=8 --experiments=pre_optimize=all",
     "spark": "--runner=SparkRunner --spark_master_url=spark://spark-master:7077 --environment_type=DOCKER "
              "--environment_config=gcr.io/my-project/fmnist-tfx:1",
 }
