@@ -292,7 +292,41 @@ def data_digest(summary) -> dict:
         out[split] = {"num_examples": dataset.num_examples,
                       "means": [round(f.num_stats.mean, 9) for f in dataset.features if f.HasField("num_stats")],
                       "histograms_sha256": histograms.hexdigest()[:16]}
+    transform = summary.component(contract.TRANSFORM)
+    if transform and transform.outputs.get("transformed_examples") and transform.outputs.get("transform_graph"):
+        out["transformed"] = {split: transformed_digest(transform.outputs["transform_graph"][0].uri,
+                                                        transform.outputs["transformed_examples"][0].uri, split)
+                              for split in (contract.TRAIN_SPLIT, contract.TEST_SPLIT)}
     return out
+
+
+def transformed_digest(graph_uri: str, examples_uri: str, split: str) -> dict:
+    """Transform's output for one split, summarised without regard to order or sharding (runners
+    shard and order differently): the example count and, per feature, the sum and the sum of
+    squares of its values in float64 (10 significant digits, far above the rounding that summing
+    in another order causes), plus a hash of all of it. Equal hashes = the same transformed values."""
+    import hashlib
+
+    import tensorflow as tf
+    import tensorflow_transform as tft
+
+    spec = tft.TFTransformOutput(graph_uri).transformed_feature_spec()
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    compression = "GZIP" if files and files[0].endswith(".gz") else ""
+    batches = tf.data.TFRecordDataset(files, compression_type=compression).batch(4096).map(
+        lambda records: tf.io.parse_example(records, spec))
+    count, sums, squares = 0, dict.fromkeys(spec, 0.0), dict.fromkeys(spec, 0.0)
+    for batch in batches:
+        count += int(tf.shape(next(iter(batch.values())))[0])
+        for name, values in batch.items():
+            values = tf.cast(values, tf.float64)
+            sums[name] += float(tf.reduce_sum(values))
+            squares[name] += float(tf.reduce_sum(values * values))
+    summary = {"num_examples": count,
+               "sums": {n: float(f"{v:.10g}") for n, v in sorted(sums.items())},
+               "sums_of_squares": {n: float(f"{v:.10g}") for n, v in sorted(squares.items())}}
+    summary["sha256"] = hashlib.sha256(json.dumps(summary, sort_keys=True).encode()).hexdigest()[:16]
+    return summary
 
 
 def run_child(args: argparse.Namespace, data: Path, extra_sets: list[str] = (), flink: bool = False) -> dict:
@@ -363,6 +397,10 @@ def markdown(results: list[dict]) -> str:
     if any(r.get("data_digest") for r in results):
         lines.append("| statistics digest (train) | " + " | ".join(
             r.get("data_digest", {}).get("train", {}).get("histograms_sha256", "-") for r in results) + " |")
+    if any(r.get("data_digest", {}).get("transformed") for r in results):
+        lines.append("| Transform's output digest (train / test) | " + " | ".join(
+            " / ".join(r.get("data_digest", {}).get("transformed", {}).get(split, {}).get("sha256", "-")
+                       for split in ("train", "test")) for r in results) + " |")
     if any(r.get("failures") for r in results):
         lines.append("| failed | " + " | ".join(
             "; ".join(str(f)[:160] for f in r["failures"]) if r.get("failures") else "-" for r in results) + " |")

@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -83,10 +84,13 @@ def make(source: Path, out_root: Path, factor: int) -> Path:
     target = out_root / f"x{factor}"
     train = target / "fashion-mnist_train.csv"
     done = target / ".complete"
-    if done.exists():
+    made_from = f"from {source.resolve()}:"
+    if done.exists() and done.read_text().startswith(made_from):
         log.info("%s already made", target)
         return target
-    target.mkdir(parents=True, exist_ok=True)
+    if target.exists():  # made from another source (or half made): the copies would be of other rows
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
     header, table = read_csv_gz(source / "fashion-mnist_train.csv.gz")
     digest = hashlib.sha256()
     with open(train, "wb") as f:
@@ -100,7 +104,7 @@ def make(source: Path, out_root: Path, factor: int) -> Path:
     test = target / "fashion-mnist_test.csv.gz"
     if not test.exists():
         os.symlink((source / "fashion-mnist_test.csv.gz").resolve(), test)
-    done.write_text(f"{factor * len(table)} rows sha256 {digest.hexdigest()}\n")
+    done.write_text(f"{made_from} {factor * len(table)} rows sha256 {digest.hexdigest()}\n")
     log.info("%s: %d training rows", train, factor * len(table))
     return target
 
