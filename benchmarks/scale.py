@@ -310,10 +310,11 @@ def transformed_digest(graph_uri: str, examples_uri: str, split: str) -> dict:
     import tensorflow as tf
     import tensorflow_transform as tft
 
+    from components.training.train_input import shard_files
+
     spec = tft.TFTransformOutput(graph_uri).transformed_feature_spec()
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
-    compression = "GZIP" if files and files[0].endswith(".gz") else ""
-    batches = tf.data.TFRecordDataset(files, compression_type=compression).batch(4096).map(
+    files = shard_files([os.path.join(examples_uri, f"Split-{split}", "*")])  # what the Trainer reads
+    batches = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096).map(
         lambda records: tf.io.parse_example(records, spec))
     count, sums, squares = 0, dict.fromkeys(spec, 0.0), dict.fromkeys(spec, 0.0)
     for batch in batches:
