@@ -3,7 +3,7 @@
 STACK := tools/with-stack
 FULL_DATA ?= ../shared/data/fashion-mnist
 
-.PHONY: disk-check run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down test-flink bench-flink spark-up spark-down test-spark image-gpu gpu-check
+.PHONY: disk-check run run-spans bench-spans serve test test-unit lint stack full schema sample clean bench-pipeline bench-training bench-serving bench-beam bench-data-input bench-infra bench-monitoring bench-photos bench-scale kubeflow-compile image image-left-out test-kubeflow flink-up flink-down gcs-up gcs-down test-flink bench-flink spark-up spark-down test-spark image-gpu gpu-check
 
 ## run: the main job on the committed sample -- pipeline end to end, then serve and query the model
 run:
@@ -32,8 +32,8 @@ serve:
 test: lint disk-check image-left-out image-gpu
 	$(STACK) true  # builds the stack on first use (~6 min), so the check below times only itself
 	python3 tests/unit/test_with_stack.py
-	tools/flink install >/dev/null && tools/spark install >/dev/null
-	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom) $$(tools/flink binds) $$(tools/spark binds)" \
+	tools/flink install >/dev/null && tools/spark install >/dev/null && tools/gcs install >/dev/null
+	prom=$$(tools/prometheus) && FMNIST_PROMETHEUS=$$prom FMNIST_BIND="$${FMNIST_BIND:-} $$(dirname $$prom) $$(tools/flink binds) $$(tools/spark binds) $$(tools/gcs binds)" \
 	    $(WITH_ENGINE) $(STACK) python -m pytest -q tests/unit tests/e2e
 
 ## disk-check: the free space `make test` needs under /tmp (pipeline runs, clusters) and the container
@@ -59,11 +59,18 @@ flink-up:
 flink-down:
 	tools/flink down
 
+## gcs-up / gcs-down: a local GCS stand-in on 127.0.0.1 (bucket gs://fmnist; `tools/gcs env` prints what
+## a client process needs), for a pipeline root the Flink workers and the Kubeflow steps both reach
+gcs-up:
+	tools/gcs up
+gcs-down:
+	tools/gcs down
+
 ## test-flink / test-spark: only the tests that run the Beam steps on a Flink / Spark cluster (their
-## own, on other ports)
-test-flink:
-	tools/flink install >/dev/null
-	FMNIST_BIND="$${FMNIST_BIND:-} $$(tools/flink binds)" $(STACK) python -m pytest -q tests/e2e/test_beam_flink.py
+## own, on other ports); test-flink also runs the Kubeflow pipeline on it (the image, a GCS stand-in)
+test-flink: image
+	tools/flink install >/dev/null && tools/gcs install >/dev/null
+	FMNIST_BIND="$${FMNIST_BIND:-} $$(tools/flink binds) $$(tools/gcs binds)" $(WITH_ENGINE) $(STACK) python -m pytest -q tests/e2e/test_beam_flink.py
 test-spark:
 	tools/spark install >/dev/null
 	FMNIST_BIND="$${FMNIST_BIND:-} $$(tools/spark binds)" $(STACK) python -m pytest -q tests/e2e/test_beam_spark.py

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import io
 import json
 import logging
 import os
@@ -96,9 +97,10 @@ def threshold_failures(evaluation_uri: str) -> list[str]:
 def blessing_from_tfma(evaluation_uri: str, blessed: bool) -> Blessing:
     """Threshold, candidate and baseline accuracy and failure reasons from TFMA's outputs."""
     import tensorflow_model_analysis as tfma
+    from tfx.dsl.io import fileio
 
     threshold = None
-    with open(os.path.join(evaluation_uri, "eval_config.json")) as f:
+    with fileio.open(os.path.join(evaluation_uri, "eval_config.json")) as f:
         config = json.load(f)
     for spec in config.get("evalConfig", config).get("metricsSpecs", []):
         for metric in spec.get("metrics", []):
@@ -124,8 +126,13 @@ def blessing_from_tfma(evaluation_uri: str, blessed: bool) -> Blessing:
 
 
 def _save(fig: Any, path: str) -> None:
+    from tfx.dsl.io import fileio
+
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=90)
+    with fileio.open(path, "wb") as f:   # the report's artifact may be on gs:// (Kubeflow, Vertex)
+        f.write(png.getvalue())
 
 
 def plot_history(history: dict[str, list[float]], path: str) -> None:
@@ -224,13 +231,16 @@ def write_report(out_dir: str, *, history: dict[str, list[float]], confusion: np
                  blessing: Blessing, misclassified: tuple[np.ndarray, np.ndarray, np.ndarray],
                  run_info: dict[str, str], data_input: dict[str, Any] | None = None,
                  decision: dict[str, Any] | None = None) -> str:
-    """Writes index.html, the PNGs and per_class.json into out_dir; returns the HTML path."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Writes index.html, the PNGs and per_class.json into out_dir (a local path or any URI TFX's
+    file I/O writes, e.g. gs://); returns the HTML path."""
+    from tfx.dsl.io import fileio
+
+    fileio.makedirs(out_dir)
     plot_history(history, os.path.join(out_dir, "history.png"))
     plot_confusion(confusion, os.path.join(out_dir, "confusion.png"))
     plot_misclassified(*misclassified, os.path.join(out_dir, "misclassified.png"))
     table = per_class_table(confusion)
-    with open(os.path.join(out_dir, METRICS_FILE), "w") as f:
+    with fileio.open(os.path.join(out_dir, METRICS_FILE), "w") as f:
         json.dump({"per_class": table, "blessing": dataclasses.asdict(blessing)}, f, indent=1)
 
     def fmt(v: float | None) -> str:
@@ -271,6 +281,6 @@ table{{border-collapse:collapse}}tr:nth-child(even){{background:#f3f3f3}}</style
 </body></html>
 """
     path = os.path.join(out_dir, REPORT_FILE)
-    with open(path, "w") as f:
+    with fileio.open(path, "w") as f:
         f.write(page)
     return path

@@ -134,16 +134,21 @@ class ContainerEngine:
             time.sleep(WAIT_POLL_SECONDS)
 
     def run(self, image: str, *, entrypoint: list[str] | None = None, args: list[str] | None = None,
-            binds: dict[str, str] | None = None, name: str = "", timeout: float = 1800) -> Exited:
+            binds: dict[str, str] | None = None, name: str = "", timeout: float = 1800,
+            env: dict[str, str] | None = None, network: str = "none") -> Exited:
         """Create, start and wait for a container; returns its status and log, then removes it.
 
         `entrypoint` None keeps the image's ENTRYPOINT; `args` replace its CMD (Kubernetes'
-        command/args). No network but loopback: a step needs none (the object store arrives as
-        files, data and serving roots as volumes), and one that tried would fail here.
+        command/args); `env` is added to the image's ENV, as a pod spec's `env:` is. `network`
+        "none" (the default) leaves only loopback: a step needs no network when the object store
+        arrives as files and data and serving roots as volumes, and one that tried would fail.
+        "host" shares this machine's: what a pod reaches over the cluster's network (a Beam job
+        server, object storage) is on 127.0.0.1 here.
         """
         config: dict[str, Any] = {"Image": image, "Cmd": list(args or []),
+                                  "Env": [f"{k}={v}" for k, v in (env or {}).items()],
                                   "HostConfig": {"Binds": [f"{src}:{dst}" for src, dst in (binds or {}).items()],
-                                                 "NetworkMode": "none"}}
+                                                 "NetworkMode": network}}
         if entrypoint is not None:
             config["Entrypoint"] = list(entrypoint)
         query = f"?name={urllib.parse.quote(name)}" if name else ""

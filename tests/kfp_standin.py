@@ -42,6 +42,15 @@ spec's `command` when it has one, as Kubernetes does), ENV and WORKDIR; its own 
 on a cluster, the launcher's emptyDir), and the volumes the test declares (data root, serving
 root, span store), mounted at their own paths as a PersistentVolume would be. The object store
 is a local directory (`<workdir>/objectstore/<bucket>/<key>`).
+
+A `gs://` pipeline root is what a pipeline whose Beam steps run on a cluster needs: TensorFlow and
+Beam in the step and in the cluster's workers write the artifacts themselves, which a pod's /minio
+cannot offer (entrypoint.py keeps gs:// URIs). The launcher still downloads every input artifact to
+/gcs/... and uploads whatever /gcs/... holds afterwards (downloadArtifacts, uploadOutputArtifacts:
+a missing local path is only a warning). Here the bucket is the GCS stand-in (tools/gcs), reached
+with google-cloud-storage as the launcher's gocloud driver reaches GCS, and the pods get the
+stand-in's environment and this machine's network (`pod_env`, `network`): on a cluster, the node's
+network and the pod's service account.
 """
 from __future__ import annotations
 
@@ -72,7 +81,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = "2.1.0"
 NAME_PATTERN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-LOCAL_MOUNT = "/minio"
 EXECUTOR_LOGS = "executor-logs"
 # What a default KFP install records as `store_session_info` for its MinIO bucket
 # (objectstore/config.go, the session info of the kfp-launcher config; client.go stores it as JSON).
@@ -80,6 +88,8 @@ MINIO_SESSION_INFO = json.dumps({"Provider": "minio", "Params": {
     "accessKeyKey": "accesskey", "disableSSL": "true", "endpoint": "minio-service.kubeflow:9000",
     "fromEnv": "false", "region": "minio", "secretKeyKey": "secretkey",
     "secretName": "mlpipeline-minio-artifact"}}, separators=(",", ":"))
+# A gs:// root with no launcher configuration: credentials from the pod's environment.
+GCS_SESSION_INFO = json.dumps({"Provider": "gs", "Params": {"fromEnv": "true"}}, separators=(",", ":"))
 
 
 class Rejected(Exception):
@@ -114,6 +124,11 @@ def local_path(uri: str) -> str:
         if uri.startswith(scheme):
             return prefix + uri[len(scheme):]
     raise Rejected(f"failed to generate local path for URI {uri}: unsupported storage scheme")
+
+
+def local_mount(uri: str) -> str:
+    """The pod directory LocalPathForURI puts the URI under (/minio, /gcs, /s3)."""
+    return "/" + local_path(uri).split("/")[1]
 
 
 def prefixed_bucket(pipeline_root: str) -> str:
@@ -177,14 +192,65 @@ def from_mlmd_value(value: dict) -> Any:
     return float(v) if kind in ("int", "double") else v
 
 
+class LocalObjectStore:
+    """A bucket as a local directory: <root>/<bucket>/<key>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, uri: str) -> Path:
+        return self.root / uri.split("://", 1)[1]
+
+    def download(self, uri: str, target: Path) -> None:
+        if self.path(uri).exists():
+            copy_files(self.path(uri), target)
+
+    def upload(self, source: Path, uri: str) -> None:
+        copy_files(source, self.path(uri))
+
+
+class GcsObjectStore:
+    """gs:// buckets through google-cloud-storage: the GCS stand-in (tools/gcs) when the process's
+    STORAGE_EMULATOR_HOST names it. Files, not directories, as in LocalObjectStore."""
+
+    def __init__(self) -> None:
+        from google.cloud import storage
+
+        self.client = storage.Client.create_anonymous_client()
+
+    @staticmethod
+    def split(uri: str) -> tuple[str, str]:
+        bucket, _, key = uri[len("gs://"):].partition("/")
+        return bucket, key.rstrip("/")
+
+    def download(self, uri: str, target: Path) -> None:
+        bucket, key = self.split(uri)
+        for blob in self.client.list_blobs(bucket, prefix=key):
+            if blob.name == key or blob.name.startswith(key + "/"):
+                dest = target / blob.name[len(key):].lstrip("/") if blob.name != key else target
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                blob.download_to_filename(str(dest))
+
+    def upload(self, source: Path, uri: str) -> None:
+        bucket, key = self.split(uri)
+        files = [source] if source.is_file() else [Path(p) / n for p, _, names in os.walk(source) for n in names]
+        for file in files:
+            name = key if file == source else f"{key}/{file.relative_to(source)}"
+            self.client.bucket(bucket).blob(name).upload_from_filename(str(file))
+
+
 class KfpStandIn:
     def __init__(self, workdir: Path, engine: ContainerEngine, volumes: list[str | Path] = (),
-                 publish_logs: bool = True, max_parallel: int | None = None) -> None:
+                 publish_logs: bool = True, max_parallel: int | None = None,
+                 pod_env: dict[str, str] | None = None, network: str = "none") -> None:
         """`volumes`: host directories every task's container sees at the same path (what the
         compiled spec names as data root, serving root, span store). They and `workdir` must be
-        paths the engine's host sees: under /tmp, which the with-stack chroot shares."""
+        paths the engine's host sees: under /tmp, which the with-stack chroot shares. `pod_env`
+        and `network`: what every task's container gets besides (ContainerEngine.run)."""
         self.workdir = Path(workdir)
-        self.store = self.workdir / "objectstore"
+        self.local_store = LocalObjectStore(self.workdir / "objectstore")
+        self.gcs_store: GcsObjectStore | None = None
+        self.pod_env, self.network = dict(pod_env or {}), network
         self.engine, self.publish_logs = engine, publish_logs
         self.volumes = [str(v) for v in volumes]
         for volume in self.volumes:   # a volume exists before the pod starts (a PersistentVolume is provisioned)
@@ -410,9 +476,12 @@ class KfpStandIn:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
     # --- the launcher ----------------------------------------------------------------------------
-    def object_path(self, uri: str) -> Path:
-        scheme, rest = uri.split("://", 1)
-        return self.store / rest
+    def object_store(self, uri: str) -> LocalObjectStore | GcsObjectStore:
+        if not uri.startswith("gs://"):
+            return self.local_store
+        if self.gcs_store is None:
+            self.gcs_store = GcsObjectStore()
+        return self.gcs_store
 
     @staticmethod
     def placeholders(executor_input: pb.ExecutorInput) -> dict[str, str]:
@@ -446,15 +515,15 @@ class KfpStandIn:
                 arg = arg.replace(key, text)
             return arg
 
-        with tempfile.TemporaryDirectory(prefix="pod-", dir=self.workdir) as pod:  # the pod's /minio
+        mount = local_mount(bucket)
+        with tempfile.TemporaryDirectory(prefix="pod-", dir=self.workdir) as pod:  # the pod's /minio or /gcs
 
             def pod_path(uri: str, pod: str = pod) -> Path:
-                return Path(pod) / local_path(uri)[len(LOCAL_MOUNT) + 1:]
+                return Path(pod) / local_path(uri)[len(mount) + 1:]
 
             for lst in executor_input.inputs.artifacts.values():                    # downloadArtifacts
                 for artifact in lst.artifacts:
-                    if self.object_path(artifact.uri).exists():
-                        copy_files(self.object_path(artifact.uri), pod_path(artifact.uri))
+                    self.object_store(artifact.uri).download(artifact.uri, pod_path(artifact.uri))
             for lst in executor_input.outputs.artifacts.values():                   # prepareOutputFolders
                 pod_path(lst.artifacts[0].uri).parent.mkdir(parents=True, exist_ok=True)
             # Kubernetes: `command` replaces the image's ENTRYPOINT, `args` its CMD.
@@ -462,7 +531,7 @@ class KfpStandIn:
             exited = self.engine.run(
                 container["image"], entrypoint=[substitute(a) for a in command] if command else None,
                 args=[substitute(a) for a in container.get("args", [])],
-                binds={pod: LOCAL_MOUNT, **{v: v for v in self.volumes}},
+                binds={pod: mount, **{v: v for v in self.volumes}}, env=self.pod_env, network=self.network,
                 name=f"kfp-{task_name.lower()}-{uuid.uuid4().hex[:8]}")
             output = exited.log
             if EXECUTOR_LOGS in executor_input.outputs.artifacts:                   # getLogWriter
@@ -470,7 +539,7 @@ class KfpStandIn:
                 logs.write_text(output)
             if exited.status != 0:
                 return "FAILED", output, {}
-            output_file = Path(pod) / executor_input.outputs.output_file[len(LOCAL_MOUNT) + 1:]
+            output_file = Path(pod) / executor_input.outputs.output_file[len(mount) + 1:]
             executor_output = pb.ExecutorOutput()
             if output_file.exists():                                                # getExecutorOutputFile
                 json_format.Parse(output_file.read_text(), executor_output)
@@ -489,7 +558,7 @@ class KfpStandIn:
                     key_from_uri(artifact.uri, bucket)
                     local = pod_path(artifact.uri)
                     if local.exists():
-                        copy_files(local, self.object_path(artifact.uri))
+                        self.object_store(artifact.uri).upload(local, artifact.uri)
                     produced[name] = self.record(name, artifact)
             except Rejected as e:
                 return "FAILED", f"{output}\nfailed to upload or record output artifacts: {e}", {}
@@ -500,7 +569,8 @@ class KfpStandIn:
         also gets `display_name` (the output's name unless set) and `store_session_info`."""
         props = {k: to_mlmd_value(v) for k, v in artifact.metadata.fields.items()}
         props.setdefault("display_name", {"string": output_name})
-        props["store_session_info"] = {"string": MINIO_SESSION_INFO}
+        props["store_session_info"] = {"string": GCS_SESSION_INFO if artifact.uri.startswith("gs://")
+                                       else MINIO_SESSION_INFO}
         with self._lock:
             artifact_id = len(self.artifacts) + 1
             self.artifacts[artifact_id] = {"uri": artifact.uri, "custom_properties": props}
@@ -508,4 +578,7 @@ class KfpStandIn:
 
     def artifact_dir(self, artifact_id: int) -> Path:
         """Where an artifact's files are in the object store."""
-        return self.object_path(self.artifacts[artifact_id]["uri"])
+        return self.local_store.path(self.artifacts[artifact_id]["uri"])
+
+    def artifact_uri(self, artifact_id: int) -> str:
+        return self.artifacts[artifact_id]["uri"]

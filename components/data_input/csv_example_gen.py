@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 BATCH_ROWS = 4096
 _FILES_KEY = "_fmnist_split_files"
 _REPORTS_KEY = "_fmnist_file_reports"
+_REPORTS_DIR = ".file_reports"   # inside the examples artifact while the executor runs
 _EXAMPLES_SHOWN = 3
 MAX_CELLS_SHOWN = 5     # ValidationGate's lookup: offending cells shown per run
 
@@ -163,6 +164,7 @@ class _ParseFile(beam.DoFn):
 
 
 def _write_reports(reports: list[dict[str, Any]], path: str) -> None:
+    fileio.makedirs(os.path.dirname(path))
     with fileio.open(path, "wb") as f:
         pickle.dump(reports, f)
 
@@ -330,7 +332,13 @@ class Executor(BaseExampleGenExecutor):
             options["file_counts"])
         props = dict(exec_properties)
         props[_FILES_KEY] = {split: sel.files for split, sel in selection.items()}
-        props[_REPORTS_KEY] = os.path.join(self._get_tmp_dir(), "file_reports.pkl")
+        examples = artifact_utils.get_single_instance(output_dict[specs.EXAMPLES_KEY])
+        # The file reports are written by a Beam worker, so they go where the workers write the
+        # examples: the executor's temporary directory is beside Kubeflow's output metadata file,
+        # a path in the step's pod (/gcs/..., /minio/...) that a Flink or Dataflow worker cannot
+        # reach. Removed once read; a failed run publishes no artifact.
+        reports_dir = os.path.join(examples.uri, _REPORTS_DIR)
+        props[_REPORTS_KEY] = os.path.join(reports_dir, "file_reports.pkl")
         if split_writer.is_direct_runner(self._beam_pipeline_args):
             self._generate_without_reshuffle(output_dict, props)
         else:
@@ -338,9 +346,9 @@ class Executor(BaseExampleGenExecutor):
 
         with fileio.open(props[_REPORTS_KEY], "rb") as f:
             reports = pickle.load(f)
+        fileio.rmtree(reports_dir)
         max_share = float(options["max_duplicate_share"])
         report = build_report(selection, reports, max_share)
-        examples = artifact_utils.get_single_instance(output_dict[specs.EXAMPLES_KEY])
         text = json.dumps(report, indent=1)
         with fileio.open(os.path.join(examples.uri, DATA_REPORT_FILE), "w") as f:
             f.write(text)

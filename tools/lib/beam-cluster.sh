@@ -52,8 +52,14 @@ start() {
   echo $! >"$state/$name.pid"
 }
 
-start_pool() {  # start_pool I: the Beam worker pool beside worker I, in the project's stack
-  start "worker-pool-$1" "$top/tools/with-stack" python "$top/tools/beam_worker_pool.py" --address "$(pool_ip "$1"):$pool_port"
+# start_pool I: the Beam worker pool beside worker I, in the project's stack. BEAM_WORKER_ENV names
+# a file of KEY=VALUE lines the pools (and so every SDK harness) get, as a Kubernetes sidecar gets its
+# `env:` -- e.g. `tools/gcs env`, to reach a pipeline root on GCS.
+start_pool() {
+  local -a worker_env=()
+  [ -z "${BEAM_WORKER_ENV:-}" ] || mapfile -t worker_env < <(grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$BEAM_WORKER_ENV")
+  start "worker-pool-$1" "$top/tools/with-stack" env "${worker_env[@]}" python "$top/tools/beam_worker_pool.py" \
+    --address "$(pool_ip "$1"):$pool_port"
 }
 
 wait_for() {  # wait_for WHAT CHECK-COMMAND...
