@@ -1,5 +1,6 @@
 """What "the same result as DirectRunner" means for a pipeline run on a Beam cluster (Flink,
-Spark): shared by tests/e2e/test_beam_flink.py and test_beam_spark.py."""
+Spark), and the compiled Kubeflow pipeline run on one with a gs:// root: shared by
+tests/e2e/test_beam_flink.py and test_beam_spark.py."""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import NO_CLASS_FLOOR_ARGS, NO_LATENCY_GATE_ARGS, SAMPLE_DATA, compile_kubeflow
+from container_engine import ContainerEngine, image_under_test
+from kfp_standin import GcsObjectStore, KfpStandIn, RunResult
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT
 from schema import contract
@@ -128,3 +132,62 @@ def assert_same_data_as_directrunner(on_cluster, direct) -> None:
     for split in SPLITS:
         assert count_records(on_cluster, split) == count_records(direct, split) > 0, split
         assert_same_statistics(statistics(on_cluster, split), statistics(direct, split))
+
+
+class Gcs(LocalCluster):
+    """The GCS stand-in (tools/gcs): a bucket gs://fmnist and the environment its clients need."""
+
+    script, state_variable = "gcs", "GCS_STATE"
+
+    def environment(self) -> dict[str, str]:
+        return dict(line.split("=", 1) for line in self.tool("env").splitlines())
+
+    def worker_env_file(self, directory: Path) -> Path:
+        """BEAM_WORKER_ENV for a cluster whose worker pools reach this store, as a TaskManager's or
+        executor's sidecar reaches GCS (its `env:`)."""
+        path = directory / "worker.env"
+        path.write_text(self.tool("env") + "\n")
+        return path
+
+
+def run_kubeflow_on_cluster(beam_args: tuple[str, ...], gcs: Gcs, tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch) -> tuple[KfpStandIn, RunResult, Path]:
+    """`fmnist kubeflow compile --beam-args "<the cluster's arguments>"` with a gs:// pipeline root,
+    and the sample's CSVs on gs:// too, run under the KFP stand-in: every step a container of the
+    image on this machine's network with the GCS stand-in's environment; the Beam steps' workers
+    read the data and read and write the artifacts on GCS themselves (a pod's /minio is out of
+    their reach: kfp_standin.py). Returns the stand-in, the run and the serving root; this process
+    can then read gs:// too."""
+    env = gcs.environment()
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    data, serving = "gs://fmnist/data", tmp_path / "serving"   # the data on GCS too
+    GcsObjectStore().upload(SAMPLE_DATA, data)
+    spec, root = tmp_path / "fmnist.yaml", "gs://fmnist/kfp"
+    compile_kubeflow(spec, "--image", image_under_test(), "--preset", "sample", "--pipeline-root", root,
+                     "--data-root", str(data), "--serving-root", str(serving), *NO_LATENCY_GATE_ARGS,
+                     *NO_CLASS_FLOOR_ARGS, "--beam-args", " ".join(beam_args))
+    standin = KfpStandIn(tmp_path / "backend", ContainerEngine.from_environment(),
+                         volumes=[serving, gcs.state / "tls"], pod_env=env, network="host")
+    run = standin.run(spec, {"epochs": 3, "accuracy_threshold": 0.5}, pipeline_root=root)
+    assert run.succeeded, (run.error, {name: task.state for name, task in run.tasks.items()})
+    return standin, run, serving
+
+
+def assert_kubeflow_run_wrote_directrunners_data_to_gcs(standin: KfpStandIn, run: RunResult, serving: Path,
+                                                       direct) -> None:
+    """The statistics the cluster's workers wrote to gs:// equal DirectRunner's; Transform's output
+    is there; the model trained on it is blessed and pushed."""
+    import tensorflow as tf
+    import tensorflow_data_validation as tfdv
+
+    statistics_uri = standin.artifact_uri(run.tasks[contract.STATISTICS_GEN].outputs["statistics"])
+    assert statistics_uri.startswith("gs://fmnist/kfp/")
+    for split in SPLITS:
+        on_cluster = tfdv.load_stats_binary(f"{statistics_uri}/Split-{split}/FeatureStats.pb").datasets[0]
+        assert_same_statistics(on_cluster, statistics(direct, split))
+    transformed = standin.artifact_uri(run.tasks[contract.TRANSFORM].outputs["transformed_examples"])
+    assert tf.io.gfile.glob(f"{transformed}/Split-{contract.TRAIN_SPLIT}/*"), transformed
+    blessing = standin.artifacts[run.tasks[contract.EVALUATOR].outputs["blessing"]]["custom_properties"]
+    assert blessing["blessed"] == {"double": 1.0}
+    assert len(os.listdir(serving / "fmnist")) == 1

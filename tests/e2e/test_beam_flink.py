@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -21,24 +20,16 @@ import pytest
 
 from beam_equivalence import (
     SPLITS,
+    Gcs,
     LocalCluster,
+    assert_kubeflow_run_wrote_directrunners_data_to_gcs,
     assert_same_data_as_directrunner,
     assert_same_statistics,
     output,
+    run_kubeflow_on_cluster,
     statistics,
 )
-from conftest import (
-    NO_CLASS_FLOOR_ARGS,
-    NO_LATENCY_GATE,
-    NO_LATENCY_GATE_ARGS,
-    SAMPLE_DATA,
-    compile_kubeflow,
-    read_sample_rows,
-    wait_until,
-    write_csv_gz,
-)
-from container_engine import ContainerEngine, image_under_test
-from kfp_standin import KfpStandIn
+from conftest import NO_LATENCY_GATE, SAMPLE_DATA, read_sample_rows, wait_until, write_csv_gz
 from pipeline import runner
 from pipeline.config import PROJECT_ROOT, load_config
 from schema import contract
@@ -77,15 +68,6 @@ class Flink(LocalCluster):
         return used
 
 
-class Gcs(LocalCluster):
-    """The GCS stand-in: a bucket gs://fmnist and the environment its clients need."""
-
-    script, state_variable = "gcs", "GCS_STATE"
-
-    def environment(self) -> dict[str, str]:
-        return dict(line.split("=", 1) for line in self.tool("env").splitlines())
-
-
 @pytest.fixture(scope="module")
 def gcs(tmp_path_factory):
     with Gcs(tmp_path_factory.mktemp("gcs-state"), GCS_PORTS).running(budget_seconds=BUDGET) as store:
@@ -95,8 +77,7 @@ def gcs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def flink(tmp_path_factory, gcs):
     # The worker pools reach the GCS stand-in as a TaskManager's sidecar reaches GCS (its env).
-    worker_env = tmp_path_factory.mktemp("flink-env") / "worker.env"
-    worker_env.write_text(gcs.tool("env") + "\n")
+    worker_env = gcs.worker_env_file(tmp_path_factory.mktemp("flink-env"))
     # The module takes ~15 min on 2 idle cores; the budget bounds a cluster that stops making progress.
     with Flink(tmp_path_factory.mktemp("flink-state"), {**PORTS, "BEAM_WORKER_ENV": str(worker_env)}).running(
             budget_seconds=BUDGET) as cluster:
@@ -258,42 +239,16 @@ def test_a_taskmanager_killed_during_statistics_and_the_rerun_completes(flink, s
     assert flink.rest("/overview")["taskmanagers"] == len(TASKMANAGERS)
 
 
+
 def test_the_kubeflow_pipeline_runs_its_beam_steps_on_flink_with_a_gcs_pipeline_root(flink, gcs, sample_run,
                                                                                     tmp_path, monkeypatch):
-    """`fmnist kubeflow compile --beam-args "<the cluster's arguments>"` with a gs:// pipeline root, run
-    under the KFP stand-in: every step a container of the image, each Beam step a Flink job on both
-    TaskManagers, whose workers read and write the artifacts on GCS themselves (a pod's /minio is
-    out of their reach: kfp_standin.py). The statistics they wrote equal DirectRunner's; the model
-    trained on Flink's Transform output is blessed and pushed."""
-    env = gcs.environment()
-    for name, value in env.items():   # this process reads the artifacts back from gs:// too
-        monkeypatch.setenv(name, value)
-    data, serving = tmp_path / "data", tmp_path / "serving"
-    shutil.copytree(SAMPLE_DATA, data)
-    spec, root = tmp_path / "fmnist.yaml", "gs://fmnist/kfp"
-    compile_kubeflow(spec, "--image", image_under_test(), "--preset", "sample", "--pipeline-root", root,
-                     "--data-root", str(data), "--serving-root", str(serving), *NO_LATENCY_GATE_ARGS,
-                     *NO_CLASS_FLOOR_ARGS, "--beam-args", " ".join(flink.beam_args))
+    """The compiled pipeline under the KFP stand-in with the cluster's arguments and a gs:// root
+    (beam_equivalence.run_kubeflow_on_cluster): each Beam step a finished Flink job, on both
+    TaskManagers; the workers' statistics on GCS equal DirectRunner's; the model is pushed."""
     before = set(flink.jobs())
-    standin = KfpStandIn(tmp_path / "backend", ContainerEngine.from_environment(),
-                         volumes=[data, serving, gcs.state / "tls"], pod_env=env, network="host")
-    run = standin.run(spec, {"epochs": 3, "accuracy_threshold": 0.5}, pipeline_root=root)
-    assert run.succeeded, (run.error, {name: task.state for name, task in run.tasks.items()})
+    standin, run, serving = run_kubeflow_on_cluster(flink.beam_args, gcs, tmp_path, monkeypatch)
     jobs = {jid: job for jid, job in flink.jobs().items() if jid not in before}
     assert len(jobs) == len(BEAM_STEPS), {j["name"]: j["state"] for j in jobs.values()}
     assert all(j["state"] == "FINISHED" for j in jobs.values()), jobs
     assert set().union(*(flink.taskmanagers_of(jid) for jid in jobs)) == TASKMANAGERS
-
-    import tensorflow as tf
-    import tensorflow_data_validation as tfdv
-
-    statistics_uri = standin.artifact_uri(run.tasks[contract.STATISTICS_GEN].outputs["statistics"])
-    assert statistics_uri.startswith(root + "/")
-    for split in SPLITS:
-        on_flink = tfdv.load_stats_binary(f"{statistics_uri}/Split-{split}/FeatureStats.pb").datasets[0]
-        assert_same_statistics(on_flink, statistics(sample_run[1], split))
-    transformed = standin.artifact_uri(run.tasks[contract.TRANSFORM].outputs["transformed_examples"])
-    assert tf.io.gfile.glob(f"{transformed}/Split-train/*"), transformed
-    blessing = standin.artifacts[run.tasks[contract.EVALUATOR].outputs["blessing"]]["custom_properties"]
-    assert blessing["blessed"] == {"double": 1.0}
-    assert len(os.listdir(serving / "fmnist")) == 1
+    assert_kubeflow_run_wrote_directrunners_data_to_gcs(standin, run, serving, sample_run[1])

@@ -1,21 +1,30 @@
 """The pipeline's Beam steps on a real Apache Spark standalone cluster (tools/spark: a master, two
 workers as separate JVMs, a Beam worker pool beside each, Beam's Spark job server), compared with the
 DirectRunner run of the same preset: the same examples and statistics, a model as good, and the
-work seen in Spark's own JSON API on both workers. The module's own cluster, on ports of its own.
+work seen in Spark's own JSON API on both workers; and the compiled Kubeflow pipeline on the cluster
+with a gs:// pipeline root on a GCS stand-in. The module's own cluster and store, on ports of their own.
 """
 from __future__ import annotations
 
 import pytest
 
-from beam_equivalence import LocalCluster, assert_same_data_as_directrunner
+from beam_equivalence import (
+    Gcs,
+    LocalCluster,
+    assert_kubeflow_run_wrote_directrunners_data_to_gcs,
+    assert_same_data_as_directrunner,
+    run_kubeflow_on_cluster,
+)
 from conftest import NO_LATENCY_GATE
 from pipeline import runner
 from pipeline.config import load_config
 from schema import contract
 
-BUDGET = 20 * 60  # seconds for the whole module, cluster up to down (see the fixture)
+BUDGET = 30 * 60  # seconds for the whole module, cluster up to down (see the fixture)
 PORTS = {"SPARK_MASTER_PORT": "17077", "SPARK_UI_PORT": "18080", "BEAM_JOB_PORT": "18199",
          "BEAM_WORKER_POOL_PORT": "50110"}
+GCS_PORTS = {"GCS_EMULATOR_PORT": "14444", "GCS_GATEWAY_PORT": "14481"}
+STEPS = (contract.EXAMPLE_GEN, contract.STATISTICS_GEN, contract.TRANSFORM, contract.EVALUATOR)
 
 
 class Spark(LocalCluster):
@@ -26,11 +35,34 @@ class Spark(LocalCluster):
     def master(self) -> dict:
         return self.get_json(f"http://127.0.0.1:{PORTS['SPARK_UI_PORT']}/json/")
 
+    def ran_on_each_worker(self) -> list[set[str]]:
+        """The applications each worker ran executors for (each worker's own JSON)."""
+        ran_on = []
+        for worker in self.master()["workers"]:
+            ran = self.get_json(worker["webuiaddress"] + "/json/")
+            ran_on.append({e["appid"] for e in ran["finishedexecutors"] + ran["executors"]})
+        return ran_on
+
+    def assert_finished_on_both_workers(self, apps: list[dict]) -> None:
+        assert len(apps) == len(STEPS) and all(a["state"] == "FINISHED" for a in apps), apps
+        ran_on = self.ran_on_each_worker()
+        assert len(ran_on) == 2
+        for app in apps:
+            assert all(app["id"] in ids for ids in ran_on), (app["id"], ran_on)
+
 
 @pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    # The module takes ~8 min on 2 idle cores; the budget bounds a cluster that stops making progress.
-    with Spark(tmp_path_factory.mktemp("spark-state"), PORTS).running(budget_seconds=BUDGET) as cluster:
+def gcs(tmp_path_factory):
+    with Gcs(tmp_path_factory.mktemp("gcs-state"), GCS_PORTS).running(budget_seconds=BUDGET) as store:
+        yield store
+
+
+@pytest.fixture(scope="module")
+def spark(tmp_path_factory, gcs):
+    # The module takes ~15 min on 2 idle cores; the budget bounds a cluster that stops making progress.
+    worker_env = gcs.worker_env_file(tmp_path_factory.mktemp("spark-env"))
+    with Spark(tmp_path_factory.mktemp("spark-state"), {**PORTS, "BEAM_WORKER_ENV": str(worker_env)}).running(
+            budget_seconds=BUDGET) as cluster:
         yield cluster
 
 
@@ -58,14 +90,16 @@ def test_same_examples_and_statistics_as_directrunner(spark_run, sample_run):
 
 def test_every_beam_step_was_a_spark_application_with_executors_on_both_workers(spark_run, spark):
     _, summary, apps = spark_run
-    steps = (contract.EXAMPLE_GEN, contract.STATISTICS_GEN, contract.TRANSFORM, contract.EVALUATOR)
-    assert all(summary.component(step).state == "COMPLETE" for step in steps)
-    assert len(apps) == len(steps) and all(a["state"] == "FINISHED" for a in apps), apps
-    # Each worker's own JSON lists the executors it ran, by application.
-    ran_on = []
-    for worker in spark.master()["workers"]:
-        ran = spark.get_json(worker["webuiaddress"] + "/json/")
-        ran_on.append({e["appid"] for e in ran["finishedexecutors"] + ran["executors"]})
-    assert len(ran_on) == 2
-    for app in apps:
-        assert all(app["id"] in ids for ids in ran_on), (app["id"], ran_on)
+    assert all(summary.component(step).state == "COMPLETE" for step in STEPS)
+    spark.assert_finished_on_both_workers(apps)
+
+
+@pytest.mark.own_target   # `make test-spark` only: ~23 min on 2 cores (Spark's Evaluator alone ~10)
+def test_the_kubeflow_pipeline_runs_its_beam_steps_on_spark_with_a_gcs_pipeline_root(spark, gcs, sample_run,
+                                                                                    tmp_path, monkeypatch):
+    """As on Flink (beam_equivalence.run_kubeflow_on_cluster): each Beam step a finished Spark
+    application with executors on both workers; the workers' statistics on GCS equal DirectRunner's."""
+    before = {a["id"] for a in spark.master()["completedapps"]}
+    standin, run, serving = run_kubeflow_on_cluster(tuple(spark.tool("args").split()), gcs, tmp_path, monkeypatch)
+    spark.assert_finished_on_both_workers([a for a in spark.master()["completedapps"] if a["id"] not in before])
+    assert_kubeflow_run_wrote_directrunners_data_to_gcs(standin, run, serving, sample_run[1])
