@@ -88,7 +88,8 @@ MINIO_SESSION_INFO = json.dumps({"Provider": "minio", "Params": {
     "accessKeyKey": "accesskey", "disableSSL": "true", "endpoint": "minio-service.kubeflow:9000",
     "fromEnv": "false", "region": "minio", "secretKeyKey": "secretkey",
     "secretName": "mlpipeline-minio-artifact"}}, separators=(",", ":"))
-# A gs:// root with no launcher configuration: credentials from the pod's environment.
+# A gs:// root whose credentials come from the pod's environment (objectstore/config.go: a session
+# of Provider "gs", GCSParams read by StructuredGCSParams, `fromEnv`).
 GCS_SESSION_INFO = json.dumps({"Provider": "gs", "Params": {"fromEnv": "true"}}, separators=(",", ":"))
 
 
