@@ -142,12 +142,16 @@ class Gcs(LocalCluster):
     def environment(self) -> dict[str, str]:
         return dict(line.split("=", 1) for line in self.tool("env").splitlines())
 
-    def worker_env_file(self, directory: Path) -> Path:
-        """BEAM_WORKER_ENV for a cluster whose worker pools reach this store, as a TaskManager's or
-        executor's sidecar reaches GCS (its `env:`)."""
-        path = directory / "worker.env"
-        path.write_text(self.tool("env") + "\n")
-        return path
+    @contextlib.contextmanager
+    def cluster(self, kind: type[LocalCluster], ports: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+                budget_seconds: float) -> Iterator[LocalCluster]:
+        """A `kind` cluster (LocalCluster.running) whose worker pools reach this store, as a
+        TaskManager's or executor's sidecar reaches GCS: its `env:` (BEAM_WORKER_ENV)."""
+        worker_env = tmp_path_factory.mktemp(f"{kind.script}-env") / "worker.env"
+        worker_env.write_text(self.tool("env") + "\n")
+        with kind(tmp_path_factory.mktemp(f"{kind.script}-state"),
+                  {**ports, "BEAM_WORKER_ENV": str(worker_env)}).running(budget_seconds) as cluster:
+            yield cluster
 
 
 def run_kubeflow_on_cluster(beam_args: tuple[str, ...], gcs: Gcs, tmp_path: Path,

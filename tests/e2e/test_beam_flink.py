@@ -76,11 +76,8 @@ def gcs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def flink(tmp_path_factory, gcs):
-    # The worker pools reach the GCS stand-in as a TaskManager's sidecar reaches GCS (its env).
-    worker_env = gcs.worker_env_file(tmp_path_factory.mktemp("flink-env"))
     # The module takes ~15 min on 2 idle cores; the budget bounds a cluster that stops making progress.
-    with Flink(tmp_path_factory.mktemp("flink-state"), {**PORTS, "BEAM_WORKER_ENV": str(worker_env)}).running(
-            budget_seconds=BUDGET) as cluster:
+    with gcs.cluster(Flink, PORTS, tmp_path_factory, budget_seconds=BUDGET) as cluster:
         yield cluster
 
 
